@@ -1,0 +1,107 @@
+/*
+ * device.h — the tax-control device, as the engine sees it (SPEC §5).
+ *
+ * The command list of the device, one function each.  A device is a
+ * vtable: `sim` (device/sim.c) today, `usb` over Bulk-Only Transport later;
+ * both answer the same commands with the same enum fa_err refusals.
+ *
+ * Issuing takes two commands so that the signed bytes can contain the
+ * number the device allocates:
+ *   device_issue_begin  checks PIN, lock date, limits and roll and reserves
+ *                       the next number (returns number, check code, cipher);
+ *   device_issue_sign   signs the canonical bytes for that reserved number,
+ *                       records it in the device journal and consumes it.
+ * A number is consumed only by issue_sign, so a crash between the two
+ * reuses it: no gaps.
+ */
+#ifndef FAPIAO_DEVICE_H
+#define FAPIAO_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "device/crypto.h"
+#include "engine/config.h"
+#include "engine/err.h"
+
+#define DEVICE_MAX_ROLLS 8
+
+struct device_info {
+    char kind[8];                 /* sim | usb */
+    char model[64];
+    char machine_number[16];      /* 12 digits */
+    char seller_tax_id[24];
+    char seller_name[128];
+    char seller_address_phone[128];
+    char seller_bank_account[128];
+    char taxpayer_kind[32];       /* 一般纳税人 | 小规模纳税人 */
+    char public_key[256];         /* base64 DER SubjectPublicKeyInfo */
+};
+
+struct device_status {
+    char cleared_through[8];      /* YYYY-MM */
+    int64_t lock_date;            /* issuing allowed until this instant */
+    bool locked;                  /* lock date passed */
+    int64_t limit_fen;            /* per-invoice limit */
+    int64_t offline_hours;
+    int64_t offline_amount_fen;
+    int pin_retries_left;
+    int64_t signed_count;         /* invoices in the journal */
+};
+
+struct device_roll {
+    char type[4];                 /* 026 | 028 */
+    char code[16];                /* 12 digits */
+    uint32_t first, last, next;
+};
+
+struct device_issue_req {
+    const char *type;             /* 026 | 028 */
+    int64_t total_fen;            /* amount including tax; negative for red */
+    int64_t issued_at;
+};
+
+struct device_issue_fields {
+    char code[16];                /* 12 digits */
+    char number[16];              /* 8 digits */
+    char machine_number[16];
+    char check_code[24];          /* 20 digits */
+    char cipher[112];             /* 108 characters of 0-9+-*<>/ */
+};
+
+struct device;
+struct device_ops {
+    enum fa_err (*get_info)(struct device *d, struct device_info *out);
+    enum fa_err (*get_status)(struct device *d, struct device_status *out);
+    enum fa_err (*list_rolls)(struct device *d, struct device_roll *out, int max, int *n);
+    enum fa_err (*verify_pin)(struct device *d, const char *pin);
+    enum fa_err (*issue_begin)(struct device *d, const struct device_issue_req *req,
+                               struct device_issue_fields *out);
+    enum fa_err (*issue_sign)(struct device *d, const char *code, const char *number,
+                              const void *bytes, size_t len, char sig_b64[CRYPTO_SIG_B64_MAX]);
+    void (*close)(struct device *d);
+};
+
+struct device {
+    const struct device_ops *ops;
+};
+
+/* Open the configured device (and create the demo device on first use of
+ * the embedded default); verifies the PIN from pin_file or the demo PIN. */
+enum fa_err device_open(const struct config *c, struct device **out, char *why, size_t whylen);
+void device_close(struct device *d);
+
+static inline enum fa_err device_get_info(struct device *d, struct device_info *o)
+{ return d->ops->get_info(d, o); }
+static inline enum fa_err device_get_status(struct device *d, struct device_status *o)
+{ return d->ops->get_status(d, o); }
+static inline enum fa_err device_list_rolls(struct device *d, struct device_roll *o, int max, int *n)
+{ return d->ops->list_rolls(d, o, max, n); }
+static inline enum fa_err device_issue_begin(struct device *d, const struct device_issue_req *r,
+                                             struct device_issue_fields *o)
+{ return d->ops->issue_begin(d, r, o); }
+static inline enum fa_err device_issue_sign(struct device *d, const char *code, const char *number,
+                                            const void *b, size_t n, char sig[CRYPTO_SIG_B64_MAX])
+{ return d->ops->issue_sign(d, code, number, b, n, sig); }
+
+#endif

@@ -1,0 +1,175 @@
+/*
+ * config.c — INI configuration (inih) over the embedded default.
+ *
+ * Relative paths in the file are taken relative to [store] state_dir, so a
+ * configuration can be moved with its state.  Unknown sections or keys are
+ * errors: a typo must not silently fall back to a default.
+ */
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "engine/config.h"
+
+struct config_parse {
+    struct config *c;
+    char why[256];
+    char secret_file[PATH_MAX];
+};
+
+static int copy_value(char *dst, size_t cap, const char *v)
+{
+    size_t n = strlen(v);
+    if (n >= cap)
+        return -1;
+    memcpy(dst, v, n + 1);
+    return 0;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+    if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on"))
+        *out = true;
+    else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off"))
+        *out = false;
+    else
+        return -1;
+    return 0;
+}
+
+static int parse_hex16(const char *v, unsigned *out)
+{
+    char *end;
+    unsigned long x = strtoul(v, &end, 16);
+    if (!*v || *end || x > 0xffff)
+        return -1;
+    *out = (unsigned)x;
+    return 0;
+}
+
+static int config_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct config_parse *p = user;
+    struct config *c = p->c;
+    int rc = -2;   /* -2: unknown key */
+
+#define STR(sec, key, field) \
+    if (!strcmp(section, sec) && !strcmp(name, key)) rc = copy_value(c->field, sizeof c->field, value)
+
+    STR("store", "path", store_path);
+    STR("store", "state_dir", state_dir);
+    STR("device", "kind", device_kind);
+    STR("device", "state", device_state);
+    STR("device", "pin_file", pin_file);
+    STR("platform", "url", platform_url);
+    STR("platform", "app_key", app_key);
+    STR("platform", "ca_file", ca_file);
+    STR("fs", "group", fs_group);
+    STR("clock", "file", clock_file);
+    STR("invoice", "drawer", drawer);
+#undef STR
+    if (!strcmp(section, "platform") && !strcmp(name, "app_secret_file"))
+        rc = copy_value(p->secret_file, sizeof p->secret_file, value);
+    if (!strcmp(section, "device") && !strcmp(name, "vid"))
+        rc = parse_hex16(value, &c->vid);
+    if (!strcmp(section, "device") && !strcmp(name, "pid"))
+        rc = parse_hex16(value, &c->pid);
+    if (!strcmp(section, "platform") && !strcmp(name, "timeout_ms")) {
+        char *end;
+        long v = strtol(value, &end, 10);
+        rc = (*value && !*end && v > 0 && v <= 600000) ? (c->timeout_ms = v, 0) : -1;
+    }
+    if (!strcmp(section, "fs") && !strcmp(name, "allow_other"))
+        rc = parse_bool(value, &c->allow_other);
+
+    if (rc == -2)
+        snprintf(p->why, sizeof p->why, "unknown key [%s] %s", section, name);
+    else if (rc < 0)
+        snprintf(p->why, sizeof p->why, "[%s] %s: invalid value \"%s\"", section, name, value);
+    return rc == 0;
+}
+
+/* Make `path` absolute against the state directory, in place. */
+static int resolve_path(const struct config *c, char *path, size_t cap)
+{
+    char tmp[PATH_MAX];
+    if (!path[0] || path[0] == '/')
+        return 0;
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s/%s", c->state_dir, path) >= sizeof tmp ||
+        strlen(tmp) >= cap)
+        return -1;
+    strcpy(path, tmp);
+    return 0;
+}
+
+static int read_secret(const char *file, char *out, size_t cap, char *why, size_t whylen)
+{
+    FILE *f = fopen(file, "r");
+    size_t n;
+    if (!f) {
+        snprintf(why, whylen, "[platform] app_secret_file %s: %s", file, strerror(errno));
+        return -1;
+    }
+    n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = 0;
+    while (n && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+        out[--n] = 0;
+    return 0;
+}
+
+int config_load(const char *path, struct config *c, char *why, size_t whylen)
+{
+    struct config_parse p = { .c = c };
+    char cwd[PATH_MAX];
+    int rc;
+
+    memset(c, 0, sizeof *c);
+    if (!getcwd(cwd, sizeof cwd)) {
+        snprintf(why, whylen, "cannot read the current directory: %s", strerror(errno));
+        return -1;
+    }
+    if ((size_t)snprintf(c->state_dir, sizeof c->state_dir, "%s/%s", cwd,
+                         CONFIG_DEFAULT_STATE_DIR) >= sizeof c->state_dir) {
+        snprintf(why, whylen, "the current directory's path is too long");
+        return -1;
+    }
+    strcpy(c->store_path, "fapiaofs.db");
+    strcpy(c->device_kind, "sim");
+    strcpy(c->device_state, "device.json");
+    strcpy(c->platform_url, CONFIG_DEFAULT_PLATFORM_URL);
+    strcpy(c->app_key, CONFIG_DEFAULT_APP_KEY);
+    strcpy(c->app_secret, CONFIG_DEFAULT_APP_SECRET);
+    c->timeout_ms = 5000;
+
+    if (path) {
+        rc = ini_parse(path, config_handler, &p);
+        if (rc < 0) {
+            snprintf(why, whylen, "%s: cannot open: %s", path, strerror(errno));
+            return -1;
+        }
+        if (rc > 0) {
+            snprintf(why, whylen, "%s:%d: %s", path, rc, p.why[0] ? p.why : "syntax error");
+            return -1;
+        }
+        if (strcmp(c->device_kind, "sim") && strcmp(c->device_kind, "usb")) {
+            snprintf(why, whylen, "%s: [device] kind must be sim or usb, not \"%s\"", path,
+                     c->device_kind);
+            return -1;
+        }
+    }
+    if (resolve_path(c, c->store_path, sizeof c->store_path) ||
+        resolve_path(c, c->device_state, sizeof c->device_state) ||
+        resolve_path(c, c->pin_file, sizeof c->pin_file) ||
+        resolve_path(c, p.secret_file, sizeof p.secret_file) ||
+        resolve_path(c, c->clock_file, sizeof c->clock_file)) {
+        snprintf(why, whylen, "a configured path is too long");
+        return -1;
+    }
+    if (p.secret_file[0] &&
+        read_secret(p.secret_file, c->app_secret, sizeof c->app_secret, why, whylen))
+        return -1;
+    return 0;
+}

@@ -1,0 +1,280 @@
+/*
+ * engine.c — the issuing pipeline; see engine.h.
+ *
+ * Order of durable steps for one draft, and what a crash after each leaves:
+ *   1. store_add_draft        the draft is on record (state "received");
+ *   2. validate               rejected → store_put_rejection, done;
+ *   3. device_issue_begin     the device reserves a number (not consumed);
+ *   4. store_put_intent       write-ahead: the canonical bytes to be signed;
+ *   5. device_issue_sign      the device consumes the number, journals it;
+ *   6. store_put_invoice      invoice + receipt + upload queue, one commit.
+ * A crash between 5 and 6 leaves a journal entry with an intent whose bytes
+ * hash to it: reconciliation at mount restores the invoice from the two.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "device/crypto.h"
+#include "engine/clock.h"
+#include "engine/draft.h"
+#include "engine/engine.h"
+#include "engine/invoice.h"
+
+struct engine {
+    struct config cfg;
+    store_t *store;
+    struct device *dev;
+    uploader_t *uploader;
+    pthread_mutex_t issue_lock;   /* one draft at a time through the device */
+};
+
+enum fa_err engine_open(const struct config *c, struct engine **out, char *why, size_t whylen)
+{
+    struct engine *e = calloc(1, sizeof *e);
+    enum fa_err err;
+
+    if (!e)
+        return FA_NOMEM;
+    e->cfg = *c;
+    pthread_mutex_init(&e->issue_lock, NULL);
+    clock_set_file(c->clock_file);
+    err = store_open(c->store_path, &e->store, why, whylen);
+    if (err == FA_OK)
+        err = device_open(c, &e->dev, why, whylen);
+    if (err == FA_OK && uploader_start(e->store, c, &e->uploader)) {
+        snprintf(why, whylen, "cannot start the upload thread");
+        err = FA_NOMEM;
+    }
+    if (err) {
+        engine_close(e);
+        return err;
+    }
+    *out = e;
+    return FA_OK;
+}
+
+void engine_close(struct engine *e)
+{
+    if (!e)
+        return;
+    if (e->uploader)
+        uploader_stop(e->uploader);
+    device_close(e->dev);
+    store_close(e->store);
+    pthread_mutex_destroy(&e->issue_lock);
+    free(e);
+}
+
+store_t *engine_store(struct engine *e) { return e->store; }
+struct device *engine_device(struct engine *e) { return e->dev; }
+uploader_t *engine_uploader(struct engine *e) { return e->uploader; }
+const struct config *engine_config(struct engine *e) { return &e->cfg; }
+
+static enum fa_err reject(struct engine *e, int64_t draft_id, const char *name, const void *body,
+                          size_t len, const char *problems, struct engine_outcome *out)
+{
+    enum fa_err err = store_put_rejection(e->store, draft_id, name, body, len, problems,
+                                          clock_now(), &out->reject_id);
+    const char *nl;
+    if (err)
+        return err;
+    out->kind = OUTCOME_REJECTED;
+    nl = strchr(problems, '\n');
+    snprintf(out->reason, sizeof out->reason, "%.*s",
+             (int)(nl ? (size_t)(nl - problems) : strlen(problems)), problems);
+    return FA_REJECTED;
+}
+
+/* Hex SHA-256 of the normalised draft: the parsed document with sorted keys,
+ * no white space and numbers as written, so re-encoding or re-indenting a
+ * draft does not make it a different one. */
+static int draft_hash(const struct draft *d, char hex[65])
+{
+    unsigned char digest[32];
+    char *s = json_dumps(d->root, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!s)
+        return -1;
+    crypto_sha256(s, strlen(s), digest);
+    crypto_hex(digest, 32, hex);
+    free(s);
+    return 0;
+}
+
+/* SPEC §2.1 exactly once: an issued request_id gives a "duplicate" receipt for
+ * the same content, a rejection for other content.  FA_NOTFOUND: go on. */
+static enum fa_err check_request_id(struct engine *e, int64_t draft_id, const char *name,
+                                    const void *body, size_t len, const struct draft *d,
+                                    const char *hash, struct engine_outcome *out)
+{
+    struct store_invoice_ref ref;
+    char path[80], total[DEC_FMT_MAX], problem[512], *receipt;
+    size_t receipt_len = 0;
+    enum fa_err err;
+
+    if (!d->request_id)
+        return FA_NOTFOUND;
+    err = store_find_request(e->store, d->request_id, &ref);
+    if (err)
+        return err;
+    snprintf(path, sizeof path, "issued/%s/%s-%s.json", ref.period, ref.code, ref.number);
+    if (strcmp(ref.draft_hash, hash)) {
+        snprintf(problem, sizeof problem,
+                 "request_id: %s was already issued as invoice %s-%s (%s) with different "
+                 "content; use a new request_id for a new invoice\n",
+                 d->request_id, ref.code, ref.number, path);
+        return reject(e, draft_id, name, body, len, problem, out);
+    }
+    receipt = receipt_render(name, d->request_id, "duplicate", ref.code, ref.number, path,
+                             ref.issued_at, dec_format(dec_from_fen(ref.total_fen), 2, total),
+                             NULL, &receipt_len);
+    if (!receipt)
+        return FA_NOMEM;
+    err = store_put_duplicate(e->store, draft_id, name, ref.invoice_id, receipt, receipt_len,
+                              clock_now(), &out->receipt_id);
+    free(receipt);
+    if (err == FA_OK) {
+        out->kind = OUTCOME_DUPLICATE;
+        out->invoice_id = ref.invoice_id;
+        snprintf(out->period, sizeof out->period, "%s", ref.period);
+        snprintf(out->invoice_name, sizeof out->invoice_name, "%s-%s.json", ref.code, ref.number);
+    }
+    return err;
+}
+
+/* Steps 3-6 for a valid draft; the caller holds issue_lock. */
+static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *name,
+                               const void *body, size_t len, const struct draft *d,
+                               struct engine_outcome *out)
+{
+    struct device_issue_fields f;
+    struct device_info info;
+    struct invoice_meta meta;
+    struct device_issue_req req;
+    char sig[CRYPTO_SIG_B64_MAX], hash[65], path[80], total[DEC_FMT_MAX];
+    char *canonical = NULL, *file = NULL, *receipt = NULL;
+    size_t canonical_len = 0, file_len = 0, receipt_len = 0;
+    json_t *inv = NULL;
+    enum fa_err err;
+
+    if (draft_hash(d, hash))
+        return FA_NOMEM;
+    err = check_request_id(e, draft_id, name, body, len, d, hash, out);
+    if (err != FA_NOTFOUND)
+        return err;
+    req.type = d->type;
+    req.total_fen = dec_to_fen(d->total);
+    req.issued_at = clock_now();
+    err = device_get_info(e->dev, &info);
+    if (err == FA_OK)
+        err = device_issue_begin(e->dev, &req, &f);
+    if (err == FA_DEV_LIMIT) {
+        char problem[256], limit[DEC_FMT_MAX];
+        struct device_status ds;
+        device_get_status(e->dev, &ds);
+        snprintf(problem, sizeof problem,
+                 "totals.total: %s exceeds the device's per-invoice limit of %s (单张开票限额)\n",
+                 dec_format(d->total, 2, total), dec_format(dec_from_fen(ds.limit_fen), 2, limit));
+        return reject(e, draft_id, name, body, len, problem, out);
+    }
+    if (fa_err_is_wait(err)) {
+        out->kind = OUTCOME_WAITING;
+        snprintf(out->reason, sizeof out->reason, "%s", fa_err_str(err));
+        err = store_set_draft_waiting(e->store, draft_id, out->reason);
+        return err;
+    }
+    if (err)
+        return err;
+
+    meta = (struct invoice_meta){ .draft_name = name, .issued_at = req.issued_at,
+                                  .seller = &info, .dev = &f };
+    inv = invoice_build(d, &meta);
+    canonical = inv ? invoice_canonical(inv, &canonical_len) : NULL;
+    if (!canonical) {
+        err = FA_NOMEM;
+        goto out;
+    }
+    err = store_put_intent(e->store, draft_id, f.code, f.number, canonical, canonical_len,
+                           req.issued_at);
+    if (err)
+        goto out;
+    err = device_issue_sign(e->dev, f.code, f.number, canonical, canonical_len, sig);
+    if (err)
+        goto out;
+    file = invoice_render(inv, sig, &file_len);
+    clock_period(req.issued_at, out->period);
+    snprintf(out->invoice_name, sizeof out->invoice_name, "%s-%s.json", f.code, f.number);
+    snprintf(path, sizeof path, "issued/%s/%s", out->period, out->invoice_name);
+    dec_format(d->total, 2, total);
+    receipt = receipt_render(name, d->request_id, "issued", f.code, f.number, path,
+                             req.issued_at, total, NULL, &receipt_len);
+    if (!file || !receipt) {
+        err = FA_NOMEM;
+        goto out;
+    }
+    err = store_put_invoice(e->store, &(struct store_issued){
+                                .draft_id = draft_id, .draft_name = name, .code = f.code,
+                                .number = f.number, .period = out->period,
+                                .issued_at = req.issued_at, .request_id = d->request_id,
+                                .draft_hash = hash, .total_fen = req.total_fen,
+                                .json = file, .json_len = file_len,
+                                .receipt = receipt, .receipt_len = receipt_len },
+                            &out->invoice_id, &out->receipt_id);
+    if (err == FA_OK)
+        out->kind = OUTCOME_ISSUED;
+out:
+    json_decref(inv);
+    free(canonical);
+    free(file);
+    free(receipt);
+    return err;
+}
+
+static enum fa_err process(struct engine *e, int64_t draft_id, const char *name, const void *body,
+                           size_t len, struct engine_outcome *out)
+{
+    struct draft_defaults defs = { .drawer = e->cfg.drawer };
+    struct problems problems = { 0 };
+    struct draft d;
+    enum fa_err err;
+
+    err = draft_parse(body, len, &defs, &d, &problems);
+    if (err == FA_REJECTED) {
+        err = reject(e, draft_id, name, body, len, problems.text ? problems.text : "invalid\n",
+                     out);
+    } else if (err == FA_OK) {
+        pthread_mutex_lock(&e->issue_lock);
+        err = issue_valid(e, draft_id, name, body, len, &d, out);
+        pthread_mutex_unlock(&e->issue_lock);
+        if (err == FA_OK && out->kind == OUTCOME_ISSUED)
+            uploader_kick(e->uploader);
+    }
+    draft_free(&d);
+    problems_free(&problems);
+    return err;
+}
+
+enum fa_err engine_submit(struct engine *e, const char *name, const void *body, size_t len,
+                          struct engine_outcome *out)
+{
+    enum fa_err err;
+
+    memset(out, 0, sizeof *out);
+    err = store_add_draft(e->store, name, body, len, clock_now(), &out->draft_id);
+    if (err)
+        return err;
+    return process(e, out->draft_id, name, body, len, out);
+}
+
+enum fa_err engine_retry(struct engine *e, int64_t draft_id, const char *name, const void *body,
+                         size_t len, struct engine_outcome *out)
+{
+    memset(out, 0, sizeof *out);
+    out->draft_id = draft_id;
+    return process(e, draft_id, name, body, len, out);
+}
+
+enum fa_err engine_cancel(struct engine *e, int64_t draft_id)
+{
+    return store_cancel_draft(e->store, draft_id, clock_now());
+}

@@ -1,0 +1,61 @@
+/*
+ * engine.h — the engine: one draft in, one outcome out.
+ *
+ * engine_submit() is what happens between a writer's last write() and the
+ * return of its close() or rename(): the draft is recorded, validated,
+ * numbered and signed by the device, and committed with its receipt — or
+ * rejected with every problem named, or left waiting for the device.
+ * Issuing is serialised (one device, numbers strictly in order); uploads
+ * happen later, in the background (engine/upload.h).
+ */
+#ifndef FAPIAO_ENGINE_H
+#define FAPIAO_ENGINE_H
+
+#include <stdint.h>
+#include "device/device.h"
+#include "engine/config.h"
+#include "engine/err.h"
+#include "engine/store.h"
+#include "engine/upload.h"
+
+struct engine;
+
+enum outcome_kind {
+    OUTCOME_ISSUED,       /* a new invoice */
+    OUTCOME_DUPLICATE,    /* request_id issued before: receipt points at that invoice */
+    OUTCOME_WAITING,      /* the device refused for now: the draft waits */
+    OUTCOME_REJECTED,     /* invalid: rejected/NAME.error says why */
+};
+
+struct engine_outcome {
+    enum outcome_kind kind;
+    int64_t draft_id;
+    int64_t invoice_id, receipt_id;   /* OUTCOME_ISSUED, OUTCOME_DUPLICATE */
+    int64_t reject_id;                /* OUTCOME_REJECTED */
+    char period[8];                   /* OUTCOME_ISSUED: the invoice's issued/ folder */
+    char invoice_name[48];            /* OUTCOME_ISSUED: CODE-NUMBER.json */
+    char reason[256];                 /* OUTCOME_WAITING: why; OUTCOME_REJECTED: first problem */
+};
+
+enum fa_err engine_open(const struct config *c, struct engine **out, char *why, size_t whylen);
+void engine_close(struct engine *e);
+
+/* Process a draft.  FA_OK for issued and waiting drafts (see out->kind),
+ * FA_REJECTED for rejected ones, another error if nothing could be stored
+ * (then nothing is left behind and the writer must retry). */
+enum fa_err engine_submit(struct engine *e, const char *name, const void *body, size_t len,
+                          struct engine_outcome *out);
+
+/* Retry a waiting draft (recorded earlier as draft_id). */
+enum fa_err engine_retry(struct engine *e, int64_t draft_id, const char *name, const void *body,
+                         size_t len, struct engine_outcome *out);
+
+/* rm of a waiting draft. */
+enum fa_err engine_cancel(struct engine *e, int64_t draft_id);
+
+store_t *engine_store(struct engine *e);
+struct device *engine_device(struct engine *e);
+uploader_t *engine_uploader(struct engine *e);
+const struct config *engine_config(struct engine *e);
+
+#endif

@@ -1,0 +1,844 @@
+/*
+ * store.c — SQLite store; see store.h for the contract.
+ *
+ * Design notes
+ * - One connection, one mutex.  Every statement is prepared at open and
+ *   kept; a call locks, binds, steps, resets.  Simple and fast enough for
+ *   thousands of invoices a second, and it makes every call atomic.
+ * - Schema changes are numbered migrations applied in order inside one
+ *   transaction each, tracked by PRAGMA user_version.
+ * - Ids are INTEGER PRIMARY KEYs that are never reused (AUTOINCREMENT is
+ *   not needed: rows are never deleted), so the FUSE layer can turn them
+ *   into stable inode numbers.
+ */
+#include <assert.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "engine/store.h"
+
+static const char *const store_migrations[] = {
+    /* 1: the first schema */
+    "CREATE TABLE drafts("
+    "  id INTEGER PRIMARY KEY, name TEXT NOT NULL, received_at INTEGER NOT NULL,"
+    "  body BLOB NOT NULL, state TEXT NOT NULL DEFAULT 'received', reason TEXT,"
+    "  invoice_id INTEGER);"
+    "CREATE INDEX drafts_waiting ON drafts(id) WHERE state = 'waiting';"
+    "CREATE TABLE invoices("
+    "  id INTEGER PRIMARY KEY, code TEXT NOT NULL, number TEXT NOT NULL,"
+    "  name TEXT NOT NULL, period TEXT NOT NULL, issued_at INTEGER NOT NULL,"
+    "  draft_id INTEGER NOT NULL, request_id TEXT, draft_hash TEXT NOT NULL,"
+    "  total_fen INTEGER NOT NULL, json BLOB NOT NULL, UNIQUE(code, number));"
+    "CREATE INDEX invoices_period ON invoices(period, id);"
+    "CREATE INDEX invoices_name ON invoices(period, name);"
+    "CREATE UNIQUE INDEX invoices_request ON invoices(request_id) WHERE request_id IS NOT NULL;"
+    "CREATE TABLE periods(month INTEGER PRIMARY KEY);"
+    "CREATE TABLE intents(draft_id INTEGER PRIMARY KEY, code TEXT NOT NULL,"
+    "  number TEXT NOT NULL, canonical BLOB NOT NULL, created_at INTEGER NOT NULL);"
+    "CREATE TABLE receipts(id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+    "  draft_id INTEGER NOT NULL, json BLOB NOT NULL, mtime INTEGER NOT NULL,"
+    "  hidden INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX receipts_name ON receipts(name);"
+    "CREATE TABLE rejects(id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+    "  draft_id INTEGER NOT NULL, body BLOB NOT NULL, error BLOB NOT NULL,"
+    "  mtime INTEGER NOT NULL, hidden INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX rejects_name ON rejects(name);"
+    "CREATE TABLE upload_queue(invoice_id INTEGER PRIMARY KEY,"
+    "  attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT);"
+    "CREATE TABLE uploads(invoice_id INTEGER PRIMARY KEY, uploaded_at INTEGER NOT NULL);",
+};
+#define STORE_MIGRATIONS (int)(sizeof store_migrations / sizeof store_migrations[0])
+
+enum stmt_id {
+    S_BEGIN, S_COMMIT, S_ROLLBACK,
+    S_ADD_DRAFT, S_DRAFT_WAITING, S_DRAFT_CANCEL, S_LIST_WAITING,
+    S_FIND_REQUEST, S_PUT_INTENT, S_DEL_INTENT,
+    S_PUT_INVOICE, S_PUT_PERIOD, S_DRAFT_ISSUED, S_HIDE_RECEIPT_NAME, S_HIDE_REJECT_NAME,
+    S_PUT_RECEIPT, S_QUEUE_UPLOAD,
+    S_PUT_REJECT, S_DRAFT_REJECTED, S_DRAFT_DUPLICATE,
+    S_LIST_PERIODS, S_HAS_PERIOD,
+    S_COUNT_INVOICES, S_COUNT_WAITING, S_COUNT_REJECTED, S_COUNT_QUEUE,
+    S_NEXT_UPLOAD, S_UPLOAD_DEL, S_UPLOAD_DONE, S_UPLOAD_FAILED, S_UPLOAD_DUE,
+    /* per collection: list, lookup, stat, read, hide (COLL_COUNT of each) */
+    S_COLL_BASE,
+    S_COUNT = S_COLL_BASE + 5 * COLL_COUNT
+};
+
+static const char *const stmt_sql[S_COLL_BASE] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_ADD_DRAFT] = "INSERT INTO drafts(name, received_at, body) VALUES(?1, ?2, ?3)",
+    [S_DRAFT_WAITING] = "UPDATE drafts SET state = 'waiting', reason = ?2 WHERE id = ?1",
+    [S_DRAFT_CANCEL] = "UPDATE drafts SET state = 'cancelled', reason = 'removed from pending/ at ' || ?2"
+                       " WHERE id = ?1 AND state = 'waiting'",
+    [S_LIST_WAITING] = "SELECT id, name, received_at, body FROM drafts WHERE state = 'waiting' ORDER BY id",
+    [S_FIND_REQUEST] = "SELECT id, code, number, period, issued_at, total_fen, draft_hash FROM invoices"
+                        " WHERE request_id = ?1",
+    [S_PUT_INTENT] = "INSERT OR REPLACE INTO intents(draft_id, code, number, canonical, created_at)"
+                     " VALUES(?1, ?2, ?3, ?4, ?5)",
+    [S_DEL_INTENT] = "DELETE FROM intents WHERE draft_id = ?1",
+    [S_PUT_INVOICE] = "INSERT INTO invoices(code, number, name, period, issued_at, draft_id, request_id,"
+                      " draft_hash, total_fen, json) VALUES(?1, ?2, ?1 || '-' || ?2 || '.json', ?3, ?4,"
+                      " ?5, ?6, ?7, ?8, ?9)",
+    [S_PUT_PERIOD] = "INSERT OR IGNORE INTO periods(month) VALUES(?1)",
+    [S_DRAFT_ISSUED] = "UPDATE drafts SET state = 'issued', invoice_id = ?2, reason = NULL WHERE id = ?1",
+    [S_HIDE_RECEIPT_NAME] = "UPDATE receipts SET hidden = 1 WHERE name = ?1 AND hidden = 0",
+    [S_HIDE_REJECT_NAME] = "UPDATE rejects SET hidden = 1 WHERE name = ?1 AND hidden = 0",
+    [S_PUT_RECEIPT] = "INSERT INTO receipts(name, draft_id, json, mtime) VALUES(?1, ?2, ?3, ?4)",
+    [S_QUEUE_UPLOAD] = "INSERT INTO upload_queue(invoice_id) VALUES(?1)",
+    [S_PUT_REJECT] = "INSERT INTO rejects(name, draft_id, body, error, mtime) VALUES(?1, ?2, ?3, ?4, ?5)",
+    [S_DRAFT_DUPLICATE] = "UPDATE drafts SET state = 'duplicate', invoice_id = ?2 WHERE id = ?1",
+    [S_DRAFT_REJECTED] = "UPDATE drafts SET state = 'rejected', reason = ?2 WHERE id = ?1",
+    [S_LIST_PERIODS] = "SELECT month FROM periods WHERE month > ?1 ORDER BY month",
+    [S_HAS_PERIOD] = "SELECT 1 FROM periods WHERE month = ?1",
+    [S_COUNT_INVOICES] = "SELECT count(*) FROM invoices",
+    [S_COUNT_WAITING] = "SELECT count(*) FROM drafts WHERE state = 'waiting'",
+    [S_COUNT_REJECTED] = "SELECT count(*) FROM rejects",
+    [S_COUNT_QUEUE] = "SELECT count(*), coalesce(sum(i.total_fen), 0), coalesce(min(i.issued_at), 0)"
+                      " FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id",
+    [S_NEXT_UPLOAD] = "SELECT q.invoice_id, i.code, i.number, i.json, q.attempts, q.next_at"
+                      " FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id"
+                      " ORDER BY q.invoice_id LIMIT 1",
+    [S_UPLOAD_DEL] = "DELETE FROM upload_queue WHERE invoice_id = ?1",
+    [S_UPLOAD_DONE] = "INSERT OR REPLACE INTO uploads(invoice_id, uploaded_at) VALUES(?1, ?2)",
+    [S_UPLOAD_FAILED] = "UPDATE upload_queue SET attempts = attempts + 1, next_at = ?2,"
+                        " last_error = ?3 WHERE invoice_id = ?1",
+    [S_UPLOAD_DUE] = "SELECT next_at FROM upload_queue ORDER BY invoice_id LIMIT 1",
+};
+
+/* The collections behind issued/, receipts/ and rejected/.  ?1 is the scope
+ * (period) where there is one; the others ignore it. */
+static const struct coll_sql {
+    const char *list, *lookup, *stat, *read, *hide;
+} coll_sql[COLL_COUNT] = {
+    [COLL_INVOICE] = {
+        "SELECT id, name, issued_at, length(json) FROM invoices WHERE period = ?1 AND id > ?2"
+        " ORDER BY id LIMIT ?3",
+        "SELECT id, name, issued_at, length(json) FROM invoices WHERE period = ?1 AND name = ?2",
+        "SELECT id, name, issued_at, length(json) FROM invoices WHERE id = ?1",
+        "SELECT json FROM invoices WHERE id = ?1",
+        NULL,
+    },
+    [COLL_RECEIPT] = {
+        "SELECT id, name, mtime, length(json) FROM receipts WHERE ?1 IS ?1 AND hidden = 0 AND id > ?2"
+        " ORDER BY id LIMIT ?3",
+        "SELECT id, name, mtime, length(json) FROM receipts WHERE ?1 IS ?1 AND name = ?2 AND hidden = 0"
+        " ORDER BY id DESC LIMIT 1",
+        "SELECT id, name, mtime, length(json) FROM receipts WHERE id = ?1 AND hidden = 0",
+        "SELECT json FROM receipts WHERE id = ?1",
+        "UPDATE receipts SET hidden = 1 WHERE id = ?1",
+    },
+    [COLL_REJECT_BODY] = {
+        "SELECT id, name, mtime, length(body) FROM rejects WHERE ?1 IS ?1 AND hidden = 0 AND id > ?2"
+        " ORDER BY id LIMIT ?3",
+        "SELECT id, name, mtime, length(body) FROM rejects WHERE ?1 IS ?1 AND name = ?2 AND hidden = 0"
+        " ORDER BY id DESC LIMIT 1",
+        "SELECT id, name, mtime, length(body) FROM rejects WHERE id = ?1 AND hidden = 0",
+        "SELECT body FROM rejects WHERE id = ?1",
+        "UPDATE rejects SET hidden = 1 WHERE id = ?1",
+    },
+    [COLL_REJECT_ERROR] = {
+        "SELECT id, name || '.error', mtime, length(error) FROM rejects WHERE ?1 IS ?1 AND hidden = 0"
+        " AND id > ?2 ORDER BY id LIMIT ?3",
+        "SELECT id, name || '.error', mtime, length(error) FROM rejects WHERE ?1 IS ?1"
+        " AND name || '.error' = ?2 AND hidden = 0 ORDER BY id DESC LIMIT 1",
+        "SELECT id, name || '.error', mtime, length(error) FROM rejects WHERE id = ?1 AND hidden = 0",
+        "SELECT error FROM rejects WHERE id = ?1",
+        "UPDATE rejects SET hidden = 1 WHERE id = ?1",
+    },
+};
+
+struct store {
+    sqlite3 *db;
+    pthread_mutex_t lock;
+    sqlite3_stmt *stmt[S_COUNT];
+};
+
+static enum fa_err sqlite_to_fa(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return FA_OK;
+    case SQLITE_FULL: return FA_NOSPC;
+    case SQLITE_NOMEM: return FA_NOMEM;
+    case SQLITE_CONSTRAINT: return FA_EXISTS;
+    default: return FA_IO;
+    }
+}
+
+/* Take a prepared statement, reset and with bindings cleared. */
+static sqlite3_stmt *st(store_t *s, int id)
+{
+    sqlite3_stmt *q = s->stmt[id];
+    assert(q);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return q;
+}
+
+/* Step a statement that returns no rows. */
+static int run(sqlite3_stmt *q)
+{
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int migrate(sqlite3 *db, char *why, size_t whylen)
+{
+    sqlite3_stmt *q = NULL;
+    int version = 0, rc;
+    char *msg = NULL;
+
+    rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+        version = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    if (version > STORE_MIGRATIONS) {
+        snprintf(why, whylen, "store schema version %d is newer than this fapiaofs (%d)", version,
+                 STORE_MIGRATIONS);
+        return SQLITE_ERROR;
+    }
+    for (; version < STORE_MIGRATIONS; version++) {
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d;", version + 1);
+        rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, store_migrations[version], NULL, NULL, &msg);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, pragma, NULL, NULL, &msg);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
+        if (rc != SQLITE_OK) {
+            snprintf(why, whylen, "store migration %d failed: %s", version + 1,
+                     msg ? msg : sqlite3_errmsg(db));
+            sqlite3_free(msg);
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+    }
+    return SQLITE_OK;
+}
+
+enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen)
+{
+    store_t *s = calloc(1, sizeof *s);
+    int rc, i;
+
+    if (!s)
+        return FA_NOMEM;
+    pthread_mutex_init(&s->lock, NULL);
+    rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                         SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(why, whylen, "cannot open store %s: %s", path,
+                 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    rc = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                             " PRAGMA foreign_keys = ON;", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(why, whylen, "store %s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    rc = migrate(s->db, why, whylen);
+    if (rc != SQLITE_OK)
+        goto fail;
+    for (i = 0; i < S_COUNT; i++) {
+        const char *sql;
+        if (i < S_COLL_BASE) {
+            sql = stmt_sql[i];
+        } else {
+            const struct coll_sql *c = &coll_sql[(i - S_COLL_BASE) / 5];
+            const char *const v[5] = { c->list, c->lookup, c->stat, c->read, c->hide };
+            sql = v[(i - S_COLL_BASE) % 5];
+        }
+        if (!sql)
+            continue;
+        rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL);
+        if (rc != SQLITE_OK) {
+            snprintf(why, whylen, "store: preparing \"%s\": %s", sql, sqlite3_errmsg(s->db));
+            goto fail;
+        }
+    }
+    *out = s;
+    return FA_OK;
+fail:
+    store_close(s);
+    return sqlite_to_fa(rc) == FA_OK ? FA_IO : sqlite_to_fa(rc);
+}
+
+void store_close(store_t *s)
+{
+    int i;
+    if (!s)
+        return;
+    for (i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(s->stmt[i]);
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+/* ---- drafts ---------------------------------------------------------- */
+
+enum fa_err store_add_draft(store_t *s, const char *name, const void *body, size_t len,
+                            int64_t now, int64_t *draft_id)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_ADD_DRAFT);
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, now);
+    sqlite3_bind_blob64(q, 3, body ? body : "", len, SQLITE_STATIC);
+    rc = run(q);
+    if (rc == SQLITE_OK)
+        *draft_id = sqlite3_last_insert_rowid(s->db);
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
+}
+
+enum fa_err store_set_draft_waiting(store_t *s, int64_t draft_id, const char *reason)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_DRAFT_WAITING);
+    sqlite3_bind_int64(q, 1, draft_id);
+    sqlite3_bind_text(q, 2, reason, -1, SQLITE_STATIC);
+    rc = run(q);
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
+}
+
+enum fa_err store_cancel_draft(store_t *s, int64_t draft_id, int64_t now)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_DRAFT_CANCEL);
+    sqlite3_bind_int64(q, 1, draft_id);
+    sqlite3_bind_int64(q, 2, now);
+    rc = run(q);
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
+}
+
+enum fa_err store_list_waiting(store_t *s, store_draft_cb cb, void *ctx)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_LIST_WAITING);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct store_draft d = { .id = sqlite3_column_int64(q, 0),
+                                 .received_at = sqlite3_column_int64(q, 2) };
+        const void *b = sqlite3_column_blob(q, 3);
+        snprintf(d.name, sizeof d.name, "%s", (const char *)sqlite3_column_text(q, 1));
+        d.len = (size_t)sqlite3_column_bytes(q, 3);
+        d.body = malloc(d.len + 1);
+        if (!d.body) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (d.len)
+            memcpy(d.body, b, d.len);
+        d.body[d.len] = 0;
+        if (cb(ctx, &d)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
+}
+
+/* ---- issuing --------------------------------------------------------- */
+
+enum fa_err store_put_intent(store_t *s, int64_t draft_id, const char *code, const char *number,
+                             const void *canonical, size_t len, int64_t now)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_PUT_INTENT);
+    sqlite3_bind_int64(q, 1, draft_id);
+    sqlite3_bind_text(q, 2, code, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, number, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(q, 4, canonical, len, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 5, now);
+    rc = run(q);
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
+}
+
+enum fa_err store_find_request(store_t *s, const char *request_id, struct store_invoice_ref *ref)
+{
+    sqlite3_stmt *q;
+    enum fa_err err;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_FIND_REQUEST);
+    sqlite3_bind_text(q, 1, request_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        memset(ref, 0, sizeof *ref);
+        ref->invoice_id = sqlite3_column_int64(q, 0);
+        snprintf(ref->code, sizeof ref->code, "%s", (const char *)sqlite3_column_text(q, 1));
+        snprintf(ref->number, sizeof ref->number, "%s", (const char *)sqlite3_column_text(q, 2));
+        snprintf(ref->period, sizeof ref->period, "%s", (const char *)sqlite3_column_text(q, 3));
+        ref->issued_at = sqlite3_column_int64(q, 4);
+        ref->total_fen = sqlite3_column_int64(q, 5);
+        snprintf(ref->draft_hash, sizeof ref->draft_hash, "%s",
+                 (const char *)sqlite3_column_text(q, 6));
+    }
+    err = rc == SQLITE_ROW ? FA_OK : rc == SQLITE_DONE ? FA_NOTFOUND : sqlite_to_fa(rc);
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
+/* Transaction helpers; the caller holds the lock. */
+static int tx_begin(store_t *s) { return run(st(s, S_BEGIN)); }
+static int tx_end(store_t *s, int rc)
+{
+    if (rc == SQLITE_OK)
+        rc = run(st(s, S_COMMIT));
+    if (rc != SQLITE_OK && !sqlite3_get_autocommit(s->db))
+        run(st(s, S_ROLLBACK));
+    return rc;
+}
+
+static int hide_name_everywhere(store_t *s, const char *name)
+{
+    sqlite3_stmt *q = st(s, S_HIDE_RECEIPT_NAME);
+    int rc;
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    rc = run(q);
+    if (rc == SQLITE_OK) {
+        q = st(s, S_HIDE_REJECT_NAME);
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+        rc = run(q);
+    }
+    return rc;
+}
+
+/* The newest outcome of a name is the only one shown; lock held. */
+static int put_receipt(store_t *s, int64_t draft_id, const char *name, const void *receipt,
+                       size_t len, int64_t mtime, int64_t *receipt_id)
+{
+    sqlite3_stmt *q;
+    int rc = hide_name_everywhere(s, name);
+    if (rc == SQLITE_OK) {
+        q = st(s, S_PUT_RECEIPT);
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, draft_id);
+        sqlite3_bind_blob64(q, 3, receipt, len, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 4, mtime);
+        rc = run(q);
+        *receipt_id = sqlite3_last_insert_rowid(s->db);
+    }
+    return rc;
+}
+
+enum fa_err store_put_duplicate(store_t *s, int64_t draft_id, const char *name, int64_t invoice_id,
+                                const void *receipt, size_t len, int64_t now, int64_t *receipt_id)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    rc = tx_begin(s);
+    if (rc == SQLITE_OK)
+        rc = put_receipt(s, draft_id, name, receipt, len, now, receipt_id);
+    if (rc == SQLITE_OK) {
+        q = st(s, S_DRAFT_DUPLICATE);
+        sqlite3_bind_int64(q, 1, draft_id);
+        sqlite3_bind_int64(q, 2, invoice_id);
+        rc = run(q);
+    }
+    rc = tx_end(s, rc);
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
+}
+
+static int month_of_period(const char *period)
+{
+    int y = 0, m = 0;
+    if (sscanf(period, "%4d-%2d", &y, &m) != 2)
+        return -1;
+    return y * 12 + m - 1;
+}
+
+enum fa_err store_put_invoice(store_t *s, const struct store_issued *inv,
+                              int64_t *invoice_id, int64_t *receipt_id)
+{
+    sqlite3_stmt *q;
+    int64_t iid = 0;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    rc = tx_begin(s);
+    if (rc == SQLITE_OK) {
+        q = st(s, S_PUT_INVOICE);
+        sqlite3_bind_text(q, 1, inv->code, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, inv->number, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 3, inv->period, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 4, inv->issued_at);
+        sqlite3_bind_int64(q, 5, inv->draft_id);
+        if (inv->request_id)
+            sqlite3_bind_text(q, 6, inv->request_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 7, inv->draft_hash, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 8, inv->total_fen);
+        sqlite3_bind_blob64(q, 9, inv->json, inv->json_len, SQLITE_STATIC);
+        rc = run(q);
+        iid = sqlite3_last_insert_rowid(s->db);
+    }
+    if (rc == SQLITE_OK) {
+        q = st(s, S_PUT_PERIOD);
+        sqlite3_bind_int(q, 1, month_of_period(inv->period));
+        rc = run(q);
+    }
+    if (rc == SQLITE_OK) {
+        q = st(s, S_DRAFT_ISSUED);
+        sqlite3_bind_int64(q, 1, inv->draft_id);
+        sqlite3_bind_int64(q, 2, iid);
+        rc = run(q);
+    }
+    if (rc == SQLITE_OK)
+        rc = put_receipt(s, inv->draft_id, inv->draft_name, inv->receipt, inv->receipt_len,
+                         inv->issued_at, receipt_id);
+    if (rc == SQLITE_OK) {
+        q = st(s, S_QUEUE_UPLOAD);
+        sqlite3_bind_int64(q, 1, iid);
+        rc = run(q);
+    }
+    if (rc == SQLITE_OK) {
+        q = st(s, S_DEL_INTENT);
+        sqlite3_bind_int64(q, 1, inv->draft_id);
+        rc = run(q);
+    }
+    rc = tx_end(s, rc);
+    if (rc == SQLITE_OK)
+        *invoice_id = iid;
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
+}
+
+enum fa_err store_put_rejection(store_t *s, int64_t draft_id, const char *name,
+                                const void *body, size_t len, const char *error,
+                                int64_t now, int64_t *reject_id)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    rc = tx_begin(s);
+    if (rc == SQLITE_OK)
+        rc = hide_name_everywhere(s, name);
+    if (rc == SQLITE_OK) {
+        q = st(s, S_PUT_REJECT);
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, draft_id);
+        sqlite3_bind_blob64(q, 3, body ? body : "", len, SQLITE_STATIC);
+        sqlite3_bind_blob64(q, 4, error, strlen(error), SQLITE_STATIC);
+        sqlite3_bind_int64(q, 5, now);
+        rc = run(q);
+        *reject_id = sqlite3_last_insert_rowid(s->db);
+    }
+    if (rc == SQLITE_OK) {
+        q = st(s, S_DRAFT_REJECTED);
+        sqlite3_bind_int64(q, 1, draft_id);
+        sqlite3_bind_text(q, 2, error, -1, SQLITE_STATIC);
+        rc = run(q);
+    }
+    rc = tx_end(s, rc);
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
+}
+
+/* ---- collections ----------------------------------------------------- */
+
+static sqlite3_stmt *coll_st(store_t *s, enum store_coll c, int which)
+{
+    assert(c >= 0 && c < COLL_COUNT && which >= 0 && which < 5);
+    return s->stmt[S_COLL_BASE + 5 * c + which] ? st(s, S_COLL_BASE + 5 * c + which) : NULL;
+}
+
+static void row_to_entry(sqlite3_stmt *q, struct store_entry *e)
+{
+    e->id = sqlite3_column_int64(q, 0);
+    snprintf(e->name, sizeof e->name, "%s", (const char *)sqlite3_column_text(q, 1));
+    e->mtime = sqlite3_column_int64(q, 2);
+    e->size = (uint64_t)sqlite3_column_int64(q, 3);
+}
+
+enum fa_err store_list(store_t *s, enum store_coll c, const char *scope, int64_t after_id,
+                       int max, store_entry_cb cb, void *ctx)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = coll_st(s, c, 0);
+    sqlite3_bind_text(q, 1, scope ? scope : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, after_id);
+    sqlite3_bind_int(q, 3, max);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct store_entry e;
+        row_to_entry(q, &e);
+        if (cb(ctx, &e)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
+}
+
+/* One-row query by (scope, name) or by id. */
+static enum fa_err coll_one(store_t *s, enum store_coll c, int which, const char *scope,
+                            const char *name, int64_t id, struct store_entry *e)
+{
+    sqlite3_stmt *q;
+    enum fa_err err;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = coll_st(s, c, which);
+    if (name) {
+        sqlite3_bind_text(q, 1, scope ? scope : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_int64(q, 1, id);
+    }
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW)
+        row_to_entry(q, e);
+    err = rc == SQLITE_ROW ? FA_OK : rc == SQLITE_DONE ? FA_NOTFOUND : sqlite_to_fa(rc);
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
+enum fa_err store_lookup(store_t *s, enum store_coll c, const char *scope, const char *name,
+                         struct store_entry *e)
+{
+    return coll_one(s, c, 1, scope, name, 0, e);
+}
+
+enum fa_err store_stat(store_t *s, enum store_coll c, int64_t id, struct store_entry *e)
+{
+    return coll_one(s, c, 2, NULL, NULL, id, e);
+}
+
+enum fa_err store_read(store_t *s, enum store_coll c, int64_t id, unsigned char **buf, size_t *len)
+{
+    sqlite3_stmt *q;
+    enum fa_err err = FA_OK;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = coll_st(s, c, 3);
+    sqlite3_bind_int64(q, 1, id);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(q, 0);
+        const void *b = sqlite3_column_blob(q, 0);
+        *buf = malloc(n ? n : 1);
+        if (!*buf)
+            err = FA_NOMEM;
+        else if (n)
+            memcpy(*buf, b, n);
+        *len = n;
+    } else {
+        err = rc == SQLITE_DONE ? FA_NOTFOUND : sqlite_to_fa(rc);
+    }
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
+enum fa_err store_hide(store_t *s, enum store_coll c, int64_t id)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = coll_st(s, c, 4);
+    if (!q) {
+        pthread_mutex_unlock(&s->lock);
+        return FA_ROFS;
+    }
+    sqlite3_bind_int64(q, 1, id);
+    rc = run(q);
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
+}
+
+enum fa_err store_list_periods(store_t *s, int after, store_period_cb cb, void *ctx)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_LIST_PERIODS);
+    sqlite3_bind_int(q, 1, after);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        if (cb(ctx, sqlite3_column_int(q, 0))) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
+}
+
+bool store_has_period(store_t *s, int month_index)
+{
+    sqlite3_stmt *q;
+    bool found;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_HAS_PERIOD);
+    sqlite3_bind_int(q, 1, month_index);
+    found = sqlite3_step(q) == SQLITE_ROW;
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return found;
+}
+
+/* ---- counts ------------------------------------------------------------ */
+
+static int64_t count_one(store_t *s, int id)
+{
+    sqlite3_stmt *q = st(s, id);
+    int64_t n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+    sqlite3_reset(q);
+    return n;
+}
+
+enum fa_err store_counts(store_t *s, struct store_counts *c)
+{
+    sqlite3_stmt *q;
+
+    memset(c, 0, sizeof *c);
+    pthread_mutex_lock(&s->lock);
+    c->invoices = count_one(s, S_COUNT_INVOICES);
+    c->drafts_waiting = count_one(s, S_COUNT_WAITING);
+    c->rejected = count_one(s, S_COUNT_REJECTED);
+    q = st(s, S_COUNT_QUEUE);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        c->upload_queued = sqlite3_column_int64(q, 0);
+        c->upload_queued_fen = sqlite3_column_int64(q, 1);
+        c->upload_oldest_issued_at = sqlite3_column_int64(q, 2);
+    }
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return FA_OK;
+}
+
+/* ---- upload queue ------------------------------------------------------ */
+
+enum fa_err store_next_upload(store_t *s, int64_t now, struct store_upload *u)
+{
+    sqlite3_stmt *q;
+    enum fa_err err = FA_NOTFOUND;
+    int rc;
+
+    memset(u, 0, sizeof *u);
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_NEXT_UPLOAD);
+    rc = sqlite3_step(q);
+    /* Strict issue order: only the head of the queue may go, when it is due. */
+    if (rc == SQLITE_ROW && sqlite3_column_int64(q, 5) <= now) {
+        size_t n = (size_t)sqlite3_column_bytes(q, 3);
+        u->invoice_id = sqlite3_column_int64(q, 0);
+        snprintf(u->code, sizeof u->code, "%s", (const char *)sqlite3_column_text(q, 1));
+        snprintf(u->number, sizeof u->number, "%s", (const char *)sqlite3_column_text(q, 2));
+        u->attempts = sqlite3_column_int(q, 4);
+        u->json = malloc(n + 1);
+        err = u->json ? FA_OK : FA_NOMEM;
+        if (u->json) {
+            memcpy(u->json, sqlite3_column_blob(q, 3), n);
+            u->json[n] = 0;
+            u->len = n;
+        }
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        err = sqlite_to_fa(rc);
+    }
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
+void store_upload_free(struct store_upload *u)
+{
+    free(u->json);
+    u->json = NULL;
+}
+
+enum fa_err store_upload_done(store_t *s, int64_t invoice_id, int64_t now)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    rc = tx_begin(s);
+    if (rc == SQLITE_OK) {
+        q = st(s, S_UPLOAD_DEL);
+        sqlite3_bind_int64(q, 1, invoice_id);
+        rc = run(q);
+    }
+    if (rc == SQLITE_OK) {
+        q = st(s, S_UPLOAD_DONE);
+        sqlite3_bind_int64(q, 1, invoice_id);
+        sqlite3_bind_int64(q, 2, now);
+        rc = run(q);
+    }
+    rc = tx_end(s, rc);
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
+}
+
+enum fa_err store_upload_failed(store_t *s, int64_t invoice_id, int64_t next_at, const char *error)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_UPLOAD_FAILED);
+    sqlite3_bind_int64(q, 1, invoice_id);
+    sqlite3_bind_int64(q, 2, next_at);
+    sqlite3_bind_text(q, 3, error, -1, SQLITE_STATIC);
+    rc = run(q);
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
+}
+
+enum fa_err store_upload_next_due(store_t *s, int64_t *when)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_UPLOAD_DUE);
+    rc = sqlite3_step(q);
+    *when = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? FA_OK : sqlite_to_fa(rc);
+}

@@ -1,0 +1,155 @@
+/*
+ * store.h — the SQLite store: every draft ever received, every invoice,
+ * receipt and rejection, and the upload queue.
+ *
+ * One database file in WAL mode with synchronous=FULL: when a function that
+ * writes returns FA_OK, its effect survives kill -9 and power loss.  All SQL
+ * is prepared once at open; every function takes the store's lock, so the
+ * store may be used from any thread.
+ *
+ * The browsable files (issued/, receipts/, rejected/) are served through one
+ * generic interface over "collections": each row has a stable id (the FUSE
+ * layer builds inode numbers from it), a name, a size, an mtime and content.
+ */
+#ifndef FAPIAO_STORE_H
+#define FAPIAO_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "engine/err.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_NAME_MAX 256
+
+typedef struct store store_t;
+
+enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen);
+void store_close(store_t *s);
+
+/* ---- drafts --------------------------------------------------------- */
+
+/* Record a received draft (state "received"); every draft stays for audit. */
+enum fa_err store_add_draft(store_t *s, const char *name, const void *body, size_t len,
+                            int64_t now, int64_t *draft_id);
+/* The draft waits for the device; reason is shown in status. */
+enum fa_err store_set_draft_waiting(store_t *s, int64_t draft_id, const char *reason);
+/* rm of a waiting draft. */
+enum fa_err store_cancel_draft(store_t *s, int64_t draft_id, int64_t now);
+
+struct store_draft {
+    int64_t id;
+    char name[STORE_NAME_MAX];
+    int64_t received_at;
+    unsigned char *body;   /* malloc'd */
+    size_t len;
+};
+/* Waiting drafts in arrival order (at mount).  cb returns non-zero to stop;
+ * the body belongs to the callee after cb returns (it must free it). */
+typedef int (*store_draft_cb)(void *ctx, struct store_draft *d);
+enum fa_err store_list_waiting(store_t *s, store_draft_cb cb, void *ctx);
+
+/* ---- issuing -------------------------------------------------------- */
+
+/* The invoice issued for request_id, if any (idempotency, SPEC §2.1). */
+struct store_invoice_ref {
+    int64_t invoice_id;
+    char code[16], number[16], period[8];
+    int64_t issued_at, total_fen;
+    char draft_hash[65];
+};
+enum fa_err store_find_request(store_t *s, const char *request_id, struct store_invoice_ref *ref);
+
+/* Write-ahead: the canonical bytes we are about to ask the device to sign. */
+enum fa_err store_put_intent(store_t *s, int64_t draft_id, const char *code, const char *number,
+                             const void *canonical, size_t len, int64_t now);
+
+struct store_issued {
+    int64_t draft_id;
+    const char *draft_name;
+    const char *code, *number, *period;  /* period "YYYY-MM" */
+    int64_t issued_at;
+    const char *request_id;              /* may be NULL */
+    const char *draft_hash;              /* hex SHA-256 of the normalised draft */
+    int64_t total_fen;
+    const void *json; size_t json_len;   /* the invoice file */
+    const void *receipt; size_t receipt_len;
+};
+/* One transaction: invoice, receipt (replacing an older one of that name),
+ * draft state, upload queue entry, intent removed. */
+enum fa_err store_put_invoice(store_t *s, const struct store_issued *inv,
+                              int64_t *invoice_id, int64_t *receipt_id);
+
+/* One transaction: receipt "duplicate" for a draft whose request_id was
+ * issued before (replacing an older receipt of that name), draft state. */
+enum fa_err store_put_duplicate(store_t *s, int64_t draft_id, const char *name, int64_t invoice_id,
+                                const void *receipt, size_t len, int64_t now, int64_t *receipt_id);
+
+/* One transaction: rejection (replacing an older one of that name), draft state. */
+enum fa_err store_put_rejection(store_t *s, int64_t draft_id, const char *name,
+                                const void *body, size_t len, const char *error,
+                                int64_t now, int64_t *reject_id);
+
+/* ---- browsing: collections ------------------------------------------ */
+
+enum store_coll {
+    COLL_INVOICE,       /* issued/PERIOD/CODE-NUMBER.json; scope = period */
+    COLL_RECEIPT,       /* receipts/NAME */
+    COLL_REJECT_BODY,   /* rejected/NAME */
+    COLL_REJECT_ERROR,  /* rejected/NAME.error (same id as the body) */
+    COLL_COUNT
+};
+
+struct store_entry {
+    int64_t id;
+    char name[STORE_NAME_MAX + 8];
+    int64_t mtime;
+    uint64_t size;
+};
+
+/* Entries with id > after_id in id order, at most max; cb returns non-zero
+ * to stop early.  scope is the period for COLL_INVOICE, NULL otherwise.
+ * Rows hidden by rm are skipped. */
+typedef int (*store_entry_cb)(void *ctx, const struct store_entry *e);
+enum fa_err store_list(store_t *s, enum store_coll c, const char *scope, int64_t after_id,
+                       int max, store_entry_cb cb, void *ctx);
+/* By name within scope (the name as listed). */
+enum fa_err store_lookup(store_t *s, enum store_coll c, const char *scope, const char *name,
+                         struct store_entry *e);
+enum fa_err store_stat(store_t *s, enum store_coll c, int64_t id, struct store_entry *e);
+/* Whole content, malloc'd. */
+enum fa_err store_read(store_t *s, enum store_coll c, int64_t id, unsigned char **buf, size_t *len);
+/* rm in receipts/ or rejected/: hidden from the folder, never from the store. */
+enum fa_err store_hide(store_t *s, enum store_coll c, int64_t id);
+
+/* Periods that have invoices, as month indexes (year*12 + month-1) > after. */
+typedef int (*store_period_cb)(void *ctx, int month_index);
+enum fa_err store_list_periods(store_t *s, int after, store_period_cb cb, void *ctx);
+bool store_has_period(store_t *s, int month_index);
+
+/* ---- counts for status ------------------------------------------------ */
+
+struct store_counts {
+    int64_t invoices, drafts_waiting, rejected, upload_queued, upload_queued_fen;
+    int64_t upload_oldest_issued_at;   /* 0 if the queue is empty */
+};
+enum fa_err store_counts(store_t *s, struct store_counts *c);
+
+/* ---- upload queue (issue order) --------------------------------------- */
+
+struct store_upload {
+    int64_t invoice_id;
+    char code[16], number[16];
+    unsigned char *json; size_t len;   /* malloc'd */
+    int attempts;
+};
+/* The oldest queued invoice whose next attempt is due at `now`.
+ * FA_NOTFOUND if none is due. */
+enum fa_err store_next_upload(store_t *s, int64_t now, struct store_upload *u);
+void store_upload_free(struct store_upload *u);
+enum fa_err store_upload_done(store_t *s, int64_t invoice_id, int64_t now);
+enum fa_err store_upload_failed(store_t *s, int64_t invoice_id, int64_t next_at, const char *error);
+/* Earliest next attempt of the queue, 0 if empty. */
+enum fa_err store_upload_next_due(store_t *s, int64_t *when);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * fs.h — state shared by the FUSE modules of fapiaofs.
+ *
+ *   ll.c       the low-level operations table: decodes inodes, dispatches,
+ *              and is the only place that turns enum fa_err into errno
+ *   dir.c      readdir of every folder, with offsets that are cursors
+ *   pending.c  pending/: files being written, scratch files, waiting drafts
+ *   render.c   the generated text files: README, status, device/, platform/
+ *   main.c     command line, configuration, mount, the session loop
+ */
+#ifndef FAPIAO_FS_FS_H
+#define FAPIAO_FS_FS_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include "engine/engine.h"
+#include "fs/inode.h"
+
+struct pending_dir;
+
+struct fs {
+    struct engine *engine;
+    struct pending_dir *pending;
+    uid_t uid;
+    gid_t gid;                /* the configured group, or the daemon's */
+    int64_t mounted_at;
+};
+
+/* The one instance, set by main.c before the session starts. */
+extern struct fs g_fs;
+
+/* Seconds the kernel may cache what does not change (issued/). */
+#define TIMEOUT_IMMUTABLE 86400.0
+
+/* Fill st for a fixed node; false if the number is not one. */
+bool fixed_stat(uint64_t ino, struct stat *st);
+/* A fixed node's child by name, 0 if none. */
+uint64_t fixed_lookup(uint64_t parent, const char *name);
+/* Name and parent of a fixed node; NULL if not one. */
+const char *fixed_name(uint64_t ino, uint64_t *parent);
+bool fixed_is_dir(uint64_t ino);
+
+/* Common attributes: owner, nlink, blocks from size. */
+void fill_attr(struct stat *st, uint64_t ino, mode_t mode, uint64_t size, int64_t mtime);
+
+#endif

@@ -1,0 +1,613 @@
+/*
+ * ll.c — the low-level FUSE operations of fapiaofs.
+ *
+ * Design trade-off: the low-level API, because inode numbers are ours to
+ * choose (fs/inode.h computes them from store ids, so they are stable across
+ * remounts and need no table), and because flush() — the place where close()
+ * gets its return value — must run the whole issuing pipeline and answer
+ * with its result.  Every handler sends exactly one reply, and enum fa_err
+ * becomes an errno only here.
+ *
+ * Caching: invoices never change, so the kernel may keep their entries,
+ * attributes and pages for a day.  Everything else (pending/, receipts/,
+ * rejected/, the generated files) is given zero timeouts: the next stat
+ * after a change reaches the daemon, so nothing stale is ever shown.  The
+ * writeback cache stays off: the daemon must see every write() as it
+ * happens to enforce the 1 MiB limit and to process at close.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include "engine/clock.h"
+#include "fs/dir.h"
+#include "fs/fs.h"
+#include "fs/pending.h"
+#include "fs/render.h"
+
+struct fs g_fs;
+
+/* ---- the fixed tree ------------------------------------------------------ */
+
+static const struct fixed {
+    const char *name;
+    uint64_t parent;
+    mode_t mode;
+} fixed_nodes[FIXED_COUNT] = {
+    [FIXED_ROOT] = { "", FIXED_ROOT, S_IFDIR | 0755 },
+    [FIXED_README] = { "README", FIXED_ROOT, S_IFREG | 0444 },
+    [FIXED_STATUS] = { "status", FIXED_ROOT, S_IFREG | 0444 },
+    [FIXED_PENDING] = { "pending", FIXED_ROOT, S_IFDIR | 0775 },
+    [FIXED_RECEIPTS] = { "receipts", FIXED_ROOT, S_IFDIR | 0755 },
+    [FIXED_REJECTED] = { "rejected", FIXED_ROOT, S_IFDIR | 0755 },
+    [FIXED_ISSUED] = { "issued", FIXED_ROOT, S_IFDIR | 0555 },
+    [FIXED_REPORTS] = { "reports", FIXED_ROOT, S_IFDIR | 0555 },
+    [FIXED_DEVICE] = { "device", FIXED_ROOT, S_IFDIR | 0555 },
+    [FIXED_DEVICE_TAG] = { "CACHEDIR.TAG", FIXED_DEVICE, S_IFREG | 0444 },
+    [FIXED_DEVICE_INFO] = { "info", FIXED_DEVICE, S_IFREG | 0444 },
+    [FIXED_DEVICE_STATUS] = { "status", FIXED_DEVICE, S_IFREG | 0444 },
+    [FIXED_DEVICE_ROLLS] = { "rolls", FIXED_DEVICE, S_IFREG | 0444 },
+    [FIXED_PLATFORM] = { "platform", FIXED_ROOT, S_IFDIR | 0555 },
+    [FIXED_PLATFORM_TAG] = { "CACHEDIR.TAG", FIXED_PLATFORM, S_IFREG | 0444 },
+    [FIXED_PLATFORM_STATUS] = { "status", FIXED_PLATFORM, S_IFREG | 0444 },
+};
+
+static bool is_fixed(uint64_t ino)
+{
+    return ino_space(ino) == SPACE_FIXED && ino >= FIXED_ROOT && ino < FIXED_COUNT;
+}
+
+const char *fixed_name(uint64_t ino, uint64_t *parent)
+{
+    if (!is_fixed(ino))
+        return NULL;
+    *parent = fixed_nodes[ino].parent;
+    return fixed_nodes[ino].name;
+}
+
+bool fixed_is_dir(uint64_t ino)
+{
+    return is_fixed(ino) && S_ISDIR(fixed_nodes[ino].mode);
+}
+
+uint64_t fixed_lookup(uint64_t parent, const char *name)
+{
+    uint64_t i;
+    for (i = FIXED_README; i < FIXED_COUNT; i++)
+        if (fixed_nodes[i].parent == parent && !strcmp(fixed_nodes[i].name, name))
+            return i;
+    return 0;
+}
+
+void fill_attr(struct stat *st, uint64_t ino, mode_t mode, uint64_t size, int64_t mtime)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = ino;
+    st->st_mode = mode;
+    st->st_nlink = S_ISDIR(mode) ? 2 : 1;
+    st->st_uid = g_fs.uid;
+    st->st_gid = g_fs.gid;
+    st->st_size = (off_t)size;
+    st->st_blksize = 4096;
+    st->st_blocks = (blkcnt_t)((size + 511) / 512);
+    st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = (time_t)mtime;
+}
+
+bool fixed_stat(uint64_t ino, struct stat *st)
+{
+    uint64_t size = 0;
+    int64_t mtime = g_fs.mounted_at;
+    if (!is_fixed(ino))
+        return false;
+    if (!S_ISDIR(fixed_nodes[ino].mode))
+        render_meta(ino, &size, &mtime);
+    fill_attr(st, ino, fixed_nodes[ino].mode, size, mtime);
+    return true;
+}
+
+/* ---- attributes of any inode ---------------------------------------------- */
+
+static int coll_stat(enum store_coll c, uint64_t ino, mode_t mode, struct stat *st)
+{
+    struct store_entry e;
+    enum fa_err err = store_stat(engine_store(g_fs.engine), c, (int64_t)ino_id(ino), &e);
+    if (err)
+        return fa_err_errno(err);
+    fill_attr(st, ino, mode, e.size, e.mtime);
+    return 0;
+}
+
+/* 0 or errno; *timeout is how long the kernel may trust the answer. */
+static int stat_ino(uint64_t ino, struct stat *st, double *timeout)
+{
+    *timeout = 0;
+    switch (ino_space(ino)) {
+    case SPACE_FIXED:
+        if (!fixed_stat(ino, st))
+            return ENOENT;
+        if (S_ISDIR(st->st_mode))
+            *timeout = 1.0;
+        return 0;
+    case SPACE_MONTH:
+        if (!store_has_period(engine_store(g_fs.engine), (int)ino_id(ino)))
+            return ENOENT;
+        fill_attr(st, ino, S_IFDIR | 0555, 0, g_fs.mounted_at);
+        *timeout = 1.0;
+        return 0;
+    case SPACE_INVOICE:
+        *timeout = TIMEOUT_IMMUTABLE;
+        return coll_stat(COLL_INVOICE, ino, S_IFREG | 0444, st);
+    case SPACE_RECEIPT:
+        return coll_stat(COLL_RECEIPT, ino, S_IFREG | 0644, st);
+    case SPACE_REJECT_BODY:
+        return coll_stat(COLL_REJECT_BODY, ino, S_IFREG | 0644, st);
+    case SPACE_REJECT_ERROR:
+        return coll_stat(COLL_REJECT_ERROR, ino, S_IFREG | 0644, st);
+    case SPACE_PENDING:
+        return pending_stat(g_fs.pending, ino_id(ino), st);
+    }
+    return ENOENT;
+}
+
+static void reply_entry(fuse_req_t req, uint64_t ino)
+{
+    struct fuse_entry_param e = { .ino = ino };
+    double timeout;
+    int rc = stat_ino(ino, &e.attr, &timeout);
+    if (rc) {
+        fuse_reply_err(req, rc);
+        return;
+    }
+    e.attr_timeout = e.entry_timeout = timeout;
+    fuse_reply_entry(req, &e);
+}
+
+/* ---- lookup --------------------------------------------------------------- */
+
+static int parse_period(const char *name)
+{
+    int y, m, n = 0;
+    if (strlen(name) != 7 || sscanf(name, "%4d-%2d%n", &y, &m, &n) != 2 || n != 7 || m < 1 ||
+        m > 12 || y < 1000)
+        return -1;
+    return y * 12 + m - 1;
+}
+
+static int lookup_coll(enum store_coll c, const char *scope, const char *name,
+                       enum ino_space space, uint64_t *ino)
+{
+    struct store_entry e;
+    enum fa_err err = store_lookup(engine_store(g_fs.engine), c, scope, name, &e);
+    if (err)
+        return fa_err_errno(err);
+    *ino = ino_make(space, (uint64_t)e.id);
+    return 0;
+}
+
+static void fa_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    uint64_t ino = 0;
+    size_t n = strlen(name);
+    char period[8];
+    int rc = 0, month;
+
+    if (ino_space(parent) == SPACE_MONTH) {
+        rc = lookup_coll(COLL_INVOICE, clock_month_period((int)ino_id(parent), period), name,
+                         SPACE_INVOICE, &ino);
+    } else if (parent == FIXED_PENDING) {
+        struct stat st;
+        rc = pending_lookup(g_fs.pending, name, &st);
+        ino = st.st_ino;
+    } else if (parent == FIXED_RECEIPTS) {
+        rc = lookup_coll(COLL_RECEIPT, NULL, name, SPACE_RECEIPT, &ino);
+    } else if (parent == FIXED_REJECTED) {
+        bool err_file = n > 6 && !strcmp(name + n - 6, ".error");
+        rc = lookup_coll(err_file ? COLL_REJECT_ERROR : COLL_REJECT_BODY, NULL, name,
+                         err_file ? SPACE_REJECT_ERROR : SPACE_REJECT_BODY, &ino);
+    } else if (parent == FIXED_ISSUED) {
+        month = parse_period(name);
+        if (month < 0 || !store_has_period(engine_store(g_fs.engine), month))
+            rc = ENOENT;
+        else
+            ino = ino_make(SPACE_MONTH, (uint64_t)month);
+    } else {
+        ino = fixed_lookup(parent, name);
+        rc = ino ? 0 : ENOENT;
+    }
+    if (rc)
+        fuse_reply_err(req, rc);
+    else
+        reply_entry(req, ino);
+}
+
+static void fa_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct stat st;
+    double timeout;
+    int rc = stat_ino(ino, &st, &timeout);
+    (void)fi;
+    if (rc)
+        fuse_reply_err(req, rc);
+    else
+        fuse_reply_attr(req, &st, timeout);
+}
+
+/* ---- open files ------------------------------------------------------------ */
+
+struct open_file {
+    char *buf;                 /* a snapshot or the stored content */
+    size_t len;
+    struct pending_handle *ph; /* pending/ files */
+};
+
+static bool in_issued(uint64_t ino)
+{
+    return ino == FIXED_ISSUED || ino_space(ino) == SPACE_MONTH ||
+           ino_space(ino) == SPACE_INVOICE;
+}
+
+static void fa_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct open_file *of = calloc(1, sizeof *of);
+    bool writing = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
+    enum fa_err err = FA_OK;
+    int rc = 0;
+
+    if (!of) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    switch (ino_space(ino)) {
+    case SPACE_PENDING:
+        rc = pending_open(g_fs.pending, ino_id(ino), fi->flags, &of->ph);
+        break;
+    case SPACE_FIXED:
+        rc = writing ? EACCES : render_snapshot(ino, &of->buf, &of->len);
+        break;
+    case SPACE_INVOICE:
+        if (writing)
+            rc = EROFS;
+        else
+            err = store_read(engine_store(g_fs.engine), COLL_INVOICE, (int64_t)ino_id(ino),
+                             (unsigned char **)&of->buf, &of->len);
+        fi->keep_cache = 1;   /* immutable: cached pages stay valid */
+        break;
+    case SPACE_RECEIPT:
+    case SPACE_REJECT_BODY:
+    case SPACE_REJECT_ERROR:
+        if (writing)
+            rc = EACCES;
+        else
+            err = store_read(engine_store(g_fs.engine),
+                             ino_space(ino) == SPACE_RECEIPT ? COLL_RECEIPT
+                             : ino_space(ino) == SPACE_REJECT_BODY ? COLL_REJECT_BODY
+                                                                   : COLL_REJECT_ERROR,
+                             (int64_t)ino_id(ino), (unsigned char **)&of->buf, &of->len);
+        break;
+    default:
+        rc = EISDIR;
+    }
+    if (!rc && err)
+        rc = fa_err_errno(err);
+    if (rc) {
+        free(of->buf);
+        free(of);
+        fuse_reply_err(req, rc);
+        return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)of;
+    fuse_reply_open(req, fi);
+}
+
+static struct open_file *of_of(struct fuse_file_info *fi)
+{
+    return (struct open_file *)(uintptr_t)fi->fh;
+}
+
+static void fa_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    struct open_file *of = of_of(fi);
+    (void)ino;
+    if (of->ph) {
+        char *buf = malloc(size ? size : 1);
+        if (!buf) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        fuse_reply_buf(req, buf, pending_read(of->ph, buf, size, off));
+        free(buf);
+    } else if (off < 0 || (size_t)off >= of->len) {
+        fuse_reply_buf(req, NULL, 0);
+    } else {
+        size_t n = of->len - (size_t)off;
+        fuse_reply_buf(req, of->buf + off, n < size ? n : size);
+    }
+}
+
+static void fa_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    struct open_file *of = of_of(fi);
+    ssize_t n;
+    (void)ino;
+    if (!of->ph) {
+        fuse_reply_err(req, EBADF);
+        return;
+    }
+    n = pending_write(of->ph, buf, size, off);
+    if (n < 0)
+        fuse_reply_err(req, (int)-n);
+    else
+        fuse_reply_write(req, (size_t)n);
+}
+
+/* flush() is called at every close() of a descriptor; its answer is what
+ * close() returns, which is how a writer learns the draft's outcome. */
+static void fa_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct open_file *of = of_of(fi);
+    (void)ino;
+    fuse_reply_err(req, of->ph ? pending_flush(of->ph) : 0);
+}
+
+static void fa_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct open_file *of = of_of(fi);
+    (void)ino;
+    if (of->ph)
+        pending_release(of->ph);
+    free(of->buf);
+    free(of);
+    fuse_reply_err(req, 0);
+}
+
+static void fa_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+    struct fuse_entry_param e = { 0 };
+    struct open_file *of;
+    int rc;
+
+    (void)mode;
+    if (parent != FIXED_PENDING) {
+        fuse_reply_err(req, in_issued(parent) ? EROFS : EACCES);
+        return;
+    }
+    of = calloc(1, sizeof *of);
+    rc = of ? pending_create(g_fs.pending, name, &of->ph, &e.attr) : ENOMEM;
+    if (rc) {
+        free(of);
+        fuse_reply_err(req, rc);
+        return;
+    }
+    e.ino = e.attr.st_ino;
+    fi->fh = (uint64_t)(uintptr_t)of;
+    fuse_reply_create(req, &e, fi);
+}
+
+/* ---- changes to names and attributes ---------------------------------------- */
+
+static void fa_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+    struct stat st;
+    double timeout;
+    int rc = 0;
+
+    (void)fi;
+    if (in_issued(ino)) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    /* chown to the owner and group a file already has is what copying
+     * tools do; anything else would be a lie we cannot keep */
+    if (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != g_fs.uid) ||
+        ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != g_fs.gid)) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    if (ino_space(ino) == SPACE_PENDING) {
+        if (to_set & FUSE_SET_ATTR_SIZE)
+            rc = pending_truncate(g_fs.pending, ino_id(ino), attr->st_size, &st);
+        if (!rc && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)))
+            rc = pending_touch(g_fs.pending, ino_id(ino),
+                               (to_set & FUSE_SET_ATTR_MTIME_NOW) ? clock_now()
+                                                                  : attr->st_mtim.tv_sec, &st);
+    } else if (to_set & FUSE_SET_ATTR_SIZE) {
+        rc = EACCES;
+    }
+    if (!rc)
+        rc = stat_ino(ino, &st, &timeout);
+    if (rc)
+        fuse_reply_err(req, rc);
+    else
+        fuse_reply_attr(req, &st, 0);
+}
+
+static void fa_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    enum store_coll c = COLL_RECEIPT;
+    struct store_entry e;
+    enum fa_err err;
+    size_t n = strlen(name);
+    int rc;
+
+    if (parent == FIXED_PENDING) {
+        fuse_reply_err(req, pending_unlink(g_fs.pending, name));
+        return;
+    }
+    if (parent == FIXED_REJECTED)
+        c = n > 6 && !strcmp(name + n - 6, ".error") ? COLL_REJECT_ERROR : COLL_REJECT_BODY;
+    else if (parent != FIXED_RECEIPTS) {
+        fuse_reply_err(req, in_issued(parent) ? EROFS : EPERM);
+        return;
+    }
+    /* rm acknowledges an outcome: hidden from the folder, kept in the store */
+    err = store_lookup(engine_store(g_fs.engine), c, NULL, name, &e);
+    if (err == FA_OK)
+        err = store_hide(engine_store(g_fs.engine), c, e.id);
+    rc = fa_err_errno(err);
+    fuse_reply_err(req, rc);
+}
+
+static void fa_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+    int rc;
+    if (parent == FIXED_PENDING && newparent == FIXED_PENDING)
+        rc = pending_rename(g_fs.pending, name, newname, flags);
+    else if (in_issued(parent) || in_issued(newparent))
+        rc = EROFS;
+    else if (parent == FIXED_PENDING || newparent == FIXED_PENDING)
+        rc = EXDEV;   /* mv falls back to copy + unlink */
+    else
+        rc = EPERM;
+    fuse_reply_err(req, rc);
+}
+
+static int no_new_nodes(fuse_ino_t parent)
+{
+    return in_issued(parent) ? EROFS : EPERM;
+}
+
+static void fa_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    (void)name;
+    (void)mode;
+    fuse_reply_err(req, no_new_nodes(parent));
+}
+
+static void fa_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+    (void)name;
+    (void)mode;
+    (void)rdev;
+    fuse_reply_err(req, no_new_nodes(parent));
+}
+
+static void fa_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    (void)link;
+    (void)name;
+    fuse_reply_err(req, no_new_nodes(parent));
+}
+
+static void fa_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    (void)ino;
+    (void)newname;
+    fuse_reply_err(req, no_new_nodes(newparent));
+}
+
+static void fa_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    (void)name;
+    fuse_reply_err(req, no_new_nodes(parent));
+}
+
+/* ---- folders, statfs, xattrs ------------------------------------------------- */
+
+static void fa_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    double timeout;
+    struct stat st;
+    int rc = stat_ino(ino, &st, &timeout);
+    if (!rc && !S_ISDIR(st.st_mode))
+        rc = ENOTDIR;
+    if (rc)
+        fuse_reply_err(req, rc);
+    else
+        fuse_reply_open(req, fi);
+}
+
+static void fa_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    (void)fi;
+    dir_readdir(req, ino, size, off);
+}
+
+static void fa_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct statvfs sv;
+    char dir[PATH_MAX];
+    (void)ino;
+    snprintf(dir, sizeof dir, "%s", engine_config(g_fs.engine)->store_path);
+    if (statvfs(dirname(dir), &sv))
+        fuse_reply_err(req, errno);
+    else
+        fuse_reply_statfs(req, &sv);
+}
+
+static void fa_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    (void)ino;
+    (void)name;
+    (void)size;
+    fuse_reply_err(req, ENODATA);
+}
+
+static void fa_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    (void)ino;
+    if (size == 0)
+        fuse_reply_xattr(req, 0);
+    else
+        fuse_reply_buf(req, NULL, 0);
+}
+
+static void fa_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
+{
+    (void)ino;
+    (void)name;
+    (void)value;
+    (void)size;
+    (void)flags;
+    fuse_reply_err(req, ENOTSUP);
+}
+
+static void fa_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    (void)ino;
+    (void)name;
+    fuse_reply_err(req, ENODATA);
+}
+
+static void fa_init(void *userdata, struct fuse_conn_info *conn)
+{
+    (void)userdata;
+    /* the daemon must see every write: no writeback cache, anywhere */
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+const struct fuse_lowlevel_ops fapiaofs_ops = {
+    .init = fa_init,
+    .lookup = fa_lookup,
+    .getattr = fa_getattr,
+    .setattr = fa_setattr,
+    .open = fa_open,
+    .read = fa_read,
+    .write = fa_write,
+    .flush = fa_flush,
+    .release = fa_release,
+    .create = fa_create,
+    .unlink = fa_unlink,
+    .rename = fa_rename,
+    .mkdir = fa_mkdir,
+    .mknod = fa_mknod,
+    .symlink = fa_symlink,
+    .link = fa_link,
+    .rmdir = fa_rmdir,
+    .opendir = fa_opendir,
+    .readdir = fa_readdir,
+    .statfs = fa_statfs,
+    .getxattr = fa_getxattr,
+    .listxattr = fa_listxattr,
+    .setxattr = fa_setxattr,
+    .removexattr = fa_removexattr,
+};

@@ -1,0 +1,630 @@
+/*
+ * pending.c — pending/ in memory; see pending.h.
+ *
+ * Entries are kept in an array ordered by their per-mount sequence id,
+ * which is also their inode id and their readdir cursor.  An entry is
+ * reference counted: one reference while it is in the folder, one per open
+ * handle, so a draft processed (and removed) while another descriptor still
+ * has it open stays readable through that descriptor.
+ *
+ * Processing runs without the folder's lock held: the engine may take a
+ * while (device, fsync), and other writers must not wait for it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include "engine/clock.h"
+#include "engine/draft.h"
+#include "fs/fs.h"
+#include "fs/pending.h"
+
+enum entry_state {
+    ENTRY_OPEN,      /* being written, or a scratch file */
+    ENTRY_WAITING,   /* handed to the engine, waits for the device (read-only) */
+};
+
+struct pending_entry {
+    uint64_t id;
+    char name[256];
+    unsigned char *data;
+    size_t size, cap;
+    int64_t mtime;
+    enum entry_state state;
+    int64_t draft_id;          /* ENTRY_WAITING */
+    char reason[256];          /* ENTRY_WAITING */
+    int refs;
+    bool linked;               /* still in the folder */
+};
+
+struct pending_handle {
+    struct pending_dir *dir;
+    struct pending_entry *e;
+    bool wrote;                /* a write since the last flush */
+};
+
+struct pending_dir {
+    struct engine *engine;
+    pthread_mutex_t lock;
+    struct pending_entry **v;
+    size_t n, cap;
+    uint64_t next_id;
+    /* the retry thread for waiting drafts */
+    pthread_t retry_thread;
+    bool retry_running, stopping;
+    pthread_cond_t retry_cond;
+};
+
+#define RETRY_SECONDS 2
+
+bool pending_is_draft_name(const char *name)
+{
+    size_t n = strlen(name);
+    return name[0] != '.' && n > 5 && !strcasecmp(name + n - 5, ".json");
+}
+
+static void entry_unref(struct pending_entry *e)
+{
+    if (--e->refs == 0) {
+        free(e->data);
+        free(e);
+    }
+}
+
+/* Index of the entry named `name`, or -1; lock held. */
+static ssize_t find_name(struct pending_dir *d, const char *name)
+{
+    size_t i;
+    for (i = 0; i < d->n; i++)
+        if (!strcmp(d->v[i]->name, name))
+            return (ssize_t)i;
+    return -1;
+}
+
+static ssize_t find_id(struct pending_dir *d, uint64_t id)
+{
+    size_t lo = 0, hi = d->n;
+    while (lo < hi) {   /* ids are increasing: binary search */
+        size_t mid = (lo + hi) / 2;
+        if (d->v[mid]->id == id)
+            return (ssize_t)mid;
+        if (d->v[mid]->id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+static void unlink_at(struct pending_dir *d, size_t i)
+{
+    struct pending_entry *e = d->v[i];
+    memmove(&d->v[i], &d->v[i + 1], (d->n - i - 1) * sizeof *d->v);
+    d->n--;
+    e->linked = false;
+    entry_unref(e);
+}
+
+static void unlink_entry(struct pending_dir *d, struct pending_entry *e)
+{
+    ssize_t i;
+    if (e->linked && (i = find_id(d, e->id)) >= 0)
+        unlink_at(d, (size_t)i);
+}
+
+static struct pending_entry *add_entry(struct pending_dir *d, const char *name)
+{
+    struct pending_entry *e;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 64;
+        struct pending_entry **v = realloc(d->v, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        d->v = v;
+        d->cap = cap;
+    }
+    e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->id = d->next_id++;
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->mtime = clock_now();
+    e->refs = 1;
+    e->linked = true;
+    d->v[d->n++] = e;
+    return e;
+}
+
+static void entry_stat(const struct pending_entry *e, struct stat *st)
+{
+    fill_attr(st, ino_make(SPACE_PENDING, e->id),
+              S_IFREG | (e->state == ENTRY_WAITING ? 0444 : 0664), e->size, e->mtime);
+}
+
+/* ---- processing ---------------------------------------------------------- */
+
+/* Hand entry e (a reference held by the caller) to the engine and apply the
+ * outcome.  Returns the errno for close()/rename(). */
+static int process_entry(struct pending_dir *d, struct pending_entry *e)
+{
+    struct engine_outcome out;
+    unsigned char *copy;
+    size_t len;
+    char name[256];
+    enum fa_err err;
+    int rc;
+
+    pthread_mutex_lock(&d->lock);
+    len = e->size;
+    copy = malloc(len ? len : 1);
+    if (copy && len)
+        memcpy(copy, e->data, len);
+    memcpy(name, e->name, sizeof name);
+    pthread_mutex_unlock(&d->lock);
+    if (!copy)
+        return ENOMEM;
+
+    err = e->state == ENTRY_WAITING ? engine_retry(d->engine, e->draft_id, name, copy, len, &out)
+                                    : engine_submit(d->engine, name, copy, len, &out);
+    free(copy);
+
+    pthread_mutex_lock(&d->lock);
+    if (err == FA_OK && out.kind == OUTCOME_WAITING) {
+        e->state = ENTRY_WAITING;
+        e->draft_id = out.draft_id;
+        snprintf(e->reason, sizeof e->reason, "%s", out.reason);
+        rc = 0;
+    } else {
+        /* issued, rejected, or not stored at all: it leaves pending/ */
+        unlink_entry(d, e);
+        rc = err == FA_OK ? 0 : fa_err_errno(err);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (err == FA_OK && out.kind == OUTCOME_WAITING)
+        pthread_cond_signal(&d->retry_cond);
+    return rc;
+}
+
+/* Retry waiting drafts in arrival order; stop at the first still waiting. */
+static void retry_waiting(struct pending_dir *d)
+{
+    for (;;) {
+        struct pending_entry *e = NULL;
+        size_t i;
+        int rc;
+
+        pthread_mutex_lock(&d->lock);
+        for (i = 0; i < d->n && !e; i++)
+            if (d->v[i]->state == ENTRY_WAITING)
+                e = d->v[i];
+        if (e)
+            e->refs++;
+        pthread_mutex_unlock(&d->lock);
+        if (!e)
+            return;
+        rc = process_entry(d, e);
+        pthread_mutex_lock(&d->lock);
+        i = e->linked && e->state == ENTRY_WAITING;
+        entry_unref(e);
+        pthread_mutex_unlock(&d->lock);
+        if (i || rc == EIO || rc == ENOSPC || rc == ENOMEM)
+            return;
+    }
+}
+
+static void *retry_main(void *arg)
+{
+    struct pending_dir *d = arg;
+    pthread_mutex_lock(&d->lock);
+    while (!d->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += RETRY_SECONDS;
+        pthread_cond_timedwait(&d->retry_cond, &d->lock, &ts);
+        if (d->stopping)
+            break;
+        pthread_mutex_unlock(&d->lock);
+        retry_waiting(d);
+        pthread_mutex_lock(&d->lock);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+struct pending_dir *pending_new(struct engine *e)
+{
+    struct pending_dir *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->engine = e;
+    d->next_id = 1;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->retry_cond, NULL);
+    return d;
+}
+
+static int load_waiting(void *ctx, struct store_draft *sd)
+{
+    struct pending_dir *d = ctx;
+    struct pending_entry *e = add_entry(d, sd->name);
+    if (!e) {
+        free(sd->body);
+        return 1;
+    }
+    e->data = sd->body;
+    e->size = e->cap = sd->len;
+    e->mtime = sd->received_at;
+    e->state = ENTRY_WAITING;
+    e->draft_id = sd->id;
+    snprintf(e->reason, sizeof e->reason, "waiting since the last mount");
+    return 0;
+}
+
+int pending_start(struct pending_dir *d)
+{
+    enum fa_err err;
+    pthread_mutex_lock(&d->lock);
+    err = store_list_waiting(engine_store(d->engine), load_waiting, d);
+    pthread_mutex_unlock(&d->lock);
+    if (err)
+        return fa_err_errno(err);
+    if (pthread_create(&d->retry_thread, NULL, retry_main, d))
+        return EAGAIN;
+    d->retry_running = true;
+    return 0;
+}
+
+void pending_free(struct pending_dir *d)
+{
+    if (!d)
+        return;
+    if (d->retry_running) {
+        pthread_mutex_lock(&d->lock);
+        d->stopping = true;
+        pthread_cond_signal(&d->retry_cond);
+        pthread_mutex_unlock(&d->lock);
+        pthread_join(d->retry_thread, NULL);
+    }
+    while (d->n)
+        unlink_at(d, d->n - 1);
+    free(d->v);
+    pthread_cond_destroy(&d->retry_cond);
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+}
+
+/* ---- operations ---------------------------------------------------------- */
+
+int pending_lookup(struct pending_dir *d, const char *name, struct stat *st)
+{
+    ssize_t i;
+    pthread_mutex_lock(&d->lock);
+    i = find_name(d, name);
+    if (i >= 0)
+        entry_stat(d->v[i], st);
+    pthread_mutex_unlock(&d->lock);
+    return i >= 0 ? 0 : ENOENT;
+}
+
+int pending_stat(struct pending_dir *d, uint64_t id, struct stat *st)
+{
+    ssize_t i;
+    pthread_mutex_lock(&d->lock);
+    i = find_id(d, id);
+    if (i >= 0)
+        entry_stat(d->v[i], st);
+    pthread_mutex_unlock(&d->lock);
+    return i >= 0 ? 0 : ENOENT;
+}
+
+static struct pending_handle *handle_new(struct pending_dir *d, struct pending_entry *e)
+{
+    struct pending_handle *h = calloc(1, sizeof *h);
+    if (h) {
+        h->dir = d;
+        h->e = e;
+        e->refs++;
+    }
+    return h;
+}
+
+int pending_create(struct pending_dir *d, const char *name, struct pending_handle **h,
+                   struct stat *st)
+{
+    struct pending_entry *e;
+    ssize_t i;
+    int rc = 0;
+
+    if (strlen(name) > 255)
+        return ENAMETOOLONG;
+    pthread_mutex_lock(&d->lock);
+    i = find_name(d, name);
+    if (i >= 0) {
+        e = d->v[i];
+        if (e->state == ENTRY_WAITING) {
+            rc = EACCES;
+            goto out;
+        }
+        e->size = 0;   /* O_CREAT on an existing file that was just truncated by the kernel */
+    } else if (!(e = add_entry(d, name))) {
+        rc = ENOMEM;
+        goto out;
+    }
+    *h = handle_new(d, e);
+    if (!*h)
+        rc = ENOMEM;
+    else
+        entry_stat(e, st);
+out:
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+int pending_open(struct pending_dir *d, uint64_t id, int flags, struct pending_handle **h)
+{
+    struct pending_entry *e;
+    ssize_t i;
+    int rc = 0;
+
+    pthread_mutex_lock(&d->lock);
+    i = find_id(d, id);
+    if (i < 0) {
+        rc = ENOENT;
+        goto out;
+    }
+    e = d->v[i];
+    if ((flags & O_ACCMODE) != O_RDONLY && e->state == ENTRY_WAITING) {
+        rc = EACCES;   /* a waiting draft is already handed over */
+        goto out;
+    }
+    if (flags & O_TRUNC) {
+        e->size = 0;
+        e->mtime = clock_now();
+    }
+    *h = handle_new(d, e);
+    if (!*h)
+        rc = ENOMEM;
+out:
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+size_t pending_read(struct pending_handle *h, char *buf, size_t size, off_t off)
+{
+    struct pending_dir *d = h->dir;
+    size_t n = 0;
+    pthread_mutex_lock(&d->lock);
+    if (off >= 0 && (size_t)off < h->e->size) {
+        n = h->e->size - (size_t)off;
+        if (n > size)
+            n = size;
+        memcpy(buf, h->e->data + off, n);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return n;
+}
+
+ssize_t pending_write(struct pending_handle *h, const char *buf, size_t size, off_t off)
+{
+    struct pending_dir *d = h->dir;
+    struct pending_entry *e = h->e;
+    size_t end;
+    ssize_t rc = (ssize_t)size;
+
+    if (off < 0 || (size_t)off > DRAFT_MAX_BYTES || size > DRAFT_MAX_BYTES - (size_t)off)
+        return -EFBIG;
+    end = (size_t)off + size;
+    pthread_mutex_lock(&d->lock);
+    if (e->state == ENTRY_WAITING) {
+        rc = -EACCES;
+        goto out;
+    }
+    if (end > e->cap) {
+        size_t cap = e->cap ? e->cap : 4096;
+        unsigned char *p;
+        while (cap < end)
+            cap *= 2;
+        p = realloc(e->data, cap);
+        if (!p) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        e->data = p;
+        e->cap = cap;
+    }
+    if ((size_t)off > e->size)   /* a hole reads as zeros */
+        memset(e->data + e->size, 0, (size_t)off - e->size);
+    memcpy(e->data + off, buf, size);
+    if (end > e->size)
+        e->size = end;
+    e->mtime = clock_now();
+    h->wrote = true;
+out:
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+int pending_flush(struct pending_handle *h)
+{
+    struct pending_dir *d = h->dir;
+    bool process;
+
+    /* Only a descriptor that wrote triggers processing: a shell's
+     * duplicated descriptor is closed before anything is written. */
+    pthread_mutex_lock(&d->lock);
+    process = h->wrote && h->e->linked && h->e->state == ENTRY_OPEN &&
+              pending_is_draft_name(h->e->name);
+    h->wrote = false;
+    pthread_mutex_unlock(&d->lock);
+    return process ? process_entry(d, h->e) : 0;
+}
+
+void pending_release(struct pending_handle *h)
+{
+    struct pending_dir *d = h->dir;
+    pthread_mutex_lock(&d->lock);
+    entry_unref(h->e);
+    pthread_mutex_unlock(&d->lock);
+    free(h);
+}
+
+int pending_truncate(struct pending_dir *d, uint64_t id, off_t size, struct stat *st)
+{
+    struct pending_entry *e;
+    ssize_t i;
+    int rc = 0;
+
+    if (size < 0 || size > DRAFT_MAX_BYTES)
+        return EFBIG;
+    pthread_mutex_lock(&d->lock);
+    i = find_id(d, id);
+    if (i < 0) {
+        rc = ENOENT;
+        goto out;
+    }
+    e = d->v[i];
+    if (e->state == ENTRY_WAITING) {
+        rc = EACCES;
+        goto out;
+    }
+    if ((size_t)size > e->cap) {
+        unsigned char *p = realloc(e->data, (size_t)size);
+        if (!p) {
+            rc = ENOMEM;
+            goto out;
+        }
+        e->data = p;
+        e->cap = (size_t)size;
+    }
+    if ((size_t)size > e->size)
+        memset(e->data + e->size, 0, (size_t)size - e->size);
+    e->size = (size_t)size;
+    e->mtime = clock_now();
+    entry_stat(e, st);
+out:
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+int pending_touch(struct pending_dir *d, uint64_t id, int64_t mtime, struct stat *st)
+{
+    ssize_t i;
+    pthread_mutex_lock(&d->lock);
+    i = find_id(d, id);
+    if (i >= 0) {
+        d->v[i]->mtime = mtime;
+        entry_stat(d->v[i], st);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return i >= 0 ? 0 : ENOENT;
+}
+
+int pending_unlink(struct pending_dir *d, const char *name)
+{
+    struct pending_entry *e;
+    int64_t cancel = 0;
+    ssize_t i;
+    enum fa_err err = FA_OK;
+
+    pthread_mutex_lock(&d->lock);
+    i = find_name(d, name);
+    if (i >= 0) {
+        e = d->v[i];
+        if (e->state == ENTRY_WAITING)
+            cancel = e->draft_id;
+        unlink_at(d, (size_t)i);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (i < 0)
+        return ENOENT;
+    if (cancel)   /* rm of a waiting draft cancels it; the store keeps the record */
+        err = engine_cancel(d->engine, cancel);
+    return fa_err_errno(err);
+}
+
+int pending_rename(struct pending_dir *d, const char *from, const char *to, unsigned flags)
+{
+    struct pending_entry *e = NULL;
+    ssize_t i, j;
+    bool process = false;
+    int rc = 0;
+
+    if (strlen(to) > 255)
+        return ENAMETOOLONG;
+    if (flags & ~RENAME_NOREPLACE)
+        return EINVAL;   /* RENAME_EXCHANGE and others: not for drafts */
+    pthread_mutex_lock(&d->lock);
+    i = find_name(d, from);
+    j = find_name(d, to);
+    if (i < 0) {
+        rc = ENOENT;
+    } else if (i == j) {
+        rc = 0;
+    } else if (d->v[i]->state == ENTRY_WAITING) {
+        rc = EBUSY;    /* handed to the engine: its name is its identity */
+    } else if (j >= 0 && (flags & RENAME_NOREPLACE)) {
+        rc = EEXIST;
+    } else if (j >= 0 && d->v[j]->state == ENTRY_WAITING) {
+        rc = EBUSY;    /* never silently replace a draft that waits */
+    } else {
+        e = d->v[i];
+        if (j >= 0) {
+            unlink_at(d, (size_t)j);
+        }
+        snprintf(e->name, sizeof e->name, "%s", to);
+        /* A closed scratch file renamed to a draft name is processed now;
+         * one still open is processed when its writer closes it. */
+        process = pending_is_draft_name(to) && e->refs == 1;
+        if (process)
+            e->refs++;
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (process) {
+        rc = process_entry(d, e);
+        pthread_mutex_lock(&d->lock);
+        entry_unref(e);
+        pthread_mutex_unlock(&d->lock);
+    }
+    return rc;
+}
+
+void pending_list(struct pending_dir *d, uint64_t after, pending_entry_cb cb, void *ctx)
+{
+    size_t i;
+    pthread_mutex_lock(&d->lock);
+    for (i = 0; i < d->n; i++)
+        if (d->v[i]->id > after && cb(ctx, d->v[i]->id, d->v[i]->name))
+            break;
+    pthread_mutex_unlock(&d->lock);
+}
+
+char *pending_waiting_text(struct pending_dir *d, int max)
+{
+    char *out = NULL, when[32];
+    size_t len = 0, i;
+    int shown = 0;
+    FILE *f = open_memstream(&out, &len);
+
+    if (!f)
+        return NULL;
+    pthread_mutex_lock(&d->lock);
+    for (i = 0; i < d->n; i++) {
+        const struct pending_entry *e = d->v[i];
+        if (e->state != ENTRY_WAITING)
+            continue;
+        if (shown++ < max)
+            fprintf(f, "waiting_draft: %s since %s: %s\n", e->name, clock_iso_cst(e->mtime, when),
+                    e->reason);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (shown > max)
+        fprintf(f, "waiting_more: %d\n", shown - max);
+    fclose(f);
+    return out;
+}

@@ -1,0 +1,283 @@
+/*
+ * render.c — README, status, device/ and platform/ files; see render.h.
+ *
+ * key: value files follow /proc/meminfo style (SPEC §2): lower-case keys,
+ * money with exactly two decimals, times ISO 8601 with +08:00.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "engine/clock.h"
+#include "engine/decimal.h"
+#include "fs/fs.h"
+#include "fs/pending.h"
+#include "fs/render.h"
+
+#define SNAPSHOT_MS 1000
+
+struct text {
+    char *buf;
+    size_t len, cap;
+};
+
+static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct text *t, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (t->len + (size_t)n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 1024;
+        char *b;
+        while (cap < t->len + (size_t)n + 1)
+            cap *= 2;
+        b = realloc(t->buf, cap);
+        if (!b)
+            return;
+        t->buf = b;
+        t->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(t->buf + t->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+}
+
+static const char *fen(int64_t v, char buf[DEC_FMT_MAX])
+{
+    return dec_format(dec_from_fen(v), 2, buf);
+}
+
+static const char *when(int64_t t, char buf[32])
+{
+    if (!t)
+        return "never";
+    return clock_iso_cst(t, buf);
+}
+
+static void render_readme(struct text *t)
+{
+    put(t,
+        "fapiaofs — VAT e-invoices (发票) issued through file drops\n"
+        "\n"
+        "TO ISSUE AN INVOICE\n"
+        "  Write a JSON draft into pending/, e.g.  cp order-123.json pending/\n"
+        "  The draft is processed when the file is closed; close() returns the result:\n"
+        "    success   the draft left pending/; the invoice is in issued/YYYY-MM/ and\n"
+        "              receipts/NAME says which one it is;\n"
+        "    success   but the draft stays in pending/ (read-only): it waits for the\n"
+        "              device, and `cat status` says why; it is issued automatically;\n"
+        "    EINVAL    \"Invalid argument\": rejected; rejected/NAME.error says why,\n"
+        "              one problem per line, naming the field.\n"
+        "  Only names ending in .json and not starting with \".\" are drafts.  Write to\n"
+        "  any other name (x.json.tmp, .x.json.part) and rename it to x.json when done.\n"
+        "  Drafts are at most 1 MiB.  UTF-8 (with or without BOM) is accepted.\n"
+        "\n"
+        "WHAT IS HERE\n"
+        "  README            this text\n"
+        "  status            one screen of health: device, period, uploads, waiting drafts\n"
+        "  pending/          drop drafts here\n"
+        "  receipts/NAME     outcome of each issued draft (JSON); rm to acknowledge\n"
+        "  rejected/NAME     a rejected draft as dropped, and NAME.error, why; rm to acknowledge\n"
+        "  issued/YYYY-MM/   the invoices, CODE-NUMBER.json, immutable and signed by the device\n"
+        "  reports/          period summaries\n"
+        "  device/           the tax-control device: info, status, rolls\n"
+        "  platform/status   uploads to the tax platform\n"
+        "\n"
+        "Every draft ever received stays in the store for audit, also after rm.\n"
+        "The draft format and everything else: docs/ in the fapiaofs sources, and\n"
+        "man fapiaofs.\n");
+}
+
+static void render_device_info(struct text *t)
+{
+    struct device_info di;
+    if (device_get_info(engine_device(g_fs.engine), &di)) {
+        put(t, "kind: absent\n");
+        return;
+    }
+    put(t, "kind: %s\nmodel: %s\nmachine_number: %s\nseller_tax_id: %s\nseller_name: %s\n"
+           "seller_address_phone: %s\nseller_bank_account: %s\ntaxpayer_kind: %s\n"
+           "public_key: %s\n",
+        di.kind, di.model, di.machine_number, di.seller_tax_id, di.seller_name,
+        di.seller_address_phone, di.seller_bank_account, di.taxpayer_kind, di.public_key);
+}
+
+static void render_device_status(struct text *t)
+{
+    struct device_status ds;
+    char a[DEC_FMT_MAX], b[DEC_FMT_MAX], lock[32], period[8];
+    if (device_get_status(engine_device(g_fs.engine), &ds)) {
+        put(t, "present: no\n");
+        return;
+    }
+    put(t, "present: yes\nperiod: %s\ncleared_through: %s\nlock_date: %s\nlocked: %s\n"
+           "per_invoice_limit: %s\noffline_hours_limit: %lld\noffline_amount_limit: %s\n"
+           "pin_retries_left: %d\nsigned_invoices: %lld\n",
+        clock_period(clock_now(), period), ds.cleared_through, when(ds.lock_date, lock),
+        ds.locked ? "yes" : "no", fen(ds.limit_fen, a), (long long)ds.offline_hours,
+        fen(ds.offline_amount_fen, b), ds.pin_retries_left, (long long)ds.signed_count);
+}
+
+static void render_device_rolls(struct text *t)
+{
+    struct device_roll r[DEVICE_MAX_ROLLS];
+    int n = 0, i;
+    device_list_rolls(engine_device(g_fs.engine), r, DEVICE_MAX_ROLLS, &n);
+    put(t, "# type code first last next remaining\n");
+    for (i = 0; i < n; i++)
+        put(t, "%s %s %08u %08u %08u %u\n", r[i].type, r[i].code, r[i].first, r[i].last,
+            r[i].next, r[i].next > r[i].last ? 0 : r[i].last - r[i].next + 1);
+}
+
+static void render_platform_status(struct text *t)
+{
+    struct platform_status ps;
+    struct store_counts sc;
+    char c1[32], c2[32], c3[32], a[DEC_FMT_MAX];
+    uploader_status(engine_uploader(g_fs.engine), &ps);
+    store_counts(engine_store(g_fs.engine), &sc);
+    put(t, "url: %s\nreachable: %s\nlast_contact: %s\nlast_error: %s\nqueued: %lld\n"
+           "queued_amount: %s\noldest: %s\nnext_retry: %s\n",
+        ps.url[0] ? ps.url : "(not configured)", ps.reachable ? "yes" : "no",
+        when(ps.last_contact, c1), ps.last_error[0] ? ps.last_error : "none",
+        (long long)sc.upload_queued, fen(sc.upload_queued_fen, a),
+        when(sc.upload_oldest_issued_at, c2), when(ps.next_retry, c3));
+}
+
+static void render_status(struct text *t)
+{
+    struct device_status ds;
+    struct store_counts sc;
+    char now[32], lock[32], a[DEC_FMT_MAX], *lines;
+    struct platform_status ps;
+
+    store_counts(engine_store(g_fs.engine), &sc);
+    uploader_status(engine_uploader(g_fs.engine), &ps);
+    put(t, "time: %s\n", clock_iso_cst(clock_now(), now));
+    if (device_get_status(engine_device(g_fs.engine), &ds) == FA_OK)
+        put(t, "device: %s\nperiod: %.7s\ncleared_through: %s\nlock_date: %s\n",
+            ds.locked ? "locked (echo clear > device/clear)" : "ready", now, ds.cleared_through,
+            when(ds.lock_date, lock));
+    else
+        put(t, "device: absent\n");
+    put(t, "invoices: %lld\nrejected: %lld\n", (long long)sc.invoices, (long long)sc.rejected);
+    put(t, "platform: %s\nplatform_error: %s\nupload_queued: %lld\nupload_queued_amount: %s\n",
+        !ps.url[0] ? "not configured" : ps.reachable ? "reachable" : "unreachable",
+        ps.last_error[0] ? ps.last_error : "none", (long long)sc.upload_queued,
+        fen(sc.upload_queued_fen, a));
+    put(t, "waiting: %lld\n", (long long)sc.drafts_waiting);
+    lines = pending_waiting_text(g_fs.pending, 20);
+    if (lines) {
+        put(t, "%s", lines);
+        free(lines);
+    }
+}
+
+struct snapshot {
+    char *buf;
+    size_t len;
+    struct timespec at;   /* monotonic, for the snapshot's age */
+    int64_t made;         /* wall clock, its mtime */
+};
+
+static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct snapshot snaps[FIXED_COUNT];
+
+static long elapsed_ms(const struct timespec *from)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long)(now.tv_sec - from->tv_sec) * 1000 + (now.tv_nsec - from->tv_nsec) / 1000000;
+}
+
+/* Render into snaps[ino] if missing or older than SNAPSHOT_MS; lock held. */
+static int refresh(uint64_t ino)
+{
+    struct snapshot *s = &snaps[ino];
+    struct text t = { 0 };
+
+    if (s->buf && (ino == FIXED_README || ino == FIXED_DEVICE_TAG || ino == FIXED_PLATFORM_TAG ||
+                   elapsed_ms(&s->at) < SNAPSHOT_MS))
+        return 0;
+    switch (ino) {
+    case FIXED_README: render_readme(&t); break;
+    case FIXED_STATUS: render_status(&t); break;
+    case FIXED_DEVICE_INFO: render_device_info(&t); break;
+    case FIXED_DEVICE_STATUS: render_device_status(&t); break;
+    case FIXED_DEVICE_ROLLS: render_device_rolls(&t); break;
+    case FIXED_PLATFORM_STATUS: render_platform_status(&t); break;
+    case FIXED_DEVICE_TAG:
+    case FIXED_PLATFORM_TAG:
+        /* https://bford.info/cachedir/: the signature line, then a comment */
+        put(&t, "Signature: 8a477f597d28d172789f06886806bc55\n"
+                "# This folder shows volatile state of fapiaofs; backups may skip it.\n");
+        break;
+    default:
+        return ENOENT;
+    }
+    if (!t.buf)
+        return ENOMEM;
+    free(s->buf);
+    s->buf = t.buf;
+    s->len = t.len;
+    clock_gettime(CLOCK_MONOTONIC, &s->at);
+    /* static files keep the mount time; the others change when re-rendered */
+    s->made = ino == FIXED_README || ino == FIXED_DEVICE_TAG || ino == FIXED_PLATFORM_TAG
+                  ? g_fs.mounted_at : clock_now();
+    return 0;
+}
+
+int render_snapshot(uint64_t ino, char **buf, size_t *len)
+{
+    int rc;
+    if (ino >= FIXED_COUNT)
+        return ENOENT;
+    pthread_mutex_lock(&snap_lock);
+    rc = refresh(ino);
+    if (rc == 0) {
+        *buf = malloc(snaps[ino].len + 1);
+        if (*buf) {
+            memcpy(*buf, snaps[ino].buf, snaps[ino].len);
+            *len = snaps[ino].len;
+        } else {
+            rc = ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&snap_lock);
+    return rc;
+}
+
+void render_meta(uint64_t ino, uint64_t *size, int64_t *mtime)
+{
+    *size = 0;
+    *mtime = 0;
+    if (ino >= FIXED_COUNT)
+        return;
+    pthread_mutex_lock(&snap_lock);
+    if (refresh(ino) == 0) {
+        *size = snaps[ino].len;
+        *mtime = snaps[ino].made;
+    }
+    pthread_mutex_unlock(&snap_lock);
+}
+
+void render_cleanup(void)
+{
+    int i;
+    pthread_mutex_lock(&snap_lock);
+    for (i = 0; i < FIXED_COUNT; i++) {
+        free(snaps[i].buf);
+        snaps[i].buf = NULL;
+    }
+    pthread_mutex_unlock(&snap_lock);
+}

@@ -1,0 +1,94 @@
+# tests/mount/lib.sh — shared by the mount tests: a private state directory,
+# the platform simulator on free loopback ports, a real FUSE mount, and
+# checks that print "ok - ..." / "not ok - ...".
+#
+#   source tests/mount/lib.sh
+#   t_setup NAME            state dir, simulator, configuration, mount
+#   ok COND_EXIT_STATUS DESC / check DESC CMD... / check_eq DESC GOT WANT
+#   t_remount               unmount and mount again on the same state
+#   (cleanup runs at exit: unmount, stop the simulator, sanitizer report check)
+set -u
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${FAPIAOFS_BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+FAPIAOFS=$BUILD/fapiaofs
+PLATFORM_SIM=$BUILD/fapiaofs-platform-sim
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+T_FAILED=0
+ok()       { if [ "$1" -eq 0 ]; then echo "ok - $2"; else echo "not ok - $2"; T_FAILED=1; fi; }
+check()    { local d=$1; shift; "$@" >/dev/null 2>&1; ok $? "$d"; }
+check_eq() { if [ "$2" == "$3" ]; then echo "ok - $1"; else echo "not ok - $1 (got '$2', want '$3')"; T_FAILED=1; fi; }
+
+t_setup() {
+  T=$ROOT/tests/tmp/$1.$(basename "$BUILD")
+  [ -d "$T/mnt" ] && fusermount3 -uz "$T/mnt" 2>/dev/null
+  rm -rf "$T"; mkdir -p "$T/state" "$T/mnt"
+  MNT=$T/mnt
+  trap t_cleanup EXIT
+  t_platform_start
+  cat > "$T/fapiaofs.conf" <<CONF
+[store]
+state_dir = $T/state
+path = fapiaofs.db
+[device]
+kind = sim
+state = device.json
+[platform]
+url = http://127.0.0.1:$PLATFORM_PORT
+app_key = demo-app
+app_secret_file = $T/secret
+timeout_ms = 2000
+CONF
+  printf 'demo-secret\n' > "$T/secret"
+  t_mount
+}
+
+t_platform_start() {
+  rm -f "$T/platform.port" "$T/platform.admin"
+  "$PLATFORM_SIM" --port 0 --db "$T/platform.db" --port-file "$T/platform.port" \
+      --admin-port-file "$T/platform.admin" >>"$T/platform.log" 2>&1 &
+  PLATFORM_PID=$!
+  for _ in $(seq 100); do [ -s "$T/platform.admin" ] && break; sleep 0.05; done
+  PLATFORM_PORT=$(cat "$T/platform.port")
+  PLATFORM_ADMIN=$(cat "$T/platform.admin")
+}
+
+platform_mode()  { curl -s -d "$1" "http://127.0.0.1:$PLATFORM_ADMIN/admin/mode" >/dev/null; }
+platform_count() { curl -s "http://127.0.0.1:$PLATFORM_ADMIN/admin/count"; }
+
+t_mount() {
+  "$FAPIAOFS" -f --config "$T/fapiaofs.conf" "$MNT" >>"$T/fapiaofs.log" 2>&1 &
+  FS_PID=$!
+  for _ in $(seq 200); do mountpoint -q "$MNT" && break; sleep 0.05; done
+  mountpoint -q "$MNT" || { echo "not ok - mount (see $T/fapiaofs.log)"; cat "$T/fapiaofs.log"; exit 1; }
+}
+
+t_unmount() {
+  fusermount3 -u "$MNT" 2>/dev/null || { sleep 0.5; fusermount3 -uz "$MNT"; }
+  wait "$FS_PID" 2>/dev/null
+  local rc=$?
+  ok $rc "daemon exited cleanly (exit $rc)"
+  if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T/fapiaofs.log"; then
+    echo "not ok - sanitizer report in fapiaofs.log:"; sed 's/^/    /' "$T/fapiaofs.log" | head -60
+    T_FAILED=1
+  fi
+}
+
+t_remount() { t_unmount; t_mount; }
+
+t_cleanup() {
+  if mountpoint -q "$MNT" 2>/dev/null; then t_unmount; fi
+  if [ -n "${PLATFORM_PID:-}" ]; then
+    kill "$PLATFORM_PID" 2>/dev/null; wait "$PLATFORM_PID" 2>/dev/null
+    if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T/platform.log"; then
+      echo "not ok - sanitizer report in platform.log:"; sed 's/^/    /' "$T/platform.log" | head -40
+      T_FAILED=1
+    fi
+  fi
+  exit $T_FAILED
+}
+
+# json FILE EXPR: evaluate a Python expression over the parsed document `d`.
+json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1],encoding="utf-8")); print(eval(sys.argv[2]))' "$1" "$2"; }
