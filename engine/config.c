@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "engine/config.h"
 
@@ -104,12 +105,23 @@ static int resolve_path(const struct config *c, char *path, size_t cap)
     return 0;
 }
 
-static int read_secret(const char *file, char *out, size_t cap, char *why, size_t whylen)
+int config_read_secret(const char *file, const char *what, bool must_be_private, char *out,
+                       size_t cap, char *why, size_t whylen)
 {
+    struct stat sb;
     FILE *f = fopen(file, "r");
     size_t n;
-    if (!f) {
-        snprintf(why, whylen, "[platform] app_secret_file %s: %s", file, strerror(errno));
+
+    if (!f || fstat(fileno(f), &sb)) {
+        snprintf(why, whylen, "%s %s: %s", what, file, strerror(errno));
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    if (must_be_private && (sb.st_mode & 077)) {
+        snprintf(why, whylen, "%s %s must be mode 0600 (it is %03o)", what, file,
+                 (unsigned)(sb.st_mode & 0777));
+        fclose(f);
         return -1;
     }
     n = fread(out, 1, cap - 1, f);
@@ -169,7 +181,8 @@ int config_load(const char *path, struct config *c, char *why, size_t whylen)
         return -1;
     }
     if (p.secret_file[0] &&
-        read_secret(p.secret_file, c->app_secret, sizeof c->app_secret, why, whylen))
+        config_read_secret(p.secret_file, "[platform] app_secret_file", false, c->app_secret,
+                           sizeof c->app_secret, why, whylen))
         return -1;
     return 0;
 }

@@ -39,4 +39,10 @@ struct config {
  * Returns 0, or -1 with a sentence in why ("config.ini:3: unknown key ..."). */
 int config_load(const char *path, struct config *c, char *why, size_t whylen);
 
+/* Read a one-line secret (PIN, app secret) from `file` into out, without the
+ * line end.  With must_be_private, a file readable by group or others is
+ * refused.  `what` names the setting in the message ("[device] pin_file"). */
+int config_read_secret(const char *file, const char *what, bool must_be_private, char *out,
+                       size_t cap, char *why, size_t whylen);
+
 #endif

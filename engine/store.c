@@ -13,6 +13,7 @@
  */
 #include <assert.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,6 +188,44 @@ static int run(sqlite3_stmt *q)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* Bind arguments described by `types` — 'i' int64_t, 't' const char * (NULL
+ * binds NULL), 'b' const void * then size_t — and step a statement that
+ * returns no rows.  The caller holds the lock. */
+static int bind_run(store_t *s, int id, const char *types, ...)
+{
+    sqlite3_stmt *q = st(s, id);
+    va_list ap;
+    int i;
+
+    va_start(ap, types);
+    for (i = 0; types[i]; i++) {
+        if (types[i] == 'i') {
+            sqlite3_bind_int64(q, i + 1, va_arg(ap, int64_t));
+        } else if (types[i] == 't') {
+            const char *t = va_arg(ap, const char *);
+            if (t)
+                sqlite3_bind_text(q, i + 1, t, -1, SQLITE_STATIC);
+        } else {
+            const void *b = va_arg(ap, const void *);
+            size_t n = va_arg(ap, size_t);
+            assert(types[i] == 'b');
+            sqlite3_bind_blob64(q, i + 1, b ? b : "", n, SQLITE_STATIC);
+        }
+    }
+    va_end(ap);
+    return run(q);
+}
+
+/* One statement under the lock; *rowid (if not NULL) gets the inserted row. */
+#define EXEC_ONE(s, rowid, ...)                                              \
+    do {                                                                     \
+        pthread_mutex_lock(&(s)->lock);                                      \
+        rc = bind_run((s), __VA_ARGS__);                                     \
+        if (rc == SQLITE_OK && (rowid) != NULL)                              \
+            *(int64_t *)(rowid) = sqlite3_last_insert_rowid((s)->db);        \
+        pthread_mutex_unlock(&(s)->lock);                                    \
+    } while (0)
+
 static int migrate(sqlite3 *db, char *why, size_t whylen)
 {
     sqlite3_stmt *q = NULL;
@@ -289,46 +328,22 @@ void store_close(store_t *s)
 enum fa_err store_add_draft(store_t *s, const char *name, const void *body, size_t len,
                             int64_t now, int64_t *draft_id)
 {
-    sqlite3_stmt *q;
     int rc;
-
-    pthread_mutex_lock(&s->lock);
-    q = st(s, S_ADD_DRAFT);
-    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 2, now);
-    sqlite3_bind_blob64(q, 3, body ? body : "", len, SQLITE_STATIC);
-    rc = run(q);
-    if (rc == SQLITE_OK)
-        *draft_id = sqlite3_last_insert_rowid(s->db);
-    pthread_mutex_unlock(&s->lock);
+    EXEC_ONE(s, draft_id, S_ADD_DRAFT, "tib", name, now, body, len);
     return sqlite_to_fa(rc);
 }
 
 enum fa_err store_set_draft_waiting(store_t *s, int64_t draft_id, const char *reason)
 {
-    sqlite3_stmt *q;
     int rc;
-
-    pthread_mutex_lock(&s->lock);
-    q = st(s, S_DRAFT_WAITING);
-    sqlite3_bind_int64(q, 1, draft_id);
-    sqlite3_bind_text(q, 2, reason, -1, SQLITE_STATIC);
-    rc = run(q);
-    pthread_mutex_unlock(&s->lock);
+    EXEC_ONE(s, NULL, S_DRAFT_WAITING, "it", draft_id, reason);
     return sqlite_to_fa(rc);
 }
 
 enum fa_err store_cancel_draft(store_t *s, int64_t draft_id, int64_t now)
 {
-    sqlite3_stmt *q;
     int rc;
-
-    pthread_mutex_lock(&s->lock);
-    q = st(s, S_DRAFT_CANCEL);
-    sqlite3_bind_int64(q, 1, draft_id);
-    sqlite3_bind_int64(q, 2, now);
-    rc = run(q);
-    pthread_mutex_unlock(&s->lock);
+    EXEC_ONE(s, NULL, S_DRAFT_CANCEL, "ii", draft_id, now);
     return sqlite_to_fa(rc);
 }
 
@@ -368,18 +383,8 @@ enum fa_err store_list_waiting(store_t *s, store_draft_cb cb, void *ctx)
 enum fa_err store_put_intent(store_t *s, int64_t draft_id, const char *code, const char *number,
                              const void *canonical, size_t len, int64_t now)
 {
-    sqlite3_stmt *q;
     int rc;
-
-    pthread_mutex_lock(&s->lock);
-    q = st(s, S_PUT_INTENT);
-    sqlite3_bind_int64(q, 1, draft_id);
-    sqlite3_bind_text(q, 2, code, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 3, number, -1, SQLITE_STATIC);
-    sqlite3_bind_blob64(q, 4, canonical, len, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 5, now);
-    rc = run(q);
-    pthread_mutex_unlock(&s->lock);
+    EXEC_ONE(s, NULL, S_PUT_INTENT, "ittbi", draft_id, code, number, canonical, len, now);
     return sqlite_to_fa(rc);
 }
 
@@ -423,15 +428,9 @@ static int tx_end(store_t *s, int rc)
 
 static int hide_name_everywhere(store_t *s, const char *name)
 {
-    sqlite3_stmt *q = st(s, S_HIDE_RECEIPT_NAME);
-    int rc;
-    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-    rc = run(q);
-    if (rc == SQLITE_OK) {
-        q = st(s, S_HIDE_REJECT_NAME);
-        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-        rc = run(q);
-    }
+    int rc = bind_run(s, S_HIDE_RECEIPT_NAME, "t", name);
+    if (rc == SQLITE_OK)
+        rc = bind_run(s, S_HIDE_REJECT_NAME, "t", name);
     return rc;
 }
 
@@ -439,97 +438,62 @@ static int hide_name_everywhere(store_t *s, const char *name)
 static int put_receipt(store_t *s, int64_t draft_id, const char *name, const void *receipt,
                        size_t len, int64_t mtime, int64_t *receipt_id)
 {
-    sqlite3_stmt *q;
     int rc = hide_name_everywhere(s, name);
-    if (rc == SQLITE_OK) {
-        q = st(s, S_PUT_RECEIPT);
-        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 2, draft_id);
-        sqlite3_bind_blob64(q, 3, receipt, len, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 4, mtime);
-        rc = run(q);
-        *receipt_id = sqlite3_last_insert_rowid(s->db);
-    }
+    if (rc == SQLITE_OK)
+        rc = bind_run(s, S_PUT_RECEIPT, "tibi", name, draft_id, receipt, len, mtime);
+    *receipt_id = sqlite3_last_insert_rowid(s->db);
     return rc;
 }
 
 enum fa_err store_put_duplicate(store_t *s, int64_t draft_id, const char *name, int64_t invoice_id,
                                 const void *receipt, size_t len, int64_t now, int64_t *receipt_id)
 {
-    sqlite3_stmt *q;
     int rc;
 
     pthread_mutex_lock(&s->lock);
     rc = tx_begin(s);
     if (rc == SQLITE_OK)
         rc = put_receipt(s, draft_id, name, receipt, len, now, receipt_id);
-    if (rc == SQLITE_OK) {
-        q = st(s, S_DRAFT_DUPLICATE);
-        sqlite3_bind_int64(q, 1, draft_id);
-        sqlite3_bind_int64(q, 2, invoice_id);
-        rc = run(q);
-    }
+    if (rc == SQLITE_OK)
+        rc = bind_run(s, S_DRAFT_DUPLICATE, "ii", draft_id, invoice_id);
     rc = tx_end(s, rc);
     pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
 }
 
-static int month_of_period(const char *period)
+static int64_t month_of_period(const char *period)
 {
     int y = 0, m = 0;
     if (sscanf(period, "%4d-%2d", &y, &m) != 2)
         return -1;
-    return y * 12 + m - 1;
+    return (int64_t)y * 12 + m - 1;
 }
 
 enum fa_err store_put_invoice(store_t *s, const struct store_issued *inv,
                               int64_t *invoice_id, int64_t *receipt_id)
 {
-    sqlite3_stmt *q;
     int64_t iid = 0;
     int rc;
 
     pthread_mutex_lock(&s->lock);
     rc = tx_begin(s);
     if (rc == SQLITE_OK) {
-        q = st(s, S_PUT_INVOICE);
-        sqlite3_bind_text(q, 1, inv->code, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 2, inv->number, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 3, inv->period, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 4, inv->issued_at);
-        sqlite3_bind_int64(q, 5, inv->draft_id);
-        if (inv->request_id)
-            sqlite3_bind_text(q, 6, inv->request_id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 7, inv->draft_hash, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 8, inv->total_fen);
-        sqlite3_bind_blob64(q, 9, inv->json, inv->json_len, SQLITE_STATIC);
-        rc = run(q);
+        rc = bind_run(s, S_PUT_INVOICE, "ttiiittib", inv->code, inv->number, inv->period,
+                      inv->issued_at, inv->draft_id, inv->request_id, inv->draft_hash,
+                      inv->total_fen, inv->json, inv->json_len);
         iid = sqlite3_last_insert_rowid(s->db);
     }
-    if (rc == SQLITE_OK) {
-        q = st(s, S_PUT_PERIOD);
-        sqlite3_bind_int(q, 1, month_of_period(inv->period));
-        rc = run(q);
-    }
-    if (rc == SQLITE_OK) {
-        q = st(s, S_DRAFT_ISSUED);
-        sqlite3_bind_int64(q, 1, inv->draft_id);
-        sqlite3_bind_int64(q, 2, iid);
-        rc = run(q);
-    }
+    if (rc == SQLITE_OK)
+        rc = bind_run(s, S_PUT_PERIOD, "i", month_of_period(inv->period));
+    if (rc == SQLITE_OK)
+        rc = bind_run(s, S_DRAFT_ISSUED, "ii", inv->draft_id, iid);
     if (rc == SQLITE_OK)
         rc = put_receipt(s, inv->draft_id, inv->draft_name, inv->receipt, inv->receipt_len,
                          inv->issued_at, receipt_id);
-    if (rc == SQLITE_OK) {
-        q = st(s, S_QUEUE_UPLOAD);
-        sqlite3_bind_int64(q, 1, iid);
-        rc = run(q);
-    }
-    if (rc == SQLITE_OK) {
-        q = st(s, S_DEL_INTENT);
-        sqlite3_bind_int64(q, 1, inv->draft_id);
-        rc = run(q);
-    }
+    if (rc == SQLITE_OK)
+        rc = bind_run(s, S_QUEUE_UPLOAD, "i", iid);
+    if (rc == SQLITE_OK)
+        rc = bind_run(s, S_DEL_INTENT, "i", inv->draft_id);
     rc = tx_end(s, rc);
     if (rc == SQLITE_OK)
         *invoice_id = iid;
@@ -541,7 +505,6 @@ enum fa_err store_put_rejection(store_t *s, int64_t draft_id, const char *name,
                                 const void *body, size_t len, const char *error,
                                 int64_t now, int64_t *reject_id)
 {
-    sqlite3_stmt *q;
     int rc;
 
     pthread_mutex_lock(&s->lock);
@@ -549,21 +512,12 @@ enum fa_err store_put_rejection(store_t *s, int64_t draft_id, const char *name,
     if (rc == SQLITE_OK)
         rc = hide_name_everywhere(s, name);
     if (rc == SQLITE_OK) {
-        q = st(s, S_PUT_REJECT);
-        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 2, draft_id);
-        sqlite3_bind_blob64(q, 3, body ? body : "", len, SQLITE_STATIC);
-        sqlite3_bind_blob64(q, 4, error, strlen(error), SQLITE_STATIC);
-        sqlite3_bind_int64(q, 5, now);
-        rc = run(q);
+        rc = bind_run(s, S_PUT_REJECT, "tibbi", name, draft_id, body, len, error, strlen(error),
+                      now);
         *reject_id = sqlite3_last_insert_rowid(s->db);
     }
-    if (rc == SQLITE_OK) {
-        q = st(s, S_DRAFT_REJECTED);
-        sqlite3_bind_int64(q, 1, draft_id);
-        sqlite3_bind_text(q, 2, error, -1, SQLITE_STATIC);
-        rc = run(q);
-    }
+    if (rc == SQLITE_OK)
+        rc = bind_run(s, S_DRAFT_REJECTED, "it", draft_id, error);
     rc = tx_end(s, rc);
     pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
@@ -793,22 +747,14 @@ void store_upload_free(struct store_upload *u)
 
 enum fa_err store_upload_done(store_t *s, int64_t invoice_id, int64_t now)
 {
-    sqlite3_stmt *q;
     int rc;
 
     pthread_mutex_lock(&s->lock);
     rc = tx_begin(s);
-    if (rc == SQLITE_OK) {
-        q = st(s, S_UPLOAD_DEL);
-        sqlite3_bind_int64(q, 1, invoice_id);
-        rc = run(q);
-    }
-    if (rc == SQLITE_OK) {
-        q = st(s, S_UPLOAD_DONE);
-        sqlite3_bind_int64(q, 1, invoice_id);
-        sqlite3_bind_int64(q, 2, now);
-        rc = run(q);
-    }
+    if (rc == SQLITE_OK)
+        rc = bind_run(s, S_UPLOAD_DEL, "i", invoice_id);
+    if (rc == SQLITE_OK)
+        rc = bind_run(s, S_UPLOAD_DONE, "ii", invoice_id, now);
     rc = tx_end(s, rc);
     pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
@@ -816,16 +762,8 @@ enum fa_err store_upload_done(store_t *s, int64_t invoice_id, int64_t now)
 
 enum fa_err store_upload_failed(store_t *s, int64_t invoice_id, int64_t next_at, const char *error)
 {
-    sqlite3_stmt *q;
     int rc;
-
-    pthread_mutex_lock(&s->lock);
-    q = st(s, S_UPLOAD_FAILED);
-    sqlite3_bind_int64(q, 1, invoice_id);
-    sqlite3_bind_int64(q, 2, next_at);
-    sqlite3_bind_text(q, 3, error, -1, SQLITE_STATIC);
-    rc = run(q);
-    pthread_mutex_unlock(&s->lock);
+    EXEC_ONE(s, NULL, S_UPLOAD_FAILED, "iit", invoice_id, next_at, error);
     return sqlite_to_fa(rc);
 }
 
