@@ -197,6 +197,7 @@ static int bind_run(store_t *s, int id, const char *types, ...)
     va_list ap;
     int i;
 
+    assert(sqlite3_bind_parameter_count(q) == (int)strlen(types));
     va_start(ap, types);
     for (i = 0; types[i]; i++) {
         if (types[i] == 'i') {
@@ -478,7 +479,7 @@ enum fa_err store_put_invoice(store_t *s, const struct store_issued *inv,
     pthread_mutex_lock(&s->lock);
     rc = tx_begin(s);
     if (rc == SQLITE_OK) {
-        rc = bind_run(s, S_PUT_INVOICE, "ttiiittib", inv->code, inv->number, inv->period,
+        rc = bind_run(s, S_PUT_INVOICE, "tttiittib", inv->code, inv->number, inv->period,
                       inv->issued_at, inv->draft_id, inv->request_id, inv->draft_hash,
                       inv->total_fen, inv->json, inv->json_len);
         iid = sqlite3_last_insert_rowid(s->db);
