@@ -82,6 +82,11 @@ static int config_handler(void *user, const char *section, const char *name, con
         long v = strtol(value, &end, 10);
         rc = (*value && !*end && v > 0 && v <= 600000) ? (c->timeout_ms = v, 0) : -1;
     }
+    if (!strcmp(section, "invoice") && !strcmp(name, "line_tolerance")) {
+        /* SPEC §3.3: a given tax may differ by 0.01 per line, configurable up to 0.06 */
+        rc = strlen(value) == 4 && !strncmp(value, "0.0", 3) && value[3] >= '1' &&
+             value[3] <= '6' ? copy_value(c->line_tolerance, sizeof c->line_tolerance, value) : -1;
+    }
     if (!strcmp(section, "fs") && !strcmp(name, "allow_other"))
         rc = parse_bool(value, &c->allow_other);
 
@@ -155,6 +160,7 @@ int config_load(const char *path, struct config *c, char *why, size_t whylen)
     strcpy(c->app_key, CONFIG_DEFAULT_APP_KEY);
     strcpy(c->app_secret, CONFIG_DEFAULT_APP_SECRET);
     c->timeout_ms = 5000;
+    strcpy(c->line_tolerance, "0.01");
 
     if (path) {
         rc = ini_parse(path, config_handler, &p);

@@ -33,6 +33,7 @@ struct config {
     bool allow_other;            /* [fs] allow_other */
     char clock_file[PATH_MAX];   /* [clock] file (tests only) */
     char drawer[64];             /* [invoice] drawer: default 开票人 */
+    char line_tolerance[8];      /* [invoice] line_tolerance: 0.01 (default) to 0.06 */
 };
 
 /* Fill `c` with the embedded default, then apply `path` if not NULL.

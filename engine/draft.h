@@ -29,6 +29,8 @@ struct problems {
 void problems_add(struct problems *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void problems_free(struct problems *p);
+/* The lines as a JSON array of strings (new reference). */
+json_t *problems_json(const struct problems *p);
 
 struct draft_item {
     bool discount;                 /* kind == "discount" */
@@ -38,8 +40,19 @@ struct draft_item {
     dec_t amount, tax_rate, tax;   /* amount excluding tax */
 };
 
+/* "red": reverses a blue invoice of this device (SPEC §3.5). */
+struct draft_red {
+    bool present;
+    const char *code, *number;     /* the blue invoice */
+    const char *reason;            /* 01 开票有误 02 销货退回 03 服务中止 04 销售折让 */
+    const char *notice;            /* 16-digit 红字信息表 number, type 028 */
+    bool full;                     /* no items: every line of the blue invoice negated */
+};
+
 struct draft {
-    json_t *root;                  /* owns every string below */
+    json_t *root;                  /* owns the strings below ... */
+    json_t *blue;                  /* ... or this, the blue invoice of a full reversal */
+    char *remark_owned;            /* a red invoice's remark with its prefix */
     const char *request_id;        /* NULL if absent */
     const char *type;              /* "026" | "028" */
     const char *buyer_name, *buyer_tax_id, *buyer_address_phone, *buyer_bank_account,
@@ -48,12 +61,21 @@ struct draft {
     int nitems;
     struct draft_item items[DRAFT_MAX_ITEMS];
     const char *remark, *drawer, *payee, *reviewer;
+    struct draft_red red;
     dec_t total_amount, total_tax, total;
+    dec_t tax_deviation;           /* Σ (given tax − computed tax), within ±1.27 */
+    struct problems warnings;      /* accepted, but worth saying (receipt "warnings") */
 };
 
 struct draft_defaults {
     const char *drawer;            /* used when the draft has none; may be NULL */
+    dec_t line_tolerance;          /* given vs computed tax per line; 0 means 0.01 */
 };
+
+#define DRAFT_INVOICE_TOLERANCE_FEN 127   /* ±1.27 over all lines (SPEC §3.3) */
+
+/* Sum the lines into the totals and check the invoice tolerance. */
+void draft_totals(struct draft *d, struct problems *p);
 
 /* FA_OK with *d filled, or FA_REJECTED with every problem in p.  Other
  * errors (FA_NOMEM) leave p empty.  draft_free() in every case. */

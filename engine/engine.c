@@ -20,6 +20,7 @@
 #include "engine/draft.h"
 #include "engine/engine.h"
 #include "engine/invoice.h"
+#include "engine/red.h"
 
 struct engine {
     struct config cfg;
@@ -143,8 +144,34 @@ static enum fa_err check_request_id(struct engine *e, int64_t draft_id, const ch
 }
 
 /* Steps 3-6 for a valid draft; the caller holds issue_lock. */
+/* A red draft against its blue invoice (SPEC §3.5); FA_OK to go on. */
+static enum fa_err resolve_red(struct engine *e, int64_t draft_id, const char *name,
+                               const void *body, size_t len, struct draft *d,
+                               struct engine_outcome *out)
+{
+    struct problems problems = { 0 };
+    int64_t reversed = 0;
+    char *blue = NULL;
+    size_t blue_len = 0;
+    enum fa_err err;
+
+    err = store_get_blue(e->store, d->red.code, d->red.number, &blue, &blue_len, &reversed);
+    if (err == FA_NOTFOUND)
+        problems_add(&problems, "red.number: %s-%s was not issued by this device (no such "
+                                "invoice in the store)", d->red.code, d->red.number);
+    else if (err)
+        return err;
+    else
+        red_resolve(d, blue, blue_len, reversed, &problems);
+    free(blue);
+    if (problems.count)
+        err = reject(e, draft_id, name, body, len, problems.text, out);
+    problems_free(&problems);
+    return err;
+}
+
 static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *name,
-                               const void *body, size_t len, const struct draft *d,
+                               const void *body, size_t len, struct draft *d,
                                struct engine_outcome *out)
 {
     struct device_issue_fields f;
@@ -154,13 +181,15 @@ static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *n
     char sig[CRYPTO_SIG_B64_MAX], hash[65], path[80], total[DEC_FMT_MAX];
     char *canonical = NULL, *file = NULL, *receipt = NULL;
     size_t canonical_len = 0, file_len = 0, receipt_len = 0;
-    json_t *inv = NULL;
+    json_t *inv = NULL, *warnings = NULL;
     enum fa_err err;
 
     if (draft_hash(d, hash))
         return FA_NOMEM;
     err = check_request_id(e, draft_id, name, body, len, d, hash, out);
     if (err != FA_NOTFOUND)
+        return err;
+    if (d->red.present && (err = resolve_red(e, draft_id, name, body, len, d, out)) != FA_OK)
         return err;
     req.type = d->type;
     req.total_fen = dec_to_fen(d->total);
@@ -206,8 +235,9 @@ static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *n
     snprintf(out->invoice_name, sizeof out->invoice_name, "%s-%s.json", f.code, f.number);
     snprintf(path, sizeof path, "issued/%s/%s", out->period, out->invoice_name);
     dec_format(d->total, 2, total);
+    warnings = problems_json(&d->warnings);
     receipt = receipt_render(name, d->request_id, "issued", f.code, f.number, path,
-                             req.issued_at, total, NULL, &receipt_len);
+                             req.issued_at, total, warnings, &receipt_len);
     if (!file || !receipt) {
         err = FA_NOMEM;
         goto out;
@@ -218,12 +248,15 @@ static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *n
                                 .issued_at = req.issued_at, .request_id = d->request_id,
                                 .draft_hash = hash, .total_fen = req.total_fen,
                                 .json = file, .json_len = file_len,
-                                .receipt = receipt, .receipt_len = receipt_len },
+                                .receipt = receipt, .receipt_len = receipt_len,
+                                .red_code = d->red.present ? d->red.code : NULL,
+                                .red_number = d->red.present ? d->red.number : NULL },
                             &out->invoice_id, &out->receipt_id);
     if (err == FA_OK)
         out->kind = OUTCOME_ISSUED;
 out:
     json_decref(inv);
+    json_decref(warnings);
     free(canonical);
     free(file);
     free(receipt);
@@ -234,6 +267,7 @@ static enum fa_err process(struct engine *e, int64_t draft_id, const char *name,
                            size_t len, struct engine_outcome *out)
 {
     struct draft_defaults defs = { .drawer = e->cfg.drawer };
+    dec_parse(e->cfg.line_tolerance, 2, &defs.line_tolerance);
     struct problems problems = { 0 };
     struct draft d;
     enum fa_err err;

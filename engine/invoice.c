@@ -12,6 +12,7 @@
 #include "device/crypto.h"
 #include "engine/clock.h"
 #include "engine/invoice.h"
+#include "engine/red.h"
 #include "engine/upper.h"
 
 #define INVOICE_DUMP_FLAGS (JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17))
@@ -130,6 +131,16 @@ json_t *invoice_build(const struct draft *d, const struct invoice_meta *m)
     snprintf(qr + strlen(qr), sizeof qr - strlen(qr), "%02X%02X,", digest[0], digest[1]);
     set_str(inv, "qr", qr);
 
+    if (d->red.present) {
+        json_t *red = json_object();
+        set_str(red, "code", d->red.code);
+        set_str(red, "number", d->red.number);
+        set_str(red, "reason", d->red.reason);
+        set_str(red, "reason_name", red_reason_name(d->red.reason));
+        if (d->red.notice)
+            set_str(red, "notice", d->red.notice);
+        json_object_set_new(inv, "red", red);
+    }
     set_str(inv, "draft", m->draft_name);
     if (d->request_id)
         set_str(inv, "request_id", d->request_id);

@@ -50,13 +50,17 @@ static const char *const store_migrations[] = {
     "  attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0,"
     "  last_error TEXT);"
     "CREATE TABLE uploads(invoice_id INTEGER PRIMARY KEY, uploaded_at INTEGER NOT NULL);",
+    /* 2: red invoices know the blue invoice they reverse */
+    "ALTER TABLE invoices ADD COLUMN red_code TEXT;"
+    "ALTER TABLE invoices ADD COLUMN red_number TEXT;"
+    "CREATE INDEX invoices_red ON invoices(red_code, red_number) WHERE red_code IS NOT NULL;",
 };
 #define STORE_MIGRATIONS (int)(sizeof store_migrations / sizeof store_migrations[0])
 
 enum stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
     S_ADD_DRAFT, S_DRAFT_WAITING, S_DRAFT_CANCEL, S_LIST_WAITING,
-    S_FIND_REQUEST, S_PUT_INTENT, S_DEL_INTENT,
+    S_FIND_REQUEST, S_GET_BLUE, S_PUT_INTENT, S_DEL_INTENT,
     S_PUT_INVOICE, S_PUT_PERIOD, S_DRAFT_ISSUED, S_HIDE_RECEIPT_NAME, S_HIDE_REJECT_NAME,
     S_PUT_RECEIPT, S_QUEUE_UPLOAD,
     S_PUT_REJECT, S_DRAFT_REJECTED, S_DRAFT_DUPLICATE,
@@ -79,12 +83,15 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_LIST_WAITING] = "SELECT id, name, received_at, body FROM drafts WHERE state = 'waiting' ORDER BY id",
     [S_FIND_REQUEST] = "SELECT id, code, number, period, issued_at, total_fen, draft_hash FROM invoices"
                         " WHERE request_id = ?1",
+    [S_GET_BLUE] = "SELECT json, (SELECT coalesce(-sum(r.total_fen), 0) FROM invoices r"
+                    " WHERE r.red_code = i.code AND r.red_number = i.number)"
+                    " FROM invoices i WHERE code = ?1 AND number = ?2",
     [S_PUT_INTENT] = "INSERT OR REPLACE INTO intents(draft_id, code, number, canonical, created_at)"
                      " VALUES(?1, ?2, ?3, ?4, ?5)",
     [S_DEL_INTENT] = "DELETE FROM intents WHERE draft_id = ?1",
     [S_PUT_INVOICE] = "INSERT INTO invoices(code, number, name, period, issued_at, draft_id, request_id,"
-                      " draft_hash, total_fen, json) VALUES(?1, ?2, ?1 || '-' || ?2 || '.json', ?3, ?4,"
-                      " ?5, ?6, ?7, ?8, ?9)",
+                      " draft_hash, total_fen, json, red_code, red_number)"
+                      " VALUES(?1, ?2, ?1 || '-' || ?2 || '.json', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [S_PUT_PERIOD] = "INSERT OR IGNORE INTO periods(month) VALUES(?1)",
     [S_DRAFT_ISSUED] = "UPDATE drafts SET state = 'issued', invoice_id = ?2, reason = NULL WHERE id = ?1",
     [S_HIDE_RECEIPT_NAME] = "UPDATE receipts SET hidden = 1 WHERE name = ?1 AND hidden = 0",
@@ -416,6 +423,36 @@ enum fa_err store_find_request(store_t *s, const char *request_id, struct store_
     return err;
 }
 
+enum fa_err store_get_blue(store_t *s, const char *code, const char *number, char **json,
+                           size_t *len, int64_t *reversed_fen)
+{
+    sqlite3_stmt *q;
+    enum fa_err err = FA_OK;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_GET_BLUE);
+    sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, number, -1, SQLITE_STATIC);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *len = (size_t)sqlite3_column_bytes(q, 0);
+        *json = malloc(*len + 1);
+        if (*json) {
+            memcpy(*json, sqlite3_column_blob(q, 0), *len);
+            (*json)[*len] = 0;
+        } else {
+            err = FA_NOMEM;
+        }
+        *reversed_fen = sqlite3_column_int64(q, 1);
+    } else {
+        err = rc == SQLITE_DONE ? FA_NOTFOUND : sqlite_to_fa(rc);
+    }
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
 /* Transaction helpers; the caller holds the lock. */
 static int tx_begin(store_t *s) { return run(st(s, S_BEGIN)); }
 static int tx_end(store_t *s, int rc)
@@ -479,9 +516,9 @@ enum fa_err store_put_invoice(store_t *s, const struct store_issued *inv,
     pthread_mutex_lock(&s->lock);
     rc = tx_begin(s);
     if (rc == SQLITE_OK) {
-        rc = bind_run(s, S_PUT_INVOICE, "tttiittib", inv->code, inv->number, inv->period,
+        rc = bind_run(s, S_PUT_INVOICE, "tttiittibtt", inv->code, inv->number, inv->period,
                       inv->issued_at, inv->draft_id, inv->request_id, inv->draft_hash,
-                      inv->total_fen, inv->json, inv->json_len);
+                      inv->total_fen, inv->json, inv->json_len, inv->red_code, inv->red_number);
         iid = sqlite3_last_insert_rowid(s->db);
     }
     if (rc == SQLITE_OK)

@@ -19,7 +19,6 @@
 #include <stdint.h>
 #include "engine/err.h"
 
-#define STORE_SCHEMA_VERSION 1
 #define STORE_NAME_MAX 256
 
 typedef struct store store_t;
@@ -60,6 +59,12 @@ struct store_invoice_ref {
 };
 enum fa_err store_find_request(store_t *s, const char *request_id, struct store_invoice_ref *ref);
 
+/* The invoice CODE-NUMBER (malloc'd file bytes) and the total already reversed
+ * by red invoices of it, as a positive number of fen.  FA_NOTFOUND if this
+ * store never issued it. */
+enum fa_err store_get_blue(store_t *s, const char *code, const char *number, char **json,
+                           size_t *len, int64_t *reversed_fen);
+
 /* Write-ahead: the canonical bytes we are about to ask the device to sign. */
 enum fa_err store_put_intent(store_t *s, int64_t draft_id, const char *code, const char *number,
                              const void *canonical, size_t len, int64_t now);
@@ -74,6 +79,7 @@ struct store_issued {
     int64_t total_fen;
     const void *json; size_t json_len;   /* the invoice file */
     const void *receipt; size_t receipt_len;
+    const char *red_code, *red_number;   /* a red invoice: the blue one it reverses */
 };
 /* One transaction: invoice, receipt (replacing an older one of that name),
  * draft state, upload queue entry, intent removed. */

@@ -81,7 +81,7 @@ static void usage(const char *prog)
            "    [device]   kind=sim|usb, state, vid, pid, pin_file\n"
            "    [platform] url, app_key, app_secret_file, ca_file, timeout_ms\n"
            "    [fs]       group, allow_other\n"
-           "    [invoice]  drawer (default 开票人)\n"
+           "    [invoice]  drawer (default 开票人), line_tolerance (0.01 to 0.06)\n"
            "    [clock]    file (tests only)\n"
            "\n",
            prog, prog);
