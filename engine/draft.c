@@ -20,7 +20,7 @@ void problems_add(struct problems *p, const char *fmt, ...)
 {
     char line[1024];
     va_list ap;
-    int n;
+    int n, i;
 
     va_start(ap, fmt);
     n = vsnprintf(line, sizeof line - 1, fmt, ap);
@@ -29,6 +29,9 @@ void problems_add(struct problems *p, const char *fmt, ...)
         return;
     if ((size_t)n > sizeof line - 2)
         n = (int)sizeof line - 2;
+    for (i = 0; i < n; i++)   /* one problem, one line: a key may contain a line break */
+        if ((unsigned char)line[i] < 0x20)
+            line[i] = ' ';
     line[n++] = '\n';
     p->count++;
     if (p->len + (size_t)n + 1 > PROBLEMS_MAX_BYTES)
