@@ -76,6 +76,43 @@ static int is_num_char(char c)
     return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
 }
 
+static size_t digits(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+        i++;
+    return i;
+}
+
+/* The JSON number grammar (RFC 8259): -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int is_json_number(const char *s, size_t n)
+{
+    size_t i = 0, k;
+    if (i < n && s[i] == '-')
+        i++;
+    k = digits(s + i, n - i);
+    if (k == 0 || (k > 1 && s[i] == '0'))
+        return 0;
+    i += k;
+    if (i < n && s[i] == '.') {
+        i++;
+        k = digits(s + i, n - i);
+        if (k == 0)
+            return 0;
+        i += k;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        k = digits(s + i, n - i);
+        if (k == 0)
+            return 0;
+        i += k;
+    }
+    return i == n;
+}
+
 char *json_numbers_as_strings(const char *in, size_t len, size_t *out_len)
 {
     /* Worst case every other byte starts a number: 2 quotes per input byte. */
@@ -98,10 +135,17 @@ char *json_numbers_as_strings(const char *in, size_t len, size_t *out_len)
             in_string = 1;
             out[o++] = in[i++];
         } else if (c == '-' || (c >= '0' && c <= '9')) {
-            out[o++] = '"';
+            size_t start = i, n;
             while (i < len && is_num_char(in[i]))
-                out[o++] = in[i++];
-            out[o++] = '"';
+                i++;
+            n = i - start;
+            /* not a JSON number (01, 1., --1): left as is, for jansson to report */
+            if (is_json_number(in + start, n))
+                out[o++] = '"';
+            memcpy(out + o, in + start, n);
+            o += n;
+            if (is_json_number(in + start, n))
+                out[o++] = '"';
         } else {
             out[o++] = in[i++];
         }
@@ -408,6 +452,12 @@ static int parse_item(struct ctx *c, json_t *it, int index, struct draft_item *i
     return 0;
 }
 
+/* Differ, or one is NULL because it was already reported as invalid. */
+static bool differs(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b);
+}
+
 /* A discount line directly follows the line it discounts and matches it. */
 static void check_discounts(struct ctx *c)
 {
@@ -422,11 +472,12 @@ static void check_discounts(struct ctx *c)
         } else if (!prev || prev->discount) {
             problems_add(c->p, "items[%d].kind: a discount line must directly follow the line it "
                                "discounts (at most one discount per line)", i);
-        } else if (!prev->name || !it->name || strcmp(prev->name, it->name) ||
-                   !prev->tax_code || !it->tax_code || strcmp(prev->tax_code, it->tax_code) ||
-                   !prev->category || !it->category || strcmp(prev->category, it->category)) {
-            problems_add(c->p, "items[%d].name: a discount line has the name, category and "
-                               "tax_code of items[%d]", i, i - 1);
+        } else if (differs(prev->name, it->name) || differs(prev->category, it->category)) {
+            problems_add(c->p, "items[%d].name: a discount line has the name and category of "
+                               "items[%d]", i, i - 1);
+        } else if (differs(prev->tax_code, it->tax_code)) {
+            problems_add(c->p, "items[%d].tax_code: a discount line has the tax_code of items[%d]",
+                         i, i - 1);
         } else if (dec_cmp(prev->tax_rate, it->tax_rate)) {
             problems_add(c->p, "items[%d].tax_rate: a discount line has the rate of items[%d]",
                          i, i - 1);
@@ -529,7 +580,7 @@ static void parse_buyer(struct ctx *c, json_t *buyer)
         const char *have[] = { d->buyer_tax_id, d->buyer_address_phone, d->buyer_bank_account };
         unsigned i;
         for (i = 0; i < 3; i++)
-            if (!json_object_get(buyer, need[i]) || (have[i] && !*have[i]))
+            if (!json_is_string(json_object_get(buyer, need[i])) || (have[i] && !*have[i]))
                 problems_add(c->p, "buyer.%s: required for type 028 (增值税电子专用发票)", need[i]);
     }
     if (d->buyer_tax_id && *d->buyer_tax_id) {
@@ -586,11 +637,15 @@ static void parse_body(struct ctx *c, const struct draft_defaults *defs)
     d->prices_include_tax = json_is_true(v);
 
     d->remark = get_str(c, root, "", "remark", 0, 230);
+    v = json_object_get(root, "drawer");
     d->drawer = get_str(c, root, "", "drawer", 0, 16);
-    if ((!d->drawer || !*d->drawer) && defs && defs->drawer && *defs->drawer)
-        d->drawer = defs->drawer;
-    if (!d->drawer || !*d->drawer)
-        problems_add(c->p, "drawer: required (开票人), or set [invoice] drawer in the configuration");
+    if (!json_is_string(v) || !*json_string_value(v)) {   /* absent, null or empty */
+        if (defs && defs->drawer && *defs->drawer)
+            d->drawer = defs->drawer;
+        else if (!v || json_is_null(v) || json_is_string(v))
+            problems_add(c->p, "drawer: required (开票人), or set [invoice] drawer in the "
+                               "configuration");
+    }
     d->payee = get_str(c, root, "", "payee", 0, 16);
     d->reviewer = get_str(c, root, "", "reviewer", 0, 16);
 
