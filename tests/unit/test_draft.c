@@ -8,6 +8,9 @@
 #include "engine/invoice.h"
 #include "tests/unit/unit.h"
 
+/* Append formatted text at `at` (the test's buffer is large enough). */
+#define append(at, ...) snprintf((at), 4096, __VA_ARGS__)
+
 static char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -144,6 +147,30 @@ static void test_problems(void)
                   "request_id: must be 1-64 printable ASCII");
 }
 
+/* With line_tolerance 0.06 every line may pass while the sum passes ±1.27. */
+static void test_invoice_tolerance(void)
+{
+    struct draft_defaults defs = { .drawer = "张三" };
+    struct problems p = { 0 };
+    struct draft d;
+    char *body = malloc(64 * 1024), *at = body;
+    int i;
+
+    dec_parse("0.06", 2, &defs.line_tolerance);
+    at += append(at, "{\"buyer\":{\"name\":\"B\"},\"items\":[");
+    for (i = 0; i < 30; i++)   /* 100.00 at 13 % is 13.00; each line says 13.05 */
+        at += append(at, "%s" ITEM("\"amount\":\"100.00\",\"tax_rate\":\"0.13\","
+                                      "\"tax\":\"13.05\""), i ? "," : "");
+    at += append(at, "]}");
+    draft_parse(body, strlen(body), &defs, &d, &p);
+    CHECK(p.text && strstr(p.text, "items: the given taxes differ from the computed ones by 1.50")
+          && p.count == 1, "30 lines each 0.05 off: the ±1.27 invoice tolerance (got %s)",
+          p.text ? p.text : "");
+    draft_free(&d);
+    problems_free(&p);
+    free(body);
+}
+
 static void test_numbers_as_strings(void)
 {
     const char *in = "{\"a\":-1.50,\"b\":\"x\\\"1\",\"c\":[2,true]}";
@@ -194,6 +221,7 @@ int main(void)
     test_calculation();
     test_problems();
     test_numbers_as_strings();
+    test_invoice_tolerance();
     test_canonical();
     return unit_done();
 }
