@@ -64,7 +64,7 @@ enum stmt_id {
     S_PUT_INVOICE, S_PUT_PERIOD, S_DRAFT_ISSUED, S_HIDE_RECEIPT_NAME, S_HIDE_REJECT_NAME,
     S_PUT_RECEIPT, S_QUEUE_UPLOAD,
     S_PUT_REJECT, S_DRAFT_REJECTED, S_DRAFT_DUPLICATE,
-    S_LIST_PERIODS, S_HAS_PERIOD,
+    S_LIST_PERIODS, S_HAS_PERIOD, S_LAST_TIMES, S_PERIOD_LAST,
     S_COUNT_INVOICES, S_COUNT_WAITING, S_COUNT_REJECTED, S_COUNT_QUEUE,
     S_NEXT_UPLOAD, S_UPLOAD_DEL, S_UPLOAD_DONE, S_UPLOAD_FAILED, S_UPLOAD_DUE,
     /* per collection: list, lookup, stat, read, hide (COLL_COUNT of each) */
@@ -103,6 +103,11 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_DRAFT_REJECTED] = "UPDATE drafts SET state = 'rejected', reason = ?2 WHERE id = ?1",
     [S_LIST_PERIODS] = "SELECT month FROM periods WHERE month > ?1 ORDER BY month",
     [S_HAS_PERIOD] = "SELECT 1 FROM periods WHERE month = ?1",
+    [S_LAST_TIMES] = "SELECT (SELECT received_at FROM drafts ORDER BY id DESC LIMIT 1),"
+                     " (SELECT issued_at FROM invoices ORDER BY id DESC LIMIT 1),"
+                     " (SELECT mtime FROM receipts ORDER BY id DESC LIMIT 1),"
+                     " (SELECT mtime FROM rejects ORDER BY id DESC LIMIT 1)",
+    [S_PERIOD_LAST] = "SELECT issued_at FROM invoices WHERE period = ?1 ORDER BY id DESC LIMIT 1",
     [S_COUNT_INVOICES] = "SELECT count(*) FROM invoices",
     [S_COUNT_WAITING] = "SELECT count(*) FROM drafts WHERE state = 'waiting'",
     [S_COUNT_REJECTED] = "SELECT count(*) FROM rejects",
@@ -711,6 +716,41 @@ bool store_has_period(store_t *s, int month_index)
     sqlite3_reset(q);
     pthread_mutex_unlock(&s->lock);
     return found;
+}
+
+enum fa_err store_last_times(store_t *s, struct store_times *t)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    memset(t, 0, sizeof *t);
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_LAST_TIMES);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        t->draft = sqlite3_column_int64(q, 0);
+        t->invoice = sqlite3_column_int64(q, 1);
+        t->receipt = sqlite3_column_int64(q, 2);
+        t->reject = sqlite3_column_int64(q, 3);
+    }
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return rc == SQLITE_ROW ? FA_OK : sqlite_to_fa(rc);
+}
+
+int64_t store_period_last(store_t *s, const char *period)
+{
+    sqlite3_stmt *q;
+    int64_t t = 0;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_PERIOD_LAST);
+    sqlite3_bind_text(q, 1, period, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        t = sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return t;
 }
 
 /* ---- counts ------------------------------------------------------------ */

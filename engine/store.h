@@ -128,6 +128,15 @@ enum fa_err store_read(store_t *s, enum store_coll c, int64_t id, unsigned char 
 /* rm in receipts/ or rejected/: hidden from the folder, never from the store. */
 enum fa_err store_hide(store_t *s, enum store_coll c, int64_t id);
 
+/* When each folder last changed (0: never), for directory mtimes that stay
+ * the same across remounts as long as nothing changes. */
+struct store_times {
+    int64_t draft, invoice, receipt, reject;
+};
+enum fa_err store_last_times(store_t *s, struct store_times *t);
+/* The newest issue time in a period (0 if none). */
+int64_t store_period_last(store_t *s, const char *period);
+
 /* Periods that have invoices, as month indexes (year*12 + month-1) > after. */
 typedef int (*store_period_cb)(void *ctx, int month_index);
 enum fa_err store_list_periods(store_t *s, int after, store_period_cb cb, void *ctx);

@@ -35,8 +35,8 @@ extern struct fs g_fs;
 /* Seconds the kernel may cache what does not change (issued/). */
 #define TIMEOUT_IMMUTABLE 86400.0
 
-/* Fill st for a fixed node; false if the number is not one. */
-bool fixed_stat(uint64_t ino, struct stat *st);
+/* Fill st for a fixed node as process pid sees it; false if not a fixed node. */
+bool fixed_stat(uint64_t ino, pid_t pid, struct stat *st);
 /* A fixed node's child by name, 0 if none. */
 uint64_t fixed_lookup(uint64_t parent, const char *name);
 /* Name and parent of a fixed node; NULL if not one. */

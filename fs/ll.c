@@ -96,14 +96,35 @@ void fill_attr(struct stat *st, uint64_t ino, mode_t mode, uint64_t size, int64_
     st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = (time_t)mtime;
 }
 
-bool fixed_stat(uint64_t ino, struct stat *st)
+/* Folders show when their contents last changed, from the store, so that
+ * their times stay put across remounts (rsync -a finds nothing to do). */
+static int64_t fixed_dir_mtime(uint64_t ino)
+{
+    struct store_times t;
+    int64_t m;
+
+    if (store_last_times(engine_store(g_fs.engine), &t))
+        return g_fs.mounted_at;
+    switch (ino) {
+    case FIXED_PENDING: m = pending_mtime(g_fs.pending); break;
+    case FIXED_RECEIPTS: m = t.receipt; break;
+    case FIXED_REJECTED: m = t.reject; break;
+    case FIXED_ISSUED: m = t.invoice; break;
+    default: m = t.draft; break;
+    }
+    return m ? m : g_fs.mounted_at;
+}
+
+bool fixed_stat(uint64_t ino, pid_t pid, struct stat *st)
 {
     uint64_t size = 0;
-    int64_t mtime = g_fs.mounted_at;
+    int64_t mtime;
     if (!is_fixed(ino))
         return false;
-    if (!S_ISDIR(fixed_nodes[ino].mode))
-        render_meta(ino, &size, &mtime);
+    if (S_ISDIR(fixed_nodes[ino].mode))
+        mtime = fixed_dir_mtime(ino);
+    else
+        render_meta(ino, pid, &size, &mtime);
     fill_attr(st, ino, fixed_nodes[ino].mode, size, mtime);
     return true;
 }
@@ -120,13 +141,16 @@ static int coll_stat(enum store_coll c, uint64_t ino, mode_t mode, struct stat *
     return 0;
 }
 
-/* 0 or errno; *timeout is how long the kernel may trust the answer. */
-static int stat_ino(uint64_t ino, struct stat *st, double *timeout)
+/* 0 or errno; *timeout is how long the kernel may trust the answer.  pid is
+ * the process asking (generated files: see render.h). */
+static int stat_ino(uint64_t ino, pid_t pid, struct stat *st, double *timeout)
 {
+    char period[8];
+
     *timeout = 0;
     switch (ino_space(ino)) {
     case SPACE_FIXED:
-        if (!fixed_stat(ino, st))
+        if (!fixed_stat(ino, pid, st))
             return ENOENT;
         if (S_ISDIR(st->st_mode))
             *timeout = 1.0;
@@ -134,7 +158,9 @@ static int stat_ino(uint64_t ino, struct stat *st, double *timeout)
     case SPACE_MONTH:
         if (!store_has_period(engine_store(g_fs.engine), (int)ino_id(ino)))
             return ENOENT;
-        fill_attr(st, ino, S_IFDIR | 0555, 0, g_fs.mounted_at);
+        fill_attr(st, ino, S_IFDIR | 0555, 0,
+                  store_period_last(engine_store(g_fs.engine),
+                                    clock_month_period((int)ino_id(ino), period)));
         *timeout = 1.0;
         return 0;
     case SPACE_INVOICE:
@@ -152,11 +178,16 @@ static int stat_ino(uint64_t ino, struct stat *st, double *timeout)
     return ENOENT;
 }
 
+static pid_t req_pid(fuse_req_t req)
+{
+    return fuse_req_ctx(req)->pid;
+}
+
 static void reply_entry(fuse_req_t req, uint64_t ino)
 {
     struct fuse_entry_param e = { .ino = ino };
     double timeout;
-    int rc = stat_ino(ino, &e.attr, &timeout);
+    int rc = stat_ino(ino, req_pid(req), &e.attr, &timeout);
     if (rc) {
         fuse_reply_err(req, rc);
         return;
@@ -227,7 +258,7 @@ static void fa_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     struct stat st;
     double timeout;
-    int rc = stat_ino(ino, &st, &timeout);
+    int rc = stat_ino(ino, req_pid(req), &st, &timeout);
     (void)fi;
     if (rc)
         fuse_reply_err(req, rc);
@@ -265,7 +296,10 @@ static void fa_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         rc = pending_open(g_fs.pending, ino_id(ino), fi->flags, &of->ph);
         break;
     case SPACE_FIXED:
-        rc = writing ? EACCES : render_snapshot(ino, &of->buf, &of->len);
+        rc = writing ? EACCES : render_snapshot(ino, req_pid(req), &of->buf, &of->len);
+        /* each reader has its own snapshot (render.h): reads must come here,
+         * not from a page cache or an i_size another reader's stat left */
+        fi->direct_io = 1;
         break;
     case SPACE_INVOICE:
         if (writing)
@@ -421,7 +455,7 @@ static void fa_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         rc = EACCES;
     }
     if (!rc)
-        rc = stat_ino(ino, &st, &timeout);
+        rc = stat_ino(ino, req_pid(req), &st, &timeout);
     if (rc)
         fuse_reply_err(req, rc);
     else
@@ -515,7 +549,7 @@ static void fa_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     double timeout;
     struct stat st;
-    int rc = stat_ino(ino, &st, &timeout);
+    int rc = stat_ino(ino, req_pid(req), &st, &timeout);
     if (!rc && !S_ISDIR(st.st_mode))
         rc = ENOTDIR;
     if (rc)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "engine/clock.h"
 #include "fs/fs.h"
+#include "fs/notify.h"
 #include "fs/pending.h"
 #include "fs/render.h"
 
@@ -204,7 +205,7 @@ int main(int argc, char *argv[])
     g_fs.engine = e;
     g_fs.mounted_at = clock_now();
     g_fs.pending = pending_new(e);
-    if (!g_fs.pending || pending_start(g_fs.pending)) {
+    if (notify_start(se) || !g_fs.pending || pending_start(g_fs.pending)) {
         fprintf(stderr, "fapiaofs: cannot start pending/\n");
         goto out_unmount;
     }
@@ -221,6 +222,9 @@ int main(int argc, char *argv[])
     }
     rc = rc ? 1 : 0;
 out_unmount:
+    pending_free(g_fs.pending);   /* its retry thread may still queue notifications */
+    g_fs.pending = NULL;
+    notify_stop();
     fuse_session_unmount(se);
 out_signals:
     fuse_remove_signal_handlers(se);

@@ -21,6 +21,7 @@
 #include "engine/clock.h"
 #include "engine/draft.h"
 #include "fs/fs.h"
+#include "fs/notify.h"
 #include "fs/pending.h"
 
 enum entry_state {
@@ -53,6 +54,7 @@ struct pending_dir {
     struct pending_entry **v;
     size_t n, cap;
     uint64_t next_id;
+    int64_t mtime;             /* last change of the folder */
     /* the retry thread for waiting drafts */
     pthread_t retry_thread;
     bool retry_running, stopping;
@@ -103,6 +105,7 @@ static ssize_t find_id(struct pending_dir *d, uint64_t id)
 static void unlink_at(struct pending_dir *d, size_t i)
 {
     struct pending_entry *e = d->v[i];
+    d->mtime = clock_now();
     memmove(&d->v[i], &d->v[i + 1], (d->n - i - 1) * sizeof *d->v);
     d->n--;
     e->linked = false;
@@ -131,6 +134,7 @@ static struct pending_entry *add_entry(struct pending_dir *d, const char *name)
     if (!e)
         return NULL;
     e->id = d->next_id++;
+    d->mtime = clock_now();
     snprintf(e->name, sizeof e->name, "%s", name);
     e->mtime = clock_now();
     e->refs = 1;
@@ -145,7 +149,43 @@ static void entry_stat(const struct pending_entry *e, struct stat *st)
               S_IFREG | (e->state == ENTRY_WAITING ? 0444 : 0664), e->size, e->mtime);
 }
 
+int64_t pending_mtime(struct pending_dir *d)
+{
+    int64_t m;
+    pthread_mutex_lock(&d->lock);
+    m = d->mtime;
+    pthread_mutex_unlock(&d->lock);
+    return m;
+}
+
 /* ---- processing ---------------------------------------------------------- */
+
+/* Tell the kernel what an outcome changed (queued: see notify.h). */
+static void announce(const char *name, uint64_t ino, const struct engine_outcome *out, int err)
+{
+    char error_name[270];
+    int y, m;
+
+    if (err == FA_OK && out->kind == OUTCOME_WAITING) {
+        notify_entry(FIXED_PENDING, name);   /* now read-only */
+        return;
+    }
+    notify_gone(FIXED_PENDING, ino, name);
+    notify_inode(FIXED_PENDING);
+    if (err == FA_OK) {
+        notify_entry(FIXED_RECEIPTS, name);
+        notify_inode(FIXED_RECEIPTS);
+        if (out->kind == OUTCOME_ISSUED && sscanf(out->period, "%4d-%2d", &y, &m) == 2) {
+            notify_inode(FIXED_ISSUED);
+            notify_inode(ino_make(SPACE_MONTH, (uint64_t)(y * 12 + m - 1)));
+        }
+    } else if (err == FA_REJECTED) {
+        snprintf(error_name, sizeof error_name, "%s.error", name);
+        notify_entry(FIXED_REJECTED, name);
+        notify_entry(FIXED_REJECTED, error_name);
+        notify_inode(FIXED_REJECTED);
+    }
+}
 
 /* Hand entry e (a reference held by the caller) to the engine and apply the
  * outcome.  Returns the errno for close()/rename(). */
@@ -184,6 +224,7 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e)
         rc = err == FA_OK ? 0 : fa_err_errno(err);
     }
     pthread_mutex_unlock(&d->lock);
+    announce(name, ino_make(SPACE_PENDING, e->id), &out, err);
     if (err == FA_OK && out.kind == OUTCOME_WAITING)
         pthread_cond_signal(&d->retry_cond);
     return rc;
@@ -244,6 +285,7 @@ struct pending_dir *pending_new(struct engine *e)
         return NULL;
     d->engine = e;
     d->next_id = 1;
+    d->mtime = clock_now();
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->retry_cond, NULL);
     return d;

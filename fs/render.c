@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 #include "engine/clock.h"
 #include "engine/decimal.h"
@@ -163,11 +164,10 @@ static void render_status(struct text *t)
 
     store_counts(engine_store(g_fs.engine), &sc);
     uploader_status(engine_uploader(g_fs.engine), &ps);
-    put(t, "time: %s\n", clock_iso_cst(clock_now(), now));
     if (device_get_status(engine_device(g_fs.engine), &ds) == FA_OK)
-        put(t, "device: %s\nperiod: %.7s\ncleared_through: %s\nlock_date: %s\n",
-            ds.locked ? "locked (echo clear > device/clear)" : "ready", now, ds.cleared_through,
-            when(ds.lock_date, lock));
+        put(t, "device: %s\nperiod: %s\ncleared_through: %s\nlock_date: %s\n",
+            ds.locked ? "locked (echo clear > device/clear)" : "ready",
+            clock_period(clock_now(), now), ds.cleared_through, when(ds.lock_date, lock));
     else
         put(t, "device: absent\n");
     put(t, "invoices: %lld\nrejected: %lld\n", (long long)sc.invoices, (long long)sc.rejected);
@@ -176,22 +176,42 @@ static void render_status(struct text *t)
         ps.last_error[0] ? ps.last_error : "none", (long long)sc.upload_queued,
         fen(sc.upload_queued_fen, a));
     put(t, "waiting: %lld\n", (long long)sc.drafts_waiting);
-    lines = pending_waiting_text(g_fs.pending, 20);
+    lines = pending_waiting_text(g_fs.pending, 8);   /* status stays one screen */
     if (lines) {
         put(t, "%s", lines);
         free(lines);
     }
 }
 
+/*
+ * Snapshots and pins.  A generated file is rendered at most once a second
+ * into an immutable, reference-counted snapshot; its mtime changes only when
+ * its bytes do.  The first stat or open of a file by a process pins the
+ * snapshot it saw to (file, pid) for PIN_MS, and that process keeps seeing
+ * it: tar's lstat, open, read and fstat agree even when the file changes in
+ * between, so tar never reports "file changed as we read it".
+ */
+#define PIN_MS 10000
+#define PINS 64
+
 struct snapshot {
+    int refs;
     char *buf;
     size_t len;
-    struct timespec at;   /* monotonic, for the snapshot's age */
-    int64_t made;         /* wall clock, its mtime */
+    int64_t mtime;          /* wall clock when these bytes first appeared */
+    struct timespec at;     /* monotonic, when last confirmed current */
+};
+
+struct pin {
+    uint64_t ino;
+    pid_t pid;
+    struct snapshot *snap;
+    struct timespec at;
 };
 
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct snapshot snaps[FIXED_COUNT];
+static struct snapshot *current[FIXED_COUNT];
+static struct pin pins[PINS];
 
 static long elapsed_ms(const struct timespec *from)
 {
@@ -200,55 +220,119 @@ static long elapsed_ms(const struct timespec *from)
     return (long)(now.tv_sec - from->tv_sec) * 1000 + (now.tv_nsec - from->tv_nsec) / 1000000;
 }
 
-/* Render into snaps[ino] if missing or older than SNAPSHOT_MS; lock held. */
-static int refresh(uint64_t ino)
+static void snap_unref(struct snapshot *s)
 {
-    struct snapshot *s = &snaps[ino];
-    struct text t = { 0 };
+    if (s && --s->refs == 0) {
+        free(s->buf);
+        free(s);
+    }
+}
 
-    if (s->buf && (ino == FIXED_README || ino == FIXED_DEVICE_TAG || ino == FIXED_PLATFORM_TAG ||
-                   elapsed_ms(&s->at) < SNAPSHOT_MS))
-        return 0;
+static bool is_static(uint64_t ino)
+{
+    return ino == FIXED_README || ino == FIXED_DEVICE_TAG || ino == FIXED_PLATFORM_TAG;
+}
+
+/* Render ino into text; 0 or ENOENT. */
+static int render(uint64_t ino, struct text *t)
+{
     switch (ino) {
-    case FIXED_README: render_readme(&t); break;
-    case FIXED_STATUS: render_status(&t); break;
-    case FIXED_DEVICE_INFO: render_device_info(&t); break;
-    case FIXED_DEVICE_STATUS: render_device_status(&t); break;
-    case FIXED_DEVICE_ROLLS: render_device_rolls(&t); break;
-    case FIXED_PLATFORM_STATUS: render_platform_status(&t); break;
+    case FIXED_README: render_readme(t); break;
+    case FIXED_STATUS: render_status(t); break;
+    case FIXED_DEVICE_INFO: render_device_info(t); break;
+    case FIXED_DEVICE_STATUS: render_device_status(t); break;
+    case FIXED_DEVICE_ROLLS: render_device_rolls(t); break;
+    case FIXED_PLATFORM_STATUS: render_platform_status(t); break;
     case FIXED_DEVICE_TAG:
     case FIXED_PLATFORM_TAG:
         /* https://bford.info/cachedir/: the signature line, then a comment */
-        put(&t, "Signature: 8a477f597d28d172789f06886806bc55\n"
-                "# This folder shows volatile state of fapiaofs; backups may skip it.\n");
+        put(t, "Signature: 8a477f597d28d172789f06886806bc55\n"
+               "# This folder shows volatile state of fapiaofs; backups may skip it.\n");
         break;
     default:
         return ENOENT;
     }
-    if (!t.buf)
-        return ENOMEM;
-    free(s->buf);
-    s->buf = t.buf;
-    s->len = t.len;
-    clock_gettime(CLOCK_MONOTONIC, &s->at);
-    /* static files keep the mount time; the others change when re-rendered */
-    s->made = ino == FIXED_README || ino == FIXED_DEVICE_TAG || ino == FIXED_PLATFORM_TAG
-                  ? g_fs.mounted_at : clock_now();
     return 0;
 }
 
-int render_snapshot(uint64_t ino, char **buf, size_t *len)
+/* The current snapshot of ino, re-rendered if older than a second; lock held. */
+static struct snapshot *current_snapshot(uint64_t ino, int *err)
 {
-    int rc;
+    struct snapshot *s = current[ino], *n;
+    struct text t = { 0 };
+
+    if (s && (is_static(ino) || elapsed_ms(&s->at) < SNAPSHOT_MS))
+        return s;
+    *err = render(ino, &t);
+    if (*err)
+        return NULL;
+    if (!t.buf) {
+        *err = ENOMEM;
+        return NULL;
+    }
+    if (s && s->len == t.len && !memcmp(s->buf, t.buf, t.len)) {
+        free(t.buf);   /* same bytes: same snapshot, same mtime */
+        clock_gettime(CLOCK_MONOTONIC, &s->at);
+        return s;
+    }
+    n = calloc(1, sizeof *n);
+    if (!n) {
+        free(t.buf);
+        *err = ENOMEM;
+        return NULL;
+    }
+    n->refs = 1;
+    n->buf = t.buf;
+    n->len = t.len;
+    n->mtime = is_static(ino) ? g_fs.mounted_at : clock_now();
+    clock_gettime(CLOCK_MONOTONIC, &n->at);
+    snap_unref(s);
+    current[ino] = n;
+    return n;
+}
+
+/* The snapshot process pid sees of ino: its pin, or the current one (then pinned). */
+static struct snapshot *reader_snapshot(uint64_t ino, pid_t pid, int *err)
+{
+    struct pin *oldest = &pins[0];
+    struct snapshot *s;
+    int i;
+
+    for (i = 0; i < PINS; i++) {
+        struct pin *p = &pins[i];
+        if (p->snap && p->ino == ino && p->pid == pid && elapsed_ms(&p->at) < PIN_MS)
+            return p->snap;
+        if (!p->snap || p->at.tv_sec < oldest->at.tv_sec ||
+            (p->at.tv_sec == oldest->at.tv_sec && p->at.tv_nsec < oldest->at.tv_nsec))
+            oldest = p;
+    }
+    s = current_snapshot(ino, err);
+    if (!s || is_static(ino))
+        return s;
+    for (i = 0; i < PINS; i++)   /* an expired pin of this reader is replaced in place */
+        if (pins[i].snap && pins[i].ino == ino && pins[i].pid == pid)
+            oldest = &pins[i];
+    snap_unref(oldest->snap);
+    s->refs++;
+    *oldest = (struct pin){ .ino = ino, .pid = pid, .snap = s };
+    clock_gettime(CLOCK_MONOTONIC, &oldest->at);
+    return s;
+}
+
+int render_snapshot(uint64_t ino, pid_t pid, char **buf, size_t *len)
+{
+    struct snapshot *s;
+    int rc = 0;
+
     if (ino >= FIXED_COUNT)
         return ENOENT;
     pthread_mutex_lock(&snap_lock);
-    rc = refresh(ino);
-    if (rc == 0) {
-        *buf = malloc(snaps[ino].len + 1);
+    s = reader_snapshot(ino, pid, &rc);
+    if (s) {
+        *buf = malloc(s->len + 1);
         if (*buf) {
-            memcpy(*buf, snaps[ino].buf, snaps[ino].len);
-            *len = snaps[ino].len;
+            memcpy(*buf, s->buf, s->len);
+            *len = s->len;
         } else {
             rc = ENOMEM;
         }
@@ -257,16 +341,20 @@ int render_snapshot(uint64_t ino, char **buf, size_t *len)
     return rc;
 }
 
-void render_meta(uint64_t ino, uint64_t *size, int64_t *mtime)
+void render_meta(uint64_t ino, pid_t pid, uint64_t *size, int64_t *mtime)
 {
+    struct snapshot *s;
+    int rc = 0;
+
     *size = 0;
-    *mtime = 0;
+    *mtime = g_fs.mounted_at;
     if (ino >= FIXED_COUNT)
         return;
     pthread_mutex_lock(&snap_lock);
-    if (refresh(ino) == 0) {
-        *size = snaps[ino].len;
-        *mtime = snaps[ino].made;
+    s = reader_snapshot(ino, pid, &rc);
+    if (s) {
+        *size = s->len;
+        *mtime = s->mtime;
     }
     pthread_mutex_unlock(&snap_lock);
 }
@@ -275,9 +363,13 @@ void render_cleanup(void)
 {
     int i;
     pthread_mutex_lock(&snap_lock);
+    for (i = 0; i < PINS; i++) {
+        snap_unref(pins[i].snap);
+        pins[i].snap = NULL;
+    }
     for (i = 0; i < FIXED_COUNT; i++) {
-        free(snaps[i].buf);
-        snaps[i].buf = NULL;
+        snap_unref(current[i]);
+        current[i] = NULL;
     }
     pthread_mutex_unlock(&snap_lock);
 }
