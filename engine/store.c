@@ -54,6 +54,9 @@ static const char *const store_migrations[] = {
     "ALTER TABLE invoices ADD COLUMN red_code TEXT;"
     "ALTER TABLE invoices ADD COLUMN red_number TEXT;"
     "CREATE INDEX invoices_red ON invoices(red_code, red_number) WHERE red_code IS NOT NULL;",
+    /* 3: when the store was made: the time of folders whose contents never change */
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value);"
+    "INSERT INTO meta VALUES('created_at', CAST(strftime('%s', 'now') AS INTEGER));",
 };
 #define STORE_MIGRATIONS (int)(sizeof store_migrations / sizeof store_migrations[0])
 
@@ -64,7 +67,7 @@ enum stmt_id {
     S_PUT_INVOICE, S_PUT_PERIOD, S_DRAFT_ISSUED, S_HIDE_RECEIPT_NAME, S_HIDE_REJECT_NAME,
     S_PUT_RECEIPT, S_QUEUE_UPLOAD,
     S_PUT_REJECT, S_DRAFT_REJECTED, S_DRAFT_DUPLICATE,
-    S_LIST_PERIODS, S_HAS_PERIOD, S_LAST_TIMES, S_PERIOD_LAST,
+    S_LIST_PERIODS, S_HAS_PERIOD, S_LAST_TIMES, S_PERIOD_LAST, S_GET_META, S_PUT_META,
     S_COUNT_INVOICES, S_COUNT_WAITING, S_COUNT_REJECTED, S_COUNT_QUEUE,
     S_NEXT_UPLOAD, S_UPLOAD_DEL, S_UPLOAD_DONE, S_UPLOAD_FAILED, S_UPLOAD_DUE,
     /* per collection: list, lookup, stat, read, hide (COLL_COUNT of each) */
@@ -106,7 +109,12 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_LAST_TIMES] = "SELECT (SELECT received_at FROM drafts ORDER BY id DESC LIMIT 1),"
                      " (SELECT issued_at FROM invoices ORDER BY id DESC LIMIT 1),"
                      " (SELECT mtime FROM receipts ORDER BY id DESC LIMIT 1),"
-                     " (SELECT mtime FROM rejects ORDER BY id DESC LIMIT 1)",
+                     " (SELECT mtime FROM rejects ORDER BY id DESC LIMIT 1),"
+                     " (SELECT value FROM meta WHERE key = 'created_at'),"
+                     " (SELECT issued_at FROM invoices WHERE period = (SELECT period FROM invoices"
+                     "   ORDER BY id DESC LIMIT 1) ORDER BY id LIMIT 1)",
+    [S_GET_META] = "SELECT value FROM meta WHERE key = ?1",
+    [S_PUT_META] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
     [S_PERIOD_LAST] = "SELECT issued_at FROM invoices WHERE period = ?1 ORDER BY id DESC LIMIT 1",
     [S_COUNT_INVOICES] = "SELECT count(*) FROM invoices",
     [S_COUNT_WAITING] = "SELECT count(*) FROM drafts WHERE state = 'waiting'",
@@ -732,10 +740,37 @@ enum fa_err store_last_times(store_t *s, struct store_times *t)
         t->invoice = sqlite3_column_int64(q, 1);
         t->receipt = sqlite3_column_int64(q, 2);
         t->reject = sqlite3_column_int64(q, 3);
+        t->created = sqlite3_column_int64(q, 4);
+        t->newest_period_first = sqlite3_column_int64(q, 5);
     }
     sqlite3_reset(q);
     pthread_mutex_unlock(&s->lock);
     return rc == SQLITE_ROW ? FA_OK : sqlite_to_fa(rc);
+}
+
+int64_t store_render_mtime(store_t *s, const char *file, const char *hash, int64_t now)
+{
+    char key[160], value[128];
+    sqlite3_stmt *q;
+    int64_t t = now;
+    long long seen;
+    int n;
+
+    snprintf(key, sizeof key, "render:%s", file);
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_GET_META);
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0) &&
+        sscanf((const char *)sqlite3_column_text(q, 0), "%lld %n", &seen, &n) == 1 &&
+        !strcmp((const char *)sqlite3_column_text(q, 0) + n, hash))
+        t = seen;
+    sqlite3_reset(q);
+    if (t == now) {   /* new bytes: remember when they appeared (best effort) */
+        snprintf(value, sizeof value, "%lld %s", (long long)now, hash);
+        bind_run(s, S_PUT_META, "tt", key, value);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return t;
 }
 
 int64_t store_period_last(store_t *s, const char *period)

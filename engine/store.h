@@ -131,11 +131,18 @@ enum fa_err store_hide(store_t *s, enum store_coll c, int64_t id);
 /* When each folder last changed (0: never), for directory mtimes that stay
  * the same across remounts as long as nothing changes. */
 struct store_times {
-    int64_t draft, invoice, receipt, reject;
+    int64_t draft, invoice, receipt, reject;   /* the newest of each */
+    int64_t created;                           /* the store itself */
+    int64_t newest_period_first;               /* first invoice of the newest period */
 };
 enum fa_err store_last_times(store_t *s, struct store_times *t);
 /* The newest issue time in a period (0 if none). */
 int64_t store_period_last(store_t *s, const char *period);
+
+/* The mtime of a generated file: the time its bytes (digest `hash`) were
+ * first seen.  Remembered in the store so an unchanged file keeps its time
+ * across remounts.  Returns that time (now, for new bytes). */
+int64_t store_render_mtime(store_t *s, const char *file, const char *hash, int64_t now);
 
 /* Periods that have invoices, as month indexes (year*12 + month-1) > after. */
 typedef int (*store_period_cb)(void *ctx, int month_index);

@@ -27,6 +27,9 @@ struct fs {
     uid_t uid;
     gid_t gid;                /* the configured group, or the daemon's */
     int64_t mounted_at;
+    /* when the store was made: the time of what never changes, and the ctime
+     * of folders, so that rsync -a finds nothing to do after a remount */
+    int64_t created_at;
 };
 
 /* The one instance, set by main.c before the session starts. */

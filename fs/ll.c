@@ -94,6 +94,10 @@ void fill_attr(struct stat *st, uint64_t ino, mode_t mode, uint64_t size, int64_
     st->st_blksize = 4096;
     st->st_blocks = (blkcnt_t)((size + 511) / 512);
     st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = (time_t)mtime;
+    /* A folder's ctime stays the store's: tar compares a folder's ctime
+     * before and after reading it, and drafts arrive during backups. */
+    if (S_ISDIR(mode))
+        st->st_ctim.tv_sec = (time_t)g_fs.created_at;
 }
 
 /* Folders show when their contents last changed, from the store, so that
@@ -104,15 +108,15 @@ static int64_t fixed_dir_mtime(uint64_t ino)
     int64_t m;
 
     if (store_last_times(engine_store(g_fs.engine), &t))
-        return g_fs.mounted_at;
+        return g_fs.created_at;
     switch (ino) {
     case FIXED_PENDING: m = pending_mtime(g_fs.pending); break;
     case FIXED_RECEIPTS: m = t.receipt; break;
     case FIXED_REJECTED: m = t.reject; break;
-    case FIXED_ISSUED: m = t.invoice; break;
-    default: m = t.draft; break;
+    case FIXED_ISSUED: m = t.newest_period_first; break;   /* when the newest month appeared */
+    default: m = 0; break;   /* root, reports/, device/, platform/: fixed contents */
     }
-    return m ? m : g_fs.mounted_at;
+    return m ? m : g_fs.created_at;
 }
 
 bool fixed_stat(uint64_t ino, pid_t pid, struct stat *st)
@@ -357,8 +361,20 @@ static void fa_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     } else if (off < 0 || (size_t)off >= of->len) {
         fuse_reply_buf(req, NULL, 0);
     } else {
+        /* Reply from a copy: once the reply is written the kernel may finish
+         * the read, the reader may close, and release() may free of->buf on
+         * another thread while this one is still returning from the write. */
         size_t n = of->len - (size_t)off;
-        fuse_reply_buf(req, of->buf + off, n < size ? n : size);
+        char *copy;
+        n = n < size ? n : size;
+        copy = malloc(n);
+        if (copy)
+            memcpy(copy, of->buf + off, n);
+        if (copy)
+            fuse_reply_buf(req, copy, n);
+        else
+            fuse_reply_err(req, ENOMEM);
+        free(copy);
     }
 }
 

@@ -119,6 +119,13 @@ static int load_config(struct cli *c, struct config *cfg)
     return 0;
 }
 
+static void stable_times(struct engine *e)
+{
+    struct store_times t = { 0 };
+    store_last_times(engine_store(e), &t);
+    g_fs.created_at = t.created ? t.created : g_fs.mounted_at;
+}
+
 static int open_engine(const struct config *cfg, struct engine **e)
 {
     char why[512] = "";
@@ -153,6 +160,9 @@ int main(int argc, char *argv[])
         goto out;
     }
     if (c.nnonopt == 2) {   /* mount.fuse3 form: the source is the configuration */
+        char *hash = strchr(c.nonopt[0], '#');   /* fstab: fapiaofs#CONFIG */
+        if (hash)
+            memmove(c.nonopt[0], hash + 1, strlen(hash));
         free(c.config);
         c.config = c.nonopt[0];
         c.nonopt[0] = c.nonopt[1];
@@ -204,6 +214,7 @@ int main(int argc, char *argv[])
         goto out_unmount;
     g_fs.engine = e;
     g_fs.mounted_at = clock_now();
+    stable_times(e);
     g_fs.pending = pending_new(e);
     if (notify_start(se) || !g_fs.pending || pending_start(g_fs.pending)) {
         fprintf(stderr, "fapiaofs: cannot start pending/\n");

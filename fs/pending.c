@@ -40,6 +40,7 @@ struct pending_entry {
     char reason[256];          /* ENTRY_WAITING */
     int refs;
     bool linked;               /* still in the folder */
+    bool too_big;              /* a write went past 1 MiB: dropped at close */
 };
 
 struct pending_handle {
@@ -54,7 +55,6 @@ struct pending_dir {
     struct pending_entry **v;
     size_t n, cap;
     uint64_t next_id;
-    int64_t mtime;             /* last change of the folder */
     /* the retry thread for waiting drafts */
     pthread_t retry_thread;
     bool retry_running, stopping;
@@ -105,7 +105,6 @@ static ssize_t find_id(struct pending_dir *d, uint64_t id)
 static void unlink_at(struct pending_dir *d, size_t i)
 {
     struct pending_entry *e = d->v[i];
-    d->mtime = clock_now();
     memmove(&d->v[i], &d->v[i + 1], (d->n - i - 1) * sizeof *d->v);
     d->n--;
     e->linked = false;
@@ -134,7 +133,6 @@ static struct pending_entry *add_entry(struct pending_dir *d, const char *name)
     if (!e)
         return NULL;
     e->id = d->next_id++;
-    d->mtime = clock_now();
     snprintf(e->name, sizeof e->name, "%s", name);
     e->mtime = clock_now();
     e->refs = 1;
@@ -149,13 +147,14 @@ static void entry_stat(const struct pending_entry *e, struct stat *st)
               S_IFREG | (e->state == ENTRY_WAITING ? 0444 : 0664), e->size, e->mtime);
 }
 
+/* The arrival of the last draft.  Scratch files live in memory only and
+ * vanish at a remount, so they do not move the folder's time: the time
+ * stays put across remounts and a second rsync -a finds nothing to do. */
 int64_t pending_mtime(struct pending_dir *d)
 {
-    int64_t m;
-    pthread_mutex_lock(&d->lock);
-    m = d->mtime;
-    pthread_mutex_unlock(&d->lock);
-    return m;
+    struct store_times t = { 0 };
+    store_last_times(engine_store(d->engine), &t);
+    return t.draft;
 }
 
 /* ---- processing ---------------------------------------------------------- */
@@ -285,7 +284,6 @@ struct pending_dir *pending_new(struct engine *e)
         return NULL;
     d->engine = e;
     d->next_id = 1;
-    d->mtime = clock_now();
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->retry_cond, NULL);
     return d;
@@ -459,10 +457,13 @@ ssize_t pending_write(struct pending_handle *h, const char *buf, size_t size, of
     size_t end;
     ssize_t rc = (ssize_t)size;
 
-    if (off < 0 || (size_t)off > DRAFT_MAX_BYTES || size > DRAFT_MAX_BYTES - (size_t)off)
-        return -EFBIG;
-    end = (size_t)off + size;
     pthread_mutex_lock(&d->lock);
+    if (off < 0 || (size_t)off > DRAFT_MAX_BYTES || size > DRAFT_MAX_BYTES - (size_t)off) {
+        e->too_big = true;
+        rc = -EFBIG;
+        goto out;
+    }
+    end = (size_t)off + size;
     if (e->state == ENTRY_WAITING) {
         rc = -EACCES;
         goto out;
@@ -500,6 +501,13 @@ int pending_flush(struct pending_handle *h)
     /* Only a descriptor that wrote triggers processing: a shell's
      * duplicated descriptor is closed before anything is written. */
     pthread_mutex_lock(&d->lock);
+    if (h->e->too_big && h->e->linked) {
+        /* nothing partial is left behind: the writer learns EFBIG again */
+        unlink_entry(d, h->e);
+        pthread_mutex_unlock(&d->lock);
+        notify_gone(FIXED_PENDING, ino_make(SPACE_PENDING, h->e->id), h->e->name);
+        return EFBIG;
+    }
     process = h->wrote && h->e->linked && h->e->state == ENTRY_OPEN &&
               pending_is_draft_name(h->e->name);
     h->wrote = false;

@@ -50,7 +50,7 @@ int pending_rename(struct pending_dir *d, const char *from, const char *to, unsi
 typedef int (*pending_entry_cb)(void *ctx, uint64_t id, const char *name);
 void pending_list(struct pending_dir *d, uint64_t after, pending_entry_cb cb, void *ctx);
 
-/* When the folder last changed (an entry added, renamed or removed). */
+/* The folder's mtime: when the last draft arrived (0: never). */
 int64_t pending_mtime(struct pending_dir *d);
 
 /* "waiting_draft: NAME since TIME: REASON" lines for status (malloc'd, may be NULL). */

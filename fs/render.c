@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <time.h>
+#include "device/crypto.h"
 #include "engine/clock.h"
 #include "engine/decimal.h"
 #include "fs/fs.h"
@@ -140,6 +141,14 @@ static void render_device_rolls(struct text *t)
             r[i].next, r[i].next > r[i].last ? 0 : r[i].last - r[i].next + 1);
 }
 
+/* yes / no, or unknown before the first call */
+static const char *platform_reachability(const struct platform_status *ps)
+{
+    if (!ps->last_contact && !ps->last_error[0])
+        return "unknown";
+    return ps->reachable ? "yes" : "no";
+}
+
 static void render_platform_status(struct text *t)
 {
     struct platform_status ps;
@@ -149,7 +158,7 @@ static void render_platform_status(struct text *t)
     store_counts(engine_store(g_fs.engine), &sc);
     put(t, "url: %s\nreachable: %s\nlast_contact: %s\nlast_error: %s\nqueued: %lld\n"
            "queued_amount: %s\noldest: %s\nnext_retry: %s\n",
-        ps.url[0] ? ps.url : "(not configured)", ps.reachable ? "yes" : "no",
+        ps.url[0] ? ps.url : "(not configured)", platform_reachability(&ps),
         when(ps.last_contact, c1), ps.last_error[0] ? ps.last_error : "none",
         (long long)sc.upload_queued, fen(sc.upload_queued_fen, a),
         when(sc.upload_oldest_issued_at, c2), when(ps.next_retry, c3));
@@ -172,7 +181,8 @@ static void render_status(struct text *t)
         put(t, "device: absent\n");
     put(t, "invoices: %lld\nrejected: %lld\n", (long long)sc.invoices, (long long)sc.rejected);
     put(t, "platform: %s\nplatform_error: %s\nupload_queued: %lld\nupload_queued_amount: %s\n",
-        !ps.url[0] ? "not configured" : ps.reachable ? "reachable" : "unreachable",
+        !ps.url[0] ? "not configured" : !ps.last_contact && !ps.last_error[0] ? "unknown (no call yet)"
+        : ps.reachable ? "reachable" : "unreachable",
         ps.last_error[0] ? ps.last_error : "none", (long long)sc.upload_queued,
         fen(sc.upload_queued_fen, a));
     put(t, "waiting: %lld\n", (long long)sc.drafts_waiting);
@@ -255,6 +265,21 @@ static int render(uint64_t ino, struct text *t)
     return 0;
 }
 
+/* When these bytes of ino first appeared, remembered across remounts. */
+static int64_t bytes_mtime(uint64_t ino, const char *buf, size_t len)
+{
+    unsigned char digest[32];
+    char hex[65], name[64];
+    uint64_t parent = FIXED_ROOT, unused;
+    const char *leaf = fixed_name(ino, &parent);
+
+    crypto_sha256(buf, len, digest);
+    crypto_hex(digest, 16, hex);
+    snprintf(name, sizeof name, "%s/%s", parent == FIXED_ROOT ? "" : fixed_name(parent, &unused),
+             leaf ? leaf : "?");
+    return store_render_mtime(engine_store(g_fs.engine), name, hex, clock_now());
+}
+
 /* The current snapshot of ino, re-rendered if older than a second; lock held. */
 static struct snapshot *current_snapshot(uint64_t ino, int *err)
 {
@@ -284,7 +309,7 @@ static struct snapshot *current_snapshot(uint64_t ino, int *err)
     n->refs = 1;
     n->buf = t.buf;
     n->len = t.len;
-    n->mtime = is_static(ino) ? g_fs.mounted_at : clock_now();
+    n->mtime = is_static(ino) ? g_fs.created_at : bytes_mtime(ino, t.buf, t.len);
     clock_gettime(CLOCK_MONOTONIC, &n->at);
     snap_unref(s);
     current[ino] = n;
@@ -347,7 +372,7 @@ void render_meta(uint64_t ino, pid_t pid, uint64_t *size, int64_t *mtime)
     int rc = 0;
 
     *size = 0;
-    *mtime = g_fs.mounted_at;
+    *mtime = g_fs.created_at;
     if (ino >= FIXED_COUNT)
         return;
     pthread_mutex_lock(&snap_lock);
