@@ -200,6 +200,17 @@ static void reply_entry(fuse_req_t req, uint64_t ino)
     fuse_reply_entry(req, &e);
 }
 
+struct open_file {
+    char *buf;                 /* a snapshot or the stored content */
+    size_t len;
+    struct pending_handle *ph; /* pending/ files */
+};
+
+static struct open_file *of_of(struct fuse_file_info *fi)
+{
+    return (struct open_file *)(uintptr_t)fi->fh;
+}
+
 /* ---- lookup --------------------------------------------------------------- */
 
 static int parse_period(const char *name)
@@ -262,8 +273,16 @@ static void fa_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     struct stat st;
     double timeout;
-    int rc = stat_ino(ino, req_pid(req), &st, &timeout);
-    (void)fi;
+    int rc = 0;
+
+    /* An open pending/ file answers from its handle: its name may be gone
+     * (unlinked, or processed) while the descriptor still works. */
+    if (fi && ino_space(ino) == SPACE_PENDING && of_of(fi)->ph) {
+        pending_handle_stat(of_of(fi)->ph, &st);
+        timeout = 0;
+    } else {
+        rc = stat_ino(ino, req_pid(req), &st, &timeout);
+    }
     if (rc)
         fuse_reply_err(req, rc);
     else
@@ -271,12 +290,6 @@ static void fa_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /* ---- open files ------------------------------------------------------------ */
-
-struct open_file {
-    char *buf;                 /* a snapshot or the stored content */
-    size_t len;
-    struct pending_handle *ph; /* pending/ files */
-};
 
 static bool in_issued(uint64_t ino)
 {
@@ -340,10 +353,6 @@ static void fa_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fuse_reply_open(req, fi);
 }
 
-static struct open_file *of_of(struct fuse_file_info *fi)
-{
-    return (struct open_file *)(uintptr_t)fi->fh;
-}
 
 static void fa_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
@@ -461,8 +470,10 @@ static void fa_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         return;
     }
     if (ino_space(ino) == SPACE_PENDING) {
+        bool by_handle = fi && of_of(fi)->ph;
         if (to_set & FUSE_SET_ATTR_SIZE)
-            rc = pending_truncate(g_fs.pending, ino_id(ino), attr->st_size, &st);
+            rc = by_handle ? pending_handle_truncate(of_of(fi)->ph, attr->st_size, &st)
+                           : pending_truncate(g_fs.pending, ino_id(ino), attr->st_size, &st);
         if (!rc && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)))
             rc = pending_touch(g_fs.pending, ino_id(ino),
                                (to_set & FUSE_SET_ATTR_MTIME_NOW) ? clock_now()
@@ -470,7 +481,9 @@ static void fa_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     } else if (to_set & FUSE_SET_ATTR_SIZE) {
         rc = EACCES;
     }
-    if (!rc)
+    if (!rc && fi && ino_space(ino) == SPACE_PENDING && of_of(fi)->ph)
+        pending_handle_stat(of_of(fi)->ph, &st);
+    else if (!rc)
         rc = stat_ino(ino, req_pid(req), &st, &timeout);
     if (rc)
         fuse_reply_err(req, rc);

@@ -41,6 +41,7 @@ struct pending_entry {
     int refs;
     bool linked;               /* still in the folder */
     bool too_big;              /* a write went past 1 MiB: dropped at close */
+    struct pending_dir *dir;
 };
 
 struct pending_handle {
@@ -54,6 +55,9 @@ struct pending_dir {
     pthread_mutex_t lock;
     struct pending_entry **v;
     size_t n, cap;
+    /* unlinked entries still open somewhere: fstat works until the last close */
+    struct pending_entry **orphans;
+    size_t norphans, cap_orphans;
     uint64_t next_id;
     /* the retry thread for waiting drafts */
     pthread_t retry_thread;
@@ -69,12 +73,21 @@ bool pending_is_draft_name(const char *name)
     return name[0] != '.' && n > 5 && !strcasecmp(name + n - 5, ".json");
 }
 
+/* lock held */
 static void entry_unref(struct pending_entry *e)
 {
-    if (--e->refs == 0) {
-        free(e->data);
-        free(e);
-    }
+    struct pending_dir *d = e->dir;
+    size_t i;
+
+    if (--e->refs)
+        return;
+    for (i = 0; i < d->norphans; i++)
+        if (d->orphans[i] == e) {
+            d->orphans[i] = d->orphans[--d->norphans];
+            break;
+        }
+    free(e->data);
+    free(e);
 }
 
 /* Index of the entry named `name`, or -1; lock held. */
@@ -105,6 +118,18 @@ static ssize_t find_id(struct pending_dir *d, uint64_t id)
 static void unlink_at(struct pending_dir *d, size_t i)
 {
     struct pending_entry *e = d->v[i];
+    if (e->refs > 1) {   /* still open: keep it findable by inode until the last close */
+        if (d->norphans == d->cap_orphans) {
+            size_t cap = d->cap_orphans ? d->cap_orphans * 2 : 16;
+            struct pending_entry **o = realloc(d->orphans, cap * sizeof *o);
+            if (o) {
+                d->orphans = o;
+                d->cap_orphans = cap;
+            }
+        }
+        if (d->norphans < d->cap_orphans)
+            d->orphans[d->norphans++] = e;
+    }
     memmove(&d->v[i], &d->v[i + 1], (d->n - i - 1) * sizeof *d->v);
     d->n--;
     e->linked = false;
@@ -137,6 +162,7 @@ static struct pending_entry *add_entry(struct pending_dir *d, const char *name)
     e->mtime = clock_now();
     e->refs = 1;
     e->linked = true;
+    e->dir = d;
     d->v[d->n++] = e;
     return e;
 }
@@ -145,6 +171,8 @@ static void entry_stat(const struct pending_entry *e, struct stat *st)
 {
     fill_attr(st, ino_make(SPACE_PENDING, e->id),
               S_IFREG | (e->state == ENTRY_WAITING ? 0444 : 0664), e->size, e->mtime);
+    if (!e->linked)
+        st->st_nlink = 0;
 }
 
 /* The arrival of the last draft.  Scratch files live in memory only and
@@ -334,6 +362,7 @@ void pending_free(struct pending_dir *d)
     while (d->n)
         unlink_at(d, d->n - 1);
     free(d->v);
+    free(d->orphans);
     pthread_cond_destroy(&d->retry_cond);
     pthread_mutex_destroy(&d->lock);
     free(d);
@@ -355,12 +384,22 @@ int pending_lookup(struct pending_dir *d, const char *name, struct stat *st)
 int pending_stat(struct pending_dir *d, uint64_t id, struct stat *st)
 {
     ssize_t i;
+    size_t k;
+    int rc = ENOENT;
+
     pthread_mutex_lock(&d->lock);
     i = find_id(d, id);
-    if (i >= 0)
+    if (i >= 0) {
         entry_stat(d->v[i], st);
+        rc = 0;
+    }
+    for (k = 0; rc && k < d->norphans; k++)
+        if (d->orphans[k]->id == id) {
+            entry_stat(d->orphans[k], st);
+            rc = 0;
+        }
     pthread_mutex_unlock(&d->lock);
-    return i >= 0 ? 0 : ENOENT;
+    return rc;
 }
 
 static struct pending_handle *handle_new(struct pending_dir *d, struct pending_entry *e)
@@ -524,31 +563,17 @@ void pending_release(struct pending_handle *h)
     free(h);
 }
 
-int pending_truncate(struct pending_dir *d, uint64_t id, off_t size, struct stat *st)
+/* lock held */
+static int truncate_entry(struct pending_entry *e, off_t size, struct stat *st)
 {
-    struct pending_entry *e;
-    ssize_t i;
-    int rc = 0;
-
     if (size < 0 || size > DRAFT_MAX_BYTES)
         return EFBIG;
-    pthread_mutex_lock(&d->lock);
-    i = find_id(d, id);
-    if (i < 0) {
-        rc = ENOENT;
-        goto out;
-    }
-    e = d->v[i];
-    if (e->state == ENTRY_WAITING) {
-        rc = EACCES;
-        goto out;
-    }
+    if (e->state == ENTRY_WAITING)
+        return EACCES;
     if ((size_t)size > e->cap) {
         unsigned char *p = realloc(e->data, (size_t)size);
-        if (!p) {
-            rc = ENOMEM;
-            goto out;
-        }
+        if (!p)
+            return ENOMEM;
         e->data = p;
         e->cap = (size_t)size;
     }
@@ -557,9 +582,35 @@ int pending_truncate(struct pending_dir *d, uint64_t id, off_t size, struct stat
     e->size = (size_t)size;
     e->mtime = clock_now();
     entry_stat(e, st);
-out:
+    return 0;
+}
+
+int pending_truncate(struct pending_dir *d, uint64_t id, off_t size, struct stat *st)
+{
+    ssize_t i;
+    int rc;
+
+    pthread_mutex_lock(&d->lock);
+    i = find_id(d, id);
+    rc = i < 0 ? ENOENT : truncate_entry(d->v[i], size, st);
     pthread_mutex_unlock(&d->lock);
     return rc;
+}
+
+int pending_handle_truncate(struct pending_handle *h, off_t size, struct stat *st)
+{
+    int rc;
+    pthread_mutex_lock(&h->dir->lock);
+    rc = truncate_entry(h->e, size, st);
+    pthread_mutex_unlock(&h->dir->lock);
+    return rc;
+}
+
+void pending_handle_stat(struct pending_handle *h, struct stat *st)
+{
+    pthread_mutex_lock(&h->dir->lock);
+    entry_stat(h->e, st);
+    pthread_mutex_unlock(&h->dir->lock);
 }
 
 int pending_touch(struct pending_dir *d, uint64_t id, int64_t mtime, struct stat *st)

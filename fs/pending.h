@@ -42,6 +42,9 @@ ssize_t pending_write(struct pending_handle *h, const char *buf, size_t size, of
 int pending_flush(struct pending_handle *h);
 void pending_release(struct pending_handle *h);
 int pending_truncate(struct pending_dir *d, uint64_t id, off_t size, struct stat *st);
+/* The same through an open handle: works after the name was unlinked. */
+void pending_handle_stat(struct pending_handle *h, struct stat *st);
+int pending_handle_truncate(struct pending_handle *h, off_t size, struct stat *st);
 int pending_touch(struct pending_dir *d, uint64_t id, int64_t mtime, struct stat *st);
 int pending_unlink(struct pending_dir *d, const char *name);
 int pending_rename(struct pending_dir *d, const char *from, const char *to, unsigned flags);
