@@ -55,10 +55,46 @@ struct device_roll {
     uint32_t first, last, next;
 };
 
+#define DEVICE_MAX_RATES 16
+
+/* Amounts of one tax rate; rates in per mille (0.015 → 15, 0.13 → 130). */
+struct device_rate_sum {
+    int rate_pm;
+    int64_t amount_fen, tax_fen;
+};
+
 struct device_issue_req {
     const char *type;             /* 026 | 028 */
     int64_t total_fen;            /* amount including tax; negative for red */
     int64_t issued_at;
+    int nrates;                   /* the invoice's amounts by rate, for the period summary */
+    struct device_rate_sum rates[DEVICE_MAX_RATES];
+};
+
+/* One signed invoice in the device's journal. */
+struct device_journal_entry {
+    uint64_t seq;                 /* 1, 2, ... in signing order */
+    char code[16], number[16], type[4];
+    int64_t issued_at, total_fen;
+    char sm3_hex[65];             /* SM3 of the signed (canonical) bytes */
+    char signature[CRYPTO_SIG_B64_MAX];
+};
+
+/* The device-signed period summary (抄税): counts and amounts of blue and
+ * red invoices by type and rate.  signature is over device_summary_text(). */
+#define DEVICE_SUMMARY_LINES 64
+struct device_summary_line {
+    char type[4];
+    bool red;
+    int rate_pm;
+    int64_t count, amount_fen, tax_fen;
+};
+struct device_summary {
+    char period[8];
+    char machine_number[16];
+    int nlines;
+    struct device_summary_line lines[DEVICE_SUMMARY_LINES];
+    char signature[CRYPTO_SIG_B64_MAX];
 };
 
 struct device_issue_fields {
@@ -79,6 +115,14 @@ struct device_ops {
                                struct device_issue_fields *out);
     enum fa_err (*issue_sign)(struct device *d, const char *code, const char *number,
                               const void *bytes, size_t len, char sig_b64[CRYPTO_SIG_B64_MAX]);
+    /* Journal entries with seq >= from, at most max, in order. */
+    enum fa_err (*read_journal)(struct device *d, uint64_t from, struct device_journal_entry *out,
+                                int max, int *n);
+    enum fa_err (*period_summary)(struct device *d, const char *period, struct device_summary *out);
+    /* 反写: the platform-signed clearance answer (JSON); the device checks it,
+     * records the period as cleared and takes the new lock date and limits. */
+    enum fa_err (*apply_clearance)(struct device *d, const char *answer, size_t len);
+    enum fa_err (*set_clock)(struct device *d, int64_t now);
     void (*close)(struct device *d);
 };
 
@@ -103,5 +147,23 @@ static inline enum fa_err device_issue_begin(struct device *d, const struct devi
 static inline enum fa_err device_issue_sign(struct device *d, const char *code, const char *number,
                                             const void *b, size_t n, char sig[CRYPTO_SIG_B64_MAX])
 { return d->ops->issue_sign(d, code, number, b, n, sig); }
+static inline enum fa_err device_read_journal(struct device *d, uint64_t from,
+                                              struct device_journal_entry *o, int max, int *n)
+{ return d->ops->read_journal(d, from, o, max, n); }
+static inline enum fa_err device_period_summary(struct device *d, const char *period,
+                                                struct device_summary *o)
+{ return d->ops->period_summary(d, period, o); }
+static inline enum fa_err device_apply_clearance(struct device *d, const char *a, size_t n)
+{ return d->ops->apply_clearance(d, a, n); }
+static inline enum fa_err device_set_clock(struct device *d, int64_t now)
+{ return d->ops->set_clock(d, now); }
+
+/* The text a summary's signature covers: one line per summary line,
+ * "TYPE blue|red RATE_PM COUNT AMOUNT_FEN TAX_FEN", after "PERIOD MACHINE".
+ * malloc'd. */
+char *device_summary_text(const struct device_summary *s);
+
+/* Known commercial devices (SPEC §5.2): their name, or NULL. */
+const char *device_known_commercial(unsigned vid, unsigned pid);
 
 #endif

@@ -43,11 +43,23 @@ struct sim {
     int64_t limit_fen, offline_hours, offline_amount_fen;
     char cleared_through[8];
     int64_t lock_date;
-    int64_t signed_count;
+    uint64_t signed_count;
 
     /* the number reserved by issue_begin, consumed by issue_sign */
     int reserved_roll;            /* -1: none */
-    int64_t reserved_at;
+    struct device_issue_req reserved;
+
+    int64_t clock_offset;         /* set_clock: device time = clock_now() + offset */
+    /* the journal: byte offset of each entry (seq n at offsets[n-1]) */
+    int journal_rd;
+    uint64_t *offsets;
+    size_t cap_offsets;
+    /* per period sums for the period summary, rebuilt from the journal */
+    struct device_summary *sums;
+    size_t nsums;
+    /* the state file as last written or read: an admin's change is reloaded */
+    ino_t state_ino;
+    struct timespec state_mtime;
 };
 
 /* ---- state file -------------------------------------------------------- */
@@ -241,28 +253,168 @@ out:
     return rc;
 }
 
+/* Add one signed invoice to the period sums; lock held or single-threaded. */
+static int add_to_sums(struct sim *s, const char *type, int64_t issued_at, int64_t total_fen,
+                       const struct device_rate_sum *rates, int nrates)
+{
+    struct device_summary *sum = NULL;
+    char period[8];
+    size_t i;
+    int r, l;
+
+    clock_period(issued_at, period);
+    for (i = 0; i < s->nsums && !sum; i++)
+        if (!strcmp(s->sums[i].period, period))
+            sum = &s->sums[i];
+    if (!sum) {
+        struct device_summary *v = realloc(s->sums, (s->nsums + 1) * sizeof *v);
+        if (!v)
+            return -1;
+        s->sums = v;
+        sum = &s->sums[s->nsums++];
+        memset(sum, 0, sizeof *sum);
+        memcpy(sum->period, period, sizeof sum->period);
+        snprintf(sum->machine_number, sizeof sum->machine_number, "%s", s->info.machine_number);
+    }
+    for (r = 0; r < nrates; r++) {
+        struct device_summary_line *line = NULL;
+        bool red = total_fen < 0;
+        for (l = 0; l < sum->nlines && !line; l++)
+            if (!strcmp(sum->lines[l].type, type) && sum->lines[l].red == red &&
+                sum->lines[l].rate_pm == rates[r].rate_pm)
+                line = &sum->lines[l];
+        if (!line) {
+            if (sum->nlines == DEVICE_SUMMARY_LINES)
+                return -1;
+            line = &sum->lines[sum->nlines++];
+            snprintf(line->type, sizeof line->type, "%s", type);
+            line->red = red;
+            line->rate_pm = rates[r].rate_pm;
+        }
+        if (r == 0)
+            line->count++;   /* an invoice counts once, under its first rate */
+        line->amount_fen += rates[r].amount_fen;
+        line->tax_fen += rates[r].tax_fen;
+    }
+    return 0;
+}
+
+/* "pm:amount:tax;pm:amount:tax" or "-" */
+static int parse_rates(const char *text, struct device_rate_sum *rates, int *n)
+{
+    long long pm, amount, tax;
+    int used;
+
+    *n = 0;
+    if (!strcmp(text, "-"))
+        return 0;
+    while (*text && *n < DEVICE_MAX_RATES &&
+           sscanf(text, "%lld:%lld:%lld%n", &pm, &amount, &tax, &used) == 3) {
+        rates[*n] = (struct device_rate_sum){ (int)pm, amount, tax };
+        (*n)++;
+        text += used;
+        if (*text == ';')
+            text++;
+    }
+    return *text ? -1 : 0;
+}
+
+static int parse_journal_line(const char *line, struct device_journal_entry *e,
+                              struct device_rate_sum *rates, int *nrates)
+{
+    char rtext[640];
+    unsigned long long seq;
+    long long at, total;
+
+    memset(e, 0, sizeof *e);
+    if (sscanf(line, "%llu %15s %15s %3s %lld %lld %64s %111s %639s", &seq, e->code, e->number,
+               e->type, &at, &total, e->sm3_hex, e->signature, rtext) != 9)
+        return -1;
+    e->seq = seq;
+    e->issued_at = at;
+    e->total_fen = total;
+    return parse_rates(rtext, rates, nrates);
+}
+
+static int grow_offsets(struct sim *s)
+{
+    if (s->signed_count == s->cap_offsets) {
+        size_t cap = s->cap_offsets ? s->cap_offsets * 2 : 1024;
+        uint64_t *v = realloc(s->offsets, cap * sizeof *v);
+        if (!v)
+            return -1;
+        s->offsets = v;
+        s->cap_offsets = cap;
+    }
+    return 0;
+}
+
 /* The journal is the truth about consumed numbers: a crash after the
- * journal append but before the state write must not hand a number out twice. */
+ * journal append but before the state write must not hand a number out
+ * twice.  Reading it also rebuilds the offsets index and the period sums. */
 static int sim_replay_journal(struct sim *s)
 {
     FILE *f = fopen(s->journal_path, "r");
-    char line[512], code[16], number[16];
+    char line[1024];
+    long pos = 0;
     int i;
 
     if (!f)
         return errno == ENOENT ? 0 : -1;
     while (fgets(line, sizeof line, f)) {
-        if (sscanf(line, "%15s %15s", code, number) != 2)
+        struct device_journal_entry e;
+        struct device_rate_sum rates[DEVICE_MAX_RATES];
+        int nrates;
+        long next = ftell(f);
+        if (parse_journal_line(line, &e, rates, &nrates) || e.seq != s->signed_count + 1) {
+            pos = next;   /* a torn last line of a crash: ignored, overwritten by nothing */
             continue;
-        s->signed_count++;
+        }
+        if (grow_offsets(s)) {
+            fclose(f);
+            return -1;
+        }
+        s->offsets[s->signed_count++] = (uint64_t)pos;
         for (i = 0; i < s->nrolls; i++) {
-            uint32_t n = (uint32_t)strtoul(number, NULL, 10);
-            if (!strcmp(s->rolls[i].code, code) && n >= s->rolls[i].next)
+            uint32_t n = (uint32_t)strtoul(e.number, NULL, 10);
+            if (!strcmp(s->rolls[i].code, e.code) && n >= s->rolls[i].next)
                 s->rolls[i].next = n + 1;
         }
+        add_to_sums(s, e.type, e.issued_at, e.total_fen, rates, nrates);
+        pos = next;
     }
     fclose(f);
     return 0;
+}
+
+/* A crash in the middle of an append leaves a last line without its newline;
+ * cut it off, or the next append would be glued to it and lost. */
+static int trim_torn_tail(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC), rc = 0;
+    off_t end, pos;
+    char c;
+
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    end = lseek(fd, 0, SEEK_END);
+    for (pos = end; pos > 0; pos--) {
+        if (pread(fd, &c, 1, pos - 1) != 1) {
+            rc = -1;
+            break;
+        }
+        if (c == '\n')
+            break;
+    }
+    if (rc == 0 && pos != end)
+        rc = ftruncate(fd, pos) || fsync(fd) ? -1 : 0;
+    close(fd);
+    return rc;
+}
+
+static int64_t sim_now(const struct sim *s)
+{
+    return clock_now() + s->clock_offset;
 }
 
 enum fa_err sim_create_demo(const char *path, char *why, size_t whylen)
@@ -322,12 +474,12 @@ static enum fa_err sim_get_status(struct device *d, struct device_status *out)
     memset(out, 0, sizeof *out);
     memcpy(out->cleared_through, s->cleared_through, sizeof out->cleared_through);
     out->lock_date = s->lock_date;
-    out->locked = clock_now() > s->lock_date;
+    out->locked = sim_now(s) > s->lock_date;
     out->limit_fen = s->limit_fen;
     out->offline_hours = s->offline_hours;
     out->offline_amount_fen = s->offline_amount_fen;
     out->pin_retries_left = s->pin_retries_left;
-    out->signed_count = s->signed_count;
+    out->signed_count = (int64_t)s->signed_count;
     pthread_mutex_unlock(&s->lock);
     return FA_OK;
 }
@@ -409,7 +561,7 @@ static enum fa_err sim_issue_begin(struct device *d, const struct device_issue_r
         }
     if (!s->pin_ok)
         err = FA_DEV_PIN;
-    else if (req->issued_at > s->lock_date)
+    else if (sim_now(s) > s->lock_date)
         err = FA_DEV_LOCKED;
     else if (req->total_fen > s->limit_fen || -req->total_fen > s->limit_fen)
         err = FA_DEV_LIMIT;
@@ -426,21 +578,24 @@ static enum fa_err sim_issue_begin(struct device *d, const struct device_issue_r
         derive_digits(s, r->code, r->next, req->total_fen, req->issued_at, "cipher",
                       "0123456789+-*/<>", out->cipher, 108);
         s->reserved_roll = roll;
-        s->reserved_at = req->issued_at;
+        s->reserved = *req;
+        s->reserved.type = NULL;   /* the caller's string: the roll's type is kept instead */
     }
     pthread_mutex_unlock(&s->lock);
     return err;
 }
+
 
 static enum fa_err sim_issue_sign(struct device *d, const char *code, const char *number,
                                   const void *bytes, size_t len, char sig_b64[CRYPTO_SIG_B64_MAX])
 {
     struct sim *s = (struct sim *)d;
     unsigned char digest[32];
-    char hex[65], line[512];
+    char hex[65], line[1024];
     struct device_roll *r;
     enum fa_err err = FA_OK;
-    int n;
+    off_t end;
+    int n, i;
 
     pthread_mutex_lock(&s->lock);
     r = s->reserved_roll >= 0 ? &s->rolls[s->reserved_roll] : NULL;
@@ -454,20 +609,104 @@ static enum fa_err sim_issue_sign(struct device *d, const char *code, const char
     }
     crypto_sm3(bytes, len, digest);
     crypto_hex(digest, 32, hex);
-    n = snprintf(line, sizeof line, "%s %s %lld %s %s\n", code, number, (long long)s->reserved_at,
-                 hex, sig_b64);
-    if (n <= 0 || (size_t)n >= sizeof line || write(s->journal_fd, line, (size_t)n) != n ||
-        fdatasync(s->journal_fd)) {
+    n = snprintf(line, sizeof line, "%llu %s %s %s %lld %lld %s %s ",
+                 (unsigned long long)s->signed_count + 1, code, number, r->type,
+                 (long long)s->reserved.issued_at, (long long)s->reserved.total_fen, hex, sig_b64);
+    for (i = 0; i < s->reserved.nrates && n > 0 && (size_t)n < sizeof line; i++)
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s%d:%lld:%lld", i ? ";" : "",
+                      s->reserved.rates[i].rate_pm, (long long)s->reserved.rates[i].amount_fen,
+                      (long long)s->reserved.rates[i].tax_fen);
+    if (n > 0 && (size_t)n < sizeof line - 2)
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s\n", s->reserved.nrates ? "" : "-");
+    end = lseek(s->journal_fd, 0, SEEK_END);
+    if (n <= 0 || (size_t)n >= sizeof line || end < 0 || write(s->journal_fd, line, (size_t)n) != n ||
+        fdatasync(s->journal_fd) || grow_offsets(s)) {
         err = FA_DEV_IO;
         goto out;
     }
+    s->offsets[s->signed_count++] = (uint64_t)end;
+    add_to_sums(s, r->type, s->reserved.issued_at, s->reserved.total_fen, s->reserved.rates,
+                s->reserved.nrates);
     r->next++;
-    s->signed_count++;
     s->reserved_roll = -1;
     err = sim_save(s);
 out:
     pthread_mutex_unlock(&s->lock);
     return err;
+}
+
+static enum fa_err sim_read_journal(struct device *d, uint64_t from,
+                                    struct device_journal_entry *out, int max, int *n)
+{
+    struct sim *s = (struct sim *)d;
+    struct device_rate_sum rates[DEVICE_MAX_RATES];
+    enum fa_err err = FA_OK;
+    char line[1024];
+    int nrates;
+
+    *n = 0;
+    pthread_mutex_lock(&s->lock);
+    for (; *n < max && from >= 1 && from <= s->signed_count; from++) {
+        ssize_t got = pread(s->journal_rd, line, sizeof line - 1, (off_t)s->offsets[from - 1]);
+        char *nl;
+        if (got <= 0) {
+            err = FA_DEV_IO;
+            break;
+        }
+        line[got] = 0;
+        nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        if (parse_journal_line(line, &out[*n], rates, &nrates) || out[*n].seq != from) {
+            err = FA_DEV_IO;
+            break;
+        }
+        (*n)++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
+static enum fa_err sim_period_summary(struct device *d, const char *period,
+                                      struct device_summary *out)
+{
+    struct sim *s = (struct sim *)d;
+    enum fa_err err = FA_OK;
+    char *text;
+    size_t i;
+
+    pthread_mutex_lock(&s->lock);
+    memset(out, 0, sizeof *out);
+    snprintf(out->period, sizeof out->period, "%s", period);
+    snprintf(out->machine_number, sizeof out->machine_number, "%s", s->info.machine_number);
+    for (i = 0; i < s->nsums; i++)
+        if (!strcmp(s->sums[i].period, period))
+            *out = s->sums[i];
+    text = device_summary_text(out);
+    if (!text || crypto_sm2_sign_b64(s->key, text, strlen(text), out->signature,
+                                     sizeof out->signature))
+        err = FA_DEV_IO;
+    free(text);
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
+static enum fa_err sim_set_clock(struct device *d, int64_t now)
+{
+    struct sim *s = (struct sim *)d;
+    pthread_mutex_lock(&s->lock);
+    s->clock_offset = now - clock_now();
+    pthread_mutex_unlock(&s->lock);
+    return FA_OK;
+}
+
+/* 反写 comes with card clearing (SPEC §5.4), which is not built yet. */
+static enum fa_err sim_apply_clearance(struct device *d, const char *answer, size_t len)
+{
+    (void)d;
+    (void)answer;
+    (void)len;
+    return FA_INVAL;
 }
 
 static void sim_close(struct device *d)
@@ -477,6 +716,10 @@ static void sim_close(struct device *d)
         return;
     if (s->journal_fd >= 0)
         close(s->journal_fd);
+    if (s->journal_rd >= 0)
+        close(s->journal_rd);
+    free(s->offsets);
+    free(s->sums);
     EVP_PKEY_free(s->key);
     free(s->key_pem);
     pthread_mutex_destroy(&s->lock);
@@ -490,6 +733,10 @@ static const struct device_ops sim_ops = {
     .verify_pin = sim_verify_pin,
     .issue_begin = sim_issue_begin,
     .issue_sign = sim_issue_sign,
+    .read_journal = sim_read_journal,
+    .period_summary = sim_period_summary,
+    .apply_clearance = sim_apply_clearance,
+    .set_clock = sim_set_clock,
     .close = sim_close,
 };
 
@@ -500,7 +747,7 @@ enum fa_err sim_open(const char *path, struct device **out, char *why, size_t wh
     if (!s)
         return FA_NOMEM;
     s->base.ops = &sim_ops;
-    s->journal_fd = -1;
+    s->journal_fd = s->journal_rd = -1;
     s->reserved_roll = -1;
     pthread_mutex_init(&s->lock, NULL);
     snprintf(s->path, sizeof s->path, "%s", path);
@@ -508,12 +755,13 @@ enum fa_err sim_open(const char *path, struct device **out, char *why, size_t wh
     strcpy(s->info.kind, "sim");
     if (sim_load(s, why, whylen))
         goto fail;
-    if (sim_replay_journal(s)) {
+    if (trim_torn_tail(s->journal_path) || sim_replay_journal(s)) {
         snprintf(why, whylen, "device journal %s: %s", s->journal_path, strerror(errno));
         goto fail;
     }
     s->journal_fd = open(s->journal_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (s->journal_fd < 0) {
+    s->journal_rd = open(s->journal_path, O_RDONLY | O_CLOEXEC);
+    if (s->journal_fd < 0 || s->journal_rd < 0) {
         snprintf(why, whylen, "device journal %s: %s", s->journal_path, strerror(errno));
         goto fail;
     }

@@ -144,6 +144,25 @@ static enum fa_err check_request_id(struct engine *e, int64_t draft_id, const ch
 }
 
 /* Steps 3-6 for a valid draft; the caller holds issue_lock. */
+/* The invoice's amounts by tax rate, for the device's period summary. */
+static void sum_rates(const struct draft *d, struct device_issue_req *req)
+{
+    int i, r;
+    req->nrates = 0;
+    for (i = 0; i < d->nitems; i++) {
+        int pm = (int)(d->items[i].tax_rate.v / (DEC_SCALE / 1000));
+        for (r = 0; r < req->nrates && req->rates[r].rate_pm != pm; r++)
+            ;
+        if (r == req->nrates) {
+            if (r == DEVICE_MAX_RATES)
+                continue;   /* cannot happen: there are 13 rates */
+            req->rates[req->nrates++] = (struct device_rate_sum){ .rate_pm = pm };
+        }
+        req->rates[r].amount_fen += dec_to_fen(d->items[i].amount);
+        req->rates[r].tax_fen += dec_to_fen(d->items[i].tax);
+    }
+}
+
 /* A red draft against its blue invoice (SPEC §3.5); FA_OK to go on. */
 static enum fa_err resolve_red(struct engine *e, int64_t draft_id, const char *name,
                                const void *body, size_t len, struct draft *d,
@@ -194,6 +213,7 @@ static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *n
     req.type = d->type;
     req.total_fen = dec_to_fen(d->total);
     req.issued_at = clock_now();
+    sum_rates(d, &req);
     err = device_get_info(e->dev, &info);
     if (err == FA_OK)
         err = device_issue_begin(e->dev, &req, &f);
