@@ -12,6 +12,8 @@
  * hash to it: reconciliation at mount restores the invoice from the two.
  */
 #include <pthread.h>
+#include <stdarg.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +30,15 @@ struct engine {
     struct device *dev;
     uploader_t *uploader;
     pthread_mutex_t issue_lock;   /* one draft at a time through the device */
+    struct engine_reconcile rec;  /* under issue_lock */
+    bool fault_after_sign;        /* tests: die between signing and commit */
 };
 
-enum fa_err engine_open(const struct config *c, struct engine **out, char *why, size_t whylen)
+#define RECONCILE_BATCH 64
+#define RECONCILE_OVERLAP 16      /* journal entries before the store's count also checked */
+
+enum fa_err engine_open(const struct config *c, enum engine_mode mode, struct engine **out,
+                        char *why, size_t whylen)
 {
     struct engine *e = calloc(1, sizeof *e);
     enum fa_err err;
@@ -43,7 +51,14 @@ enum fa_err engine_open(const struct config *c, struct engine **out, char *why, 
     err = store_open(c->store_path, &e->store, why, whylen);
     if (err == FA_OK)
         err = device_open(c, &e->dev, why, whylen);
-    if (err == FA_OK && uploader_start(e->store, c, &e->uploader)) {
+    /* test-only fault injection: FAPIAOFS_FAULT=after-sign makes the daemon
+     * die like kill -9 right after the device signed, before the commit */
+    e->fault_after_sign = getenv("FAPIAOFS_FAULT") && !strcmp(getenv("FAPIAOFS_FAULT"), "after-sign");
+    if (err == FA_OK && mode == ENGINE_RUN) {
+        engine_log(e, "open", "device opened, store %s", c->store_path);
+        err = engine_reconcile(e) == FA_NOMEM ? FA_NOMEM : FA_OK;
+    }
+    if (err == FA_OK && mode == ENGINE_RUN && uploader_start(e->store, c, &e->uploader)) {
         snprintf(why, whylen, "cannot start the upload thread");
         err = FA_NOMEM;
     }
@@ -100,6 +115,150 @@ static int draft_hash(const struct draft *d, char hex[65])
     crypto_hex(digest, 32, hex);
     free(s);
     return 0;
+}
+
+/* ---- reconciliation ------------------------------------------------------ */
+
+void engine_log(struct engine *e, const char *operation, const char *fmt, ...)
+{
+    char result[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(result, sizeof result, fmt, ap);
+    va_end(ap);
+    store_log(e->store, clock_now(), (int64_t)getuid(), operation, result);
+}
+
+static void alarm_for(struct engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void alarm_for(struct engine *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->rec.last, sizeof e->rec.last, fmt, ap);
+    va_end(ap);
+    e->rec.alarms++;
+    engine_log(e, "integrity alarm", "%s", e->rec.last);
+    fprintf(stderr, "fapiaofs: integrity alarm: %s\n", e->rec.last);
+}
+
+/* Restore one signed invoice from its journal entry and write-ahead intent. */
+static void restore_invoice(struct engine *e, const struct device_journal_entry *j)
+{
+    struct draft_defaults defs = { .drawer = e->cfg.drawer };
+    struct problems problems = { 0 };
+    struct store_intent in;
+    struct draft d = { 0 };
+    unsigned char digest[32];
+    char hex[65], path[96], *file = NULL, *receipt = NULL;
+    const char *period, *total, *request_id;
+    size_t file_len = 0, receipt_len = 0;
+    json_t *inv = NULL, *red;
+    int64_t iid, rid, issued_at = j->issued_at;
+    dec_t total_dec = { 0 };
+    enum fa_err err;
+
+    err = store_find_intent(e->store, j->code, j->number, &in);
+    if (err) {
+        alarm_for(e, "the device signed %s-%s (journal entry %llu) but the store has no record of it",
+                  j->code, j->number, (unsigned long long)j->seq);
+        return;
+    }
+    crypto_sm3(in.canonical, in.canonical_len, digest);
+    crypto_hex(digest, 32, hex);
+    inv = strcmp(hex, j->sm3_hex) ? NULL : json_loadb(in.canonical, in.canonical_len, 0, NULL);
+    period = json_string_value(json_object_get(inv, "period"));
+    total = json_string_value(json_object_get(json_object_get(inv, "totals"), "total"));
+    request_id = json_string_value(json_object_get(inv, "request_id"));
+    if (!inv || !period || !total || dec_parse(total, 2, &total_dec) != DEC_OK) {
+        alarm_for(e, "the device signed %s-%s but the store's write-ahead record does not match "
+                     "it (SM3 %s)", j->code, j->number, j->sm3_hex);
+        goto out;
+    }
+    clock_parse_iso(json_string_value(json_object_get(inv, "issued_at")) ?
+                    json_string_value(json_object_get(inv, "issued_at")) : "", &issued_at);
+    if (draft_parse(in.body, in.body_len, &defs, &d, &problems) != FA_OK || draft_hash(&d, hex))
+        crypto_hex(digest, 32, hex);   /* cannot happen: the draft was valid when issued */
+    red = json_object_get(inv, "red");
+    file = invoice_render(inv, j->signature, &file_len);
+    snprintf(path, sizeof path, "issued/%s/%s-%s.json", period, j->code, j->number);
+    receipt = receipt_render(in.draft_name, request_id, "issued", j->code, j->number, path,
+                             issued_at, total, NULL, &receipt_len);
+    err = !file || !receipt ? FA_NOMEM
+        : store_put_invoice(e->store, &(struct store_issued){
+              .draft_id = in.draft_id, .draft_name = in.draft_name, .code = j->code,
+              .number = j->number, .period = period, .issued_at = issued_at,
+              .request_id = request_id, .draft_hash = hex, .total_fen = dec_to_fen(total_dec),
+              .json = file, .json_len = file_len, .receipt = receipt, .receipt_len = receipt_len,
+              .red_code = json_string_value(json_object_get(red, "code")),
+              .red_number = json_string_value(json_object_get(red, "number")) }, &iid, &rid);
+    if (err) {
+        alarm_for(e, "cannot restore %s-%s: %s", j->code, j->number, fa_err_str(err));
+        goto out;
+    }
+    e->rec.restored++;
+    snprintf(e->rec.last, sizeof e->rec.last, "restored %s-%s (draft %s) from the device journal",
+             j->code, j->number, in.draft_name);
+    engine_log(e, "reconcile", "%s", e->rec.last);
+out:
+    json_decref(inv);
+    draft_free(&d);
+    problems_free(&problems);
+    free(file);
+    free(receipt);
+    store_intent_free(&in);
+}
+
+/* issue_lock held */
+static enum fa_err reconcile_locked(struct engine *e)
+{
+    struct device_journal_entry batch[RECONCILE_BATCH];
+    struct device_status ds;
+    struct store_counts sc;
+    uint64_t from;
+    enum fa_err err;
+    int n, i;
+
+    err = device_get_status(e->dev, &ds);
+    if (err == FA_OK)
+        err = store_counts(e->store, &sc);
+    if (err)
+        return err;
+    e->rec.at = clock_now();
+    e->rec.journal = ds.signed_count;
+    e->rec.store = sc.invoices;
+    from = sc.invoices > RECONCILE_OVERLAP ? (uint64_t)(sc.invoices - RECONCILE_OVERLAP) : 1;
+    while ((int64_t)from <= ds.signed_count) {
+        err = device_read_journal(e->dev, from, batch, RECONCILE_BATCH, &n);
+        if (err || n == 0)
+            break;
+        for (i = 0; i < n; i++)
+            if (!store_has_number(e->store, batch[i].code, batch[i].number))
+                restore_invoice(e, &batch[i]);
+        from = batch[n - 1].seq + 1;
+    }
+    if (err == FA_OK && store_counts(e->store, &sc) == FA_OK && sc.invoices > ds.signed_count)
+        alarm_for(e, "the store has %lld invoices but the device signed only %lld",
+                  (long long)sc.invoices, (long long)ds.signed_count);
+    e->rec.store = sc.invoices;
+    if (err == FA_OK)
+        store_drop_intents(e->store);   /* no draft is in flight: the rest were never signed */
+    return err;
+}
+
+enum fa_err engine_reconcile(struct engine *e)
+{
+    enum fa_err err;
+    pthread_mutex_lock(&e->issue_lock);
+    err = reconcile_locked(e);
+    pthread_mutex_unlock(&e->issue_lock);
+    return err;
+}
+
+void engine_reconcile_report(struct engine *e, struct engine_reconcile *out)
+{
+    pthread_mutex_lock(&e->issue_lock);
+    *out = e->rec;
+    pthread_mutex_unlock(&e->issue_lock);
 }
 
 /* SPEC §2.1 exactly once: an issued request_id gives a "duplicate" receipt for
@@ -248,8 +407,12 @@ static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *n
     if (err)
         goto out;
     err = device_issue_sign(e->dev, f.code, f.number, canonical, canonical_len, sig);
+    if (err == FA_DEV_IO)
+        reconcile_locked(e);   /* did it sign before failing? */
     if (err)
         goto out;
+    if (e->fault_after_sign)
+        _exit(86);
     file = invoice_render(inv, sig, &file_len);
     clock_period(req.issued_at, out->period);
     snprintf(out->invoice_name, sizeof out->invoice_name, "%s-%s.json", f.code, f.number);

@@ -37,7 +37,11 @@ struct engine_outcome {
     char reason[256];                 /* OUTCOME_WAITING: why; OUTCOME_REJECTED: first problem */
 };
 
-enum fa_err engine_open(const struct config *c, struct engine **out, char *why, size_t whylen);
+/* ENGINE_RUN: reconcile and start the uploader.  ENGINE_CHECK: only open the
+ * store and the device, to report a bad configuration before daemonising. */
+enum engine_mode { ENGINE_RUN, ENGINE_CHECK };
+enum fa_err engine_open(const struct config *c, enum engine_mode mode, struct engine **out,
+                        char *why, size_t whylen);
 void engine_close(struct engine *e);
 
 /* Process a draft.  FA_OK for issued and waiting drafts (see out->kind),
@@ -52,6 +56,24 @@ enum fa_err engine_retry(struct engine *e, int64_t draft_id, const char *name, c
 
 /* rm of a waiting draft. */
 enum fa_err engine_cancel(struct engine *e, int64_t draft_id);
+
+/* Reconciliation (SPEC §5.1): the device journal against the store.  An
+ * invoice the device signed that the store lacks (a crash between signing
+ * and commit) is restored from the journal and the write-ahead intent; one
+ * that cannot be restored, or a store invoice the device never signed, is
+ * an integrity alarm.  Runs at mount and after a device error. */
+struct engine_reconcile {
+    int64_t at;                 /* when it last ran (0: never) */
+    int64_t journal, store;     /* invoices the device signed / the store has */
+    int64_t restored, alarms;   /* since mount */
+    char last[512];             /* the last restoration or alarm, in words */
+};
+enum fa_err engine_reconcile(struct engine *e);
+void engine_reconcile_report(struct engine *e, struct engine_reconcile *out);
+
+/* A line in device/log. */
+void engine_log(struct engine *e, const char *operation, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 store_t *engine_store(struct engine *e);
 struct device *engine_device(struct engine *e);

@@ -57,18 +57,22 @@ static const char *const store_migrations[] = {
     /* 3: when the store was made: the time of folders whose contents never change */
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value);"
     "INSERT INTO meta VALUES('created_at', CAST(strftime('%s', 'now') AS INTEGER));",
+    /* 4: device/log, the history of device operations */
+    "CREATE TABLE device_log(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, uid INTEGER NOT NULL,"
+    "  operation TEXT NOT NULL, result TEXT NOT NULL);",
 };
 #define STORE_MIGRATIONS (int)(sizeof store_migrations / sizeof store_migrations[0])
 
 enum stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
     S_ADD_DRAFT, S_DRAFT_WAITING, S_DRAFT_CANCEL, S_LIST_WAITING,
-    S_FIND_REQUEST, S_GET_BLUE, S_PUT_INTENT, S_DEL_INTENT,
+    S_FIND_REQUEST, S_GET_BLUE, S_PUT_INTENT, S_DEL_INTENT, S_HAS_NUMBER, S_FIND_INTENT,
+    S_DEL_STALE_INTENTS, S_PUT_LOG, S_LIST_LOG,
     S_PUT_INVOICE, S_PUT_PERIOD, S_DRAFT_ISSUED, S_HIDE_RECEIPT_NAME, S_HIDE_REJECT_NAME,
     S_PUT_RECEIPT, S_QUEUE_UPLOAD,
     S_PUT_REJECT, S_DRAFT_REJECTED, S_DRAFT_DUPLICATE,
     S_LIST_PERIODS, S_HAS_PERIOD, S_LAST_TIMES, S_PERIOD_LAST, S_GET_META, S_PUT_META,
-    S_COUNT_INVOICES, S_COUNT_WAITING, S_COUNT_REJECTED, S_COUNT_QUEUE,
+    S_COUNT_INVOICES, S_COUNT_WAITING, S_COUNT_REJECTED, S_COUNT_QUEUE, S_COUNT_LOG,
     S_NEXT_UPLOAD, S_UPLOAD_DEL, S_UPLOAD_DONE, S_UPLOAD_FAILED, S_UPLOAD_DUE,
     /* per collection: list, lookup, stat, read, hide (COLL_COUNT of each) */
     S_COLL_BASE,
@@ -89,6 +93,13 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_GET_BLUE] = "SELECT json, (SELECT coalesce(-sum(r.total_fen), 0) FROM invoices r"
                     " WHERE r.red_code = i.code AND r.red_number = i.number)"
                     " FROM invoices i WHERE code = ?1 AND number = ?2",
+    [S_HAS_NUMBER] = "SELECT 1 FROM invoices WHERE code = ?1 AND number = ?2",
+    [S_FIND_INTENT] = "SELECT i.draft_id, i.canonical, d.name, d.body FROM intents i"
+                      " JOIN drafts d ON d.id = i.draft_id WHERE i.code = ?1 AND i.number = ?2",
+    [S_DEL_STALE_INTENTS] = "DELETE FROM intents",
+    [S_PUT_LOG] = "INSERT INTO device_log(at, uid, operation, result) VALUES(?1, ?2, ?3, ?4)",
+    [S_LIST_LOG] = "SELECT id, at, uid, operation, result FROM device_log WHERE id > ?1 ORDER BY id"
+                   " LIMIT ?2",
     [S_PUT_INTENT] = "INSERT OR REPLACE INTO intents(draft_id, code, number, canonical, created_at)"
                      " VALUES(?1, ?2, ?3, ?4, ?5)",
     [S_DEL_INTENT] = "DELETE FROM intents WHERE draft_id = ?1",
@@ -121,6 +132,7 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_COUNT_REJECTED] = "SELECT count(*) FROM rejects",
     [S_COUNT_QUEUE] = "SELECT count(*), coalesce(sum(i.total_fen), 0), coalesce(min(i.issued_at), 0)"
                       " FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id",
+    [S_COUNT_LOG] = "SELECT count(*), coalesce(max(id), 0) FROM device_log",
     [S_NEXT_UPLOAD] = "SELECT q.invoice_id, i.code, i.number, i.json, q.attempts, q.next_at"
                       " FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id"
                       " ORDER BY q.invoice_id LIMIT 1",
@@ -464,6 +476,106 @@ enum fa_err store_get_blue(store_t *s, const char *code, const char *number, cha
     sqlite3_reset(q);
     pthread_mutex_unlock(&s->lock);
     return err;
+}
+
+bool store_has_number(store_t *s, const char *code, const char *number)
+{
+    sqlite3_stmt *q;
+    bool found;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_HAS_NUMBER);
+    sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, number, -1, SQLITE_STATIC);
+    found = sqlite3_step(q) == SQLITE_ROW;
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return found;
+}
+
+static char *column_copy(sqlite3_stmt *q, int col, size_t *len)
+{
+    size_t n = (size_t)sqlite3_column_bytes(q, col);
+    char *p = malloc(n + 1);
+    if (p) {
+        if (n)
+            memcpy(p, sqlite3_column_blob(q, col), n);
+        p[n] = 0;
+    }
+    if (len)
+        *len = n;
+    return p;
+}
+
+enum fa_err store_find_intent(store_t *s, const char *code, const char *number,
+                              struct store_intent *in)
+{
+    sqlite3_stmt *q;
+    enum fa_err err;
+    int rc;
+
+    memset(in, 0, sizeof *in);
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_FIND_INTENT);
+    sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, number, -1, SQLITE_STATIC);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        in->draft_id = sqlite3_column_int64(q, 0);
+        in->canonical = column_copy(q, 1, &in->canonical_len);
+        snprintf(in->draft_name, sizeof in->draft_name, "%s",
+                 (const char *)sqlite3_column_text(q, 2));
+        in->body = column_copy(q, 3, &in->body_len);
+        err = in->canonical && in->body ? FA_OK : FA_NOMEM;
+    } else {
+        err = rc == SQLITE_DONE ? FA_NOTFOUND : sqlite_to_fa(rc);
+    }
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
+void store_intent_free(struct store_intent *in)
+{
+    free(in->canonical);
+    free(in->body);
+    in->canonical = in->body = NULL;
+}
+
+enum fa_err store_drop_intents(store_t *s)
+{
+    int rc;
+    EXEC_ONE(s, NULL, S_DEL_STALE_INTENTS, "");
+    return sqlite_to_fa(rc);
+}
+
+enum fa_err store_log(store_t *s, int64_t at, int64_t uid, const char *operation,
+                      const char *result)
+{
+    int rc;
+    EXEC_ONE(s, NULL, S_PUT_LOG, "iitt", at, uid, operation, result);
+    return sqlite_to_fa(rc);
+}
+
+enum fa_err store_list_log(store_t *s, int64_t after_id, int max, store_log_cb cb, void *ctx)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_LIST_LOG);
+    sqlite3_bind_int64(q, 1, after_id);
+    sqlite3_bind_int(q, 2, max);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        if (cb(ctx, sqlite3_column_int64(q, 0), sqlite3_column_int64(q, 1),
+               sqlite3_column_int64(q, 2), (const char *)sqlite3_column_text(q, 3),
+               (const char *)sqlite3_column_text(q, 4))) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc);
 }
 
 /* Transaction helpers; the caller holds the lock. */
@@ -812,6 +924,12 @@ enum fa_err store_counts(store_t *s, struct store_counts *c)
         c->upload_queued = sqlite3_column_int64(q, 0);
         c->upload_queued_fen = sqlite3_column_int64(q, 1);
         c->upload_oldest_issued_at = sqlite3_column_int64(q, 2);
+    }
+    sqlite3_reset(q);
+    q = st(s, S_COUNT_LOG);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        c->log_entries = sqlite3_column_int64(q, 0);
+        c->log_last_id = sqlite3_column_int64(q, 1);
     }
     sqlite3_reset(q);
     pthread_mutex_unlock(&s->lock);

@@ -65,6 +65,29 @@ enum fa_err store_find_request(store_t *s, const char *request_id, struct store_
 enum fa_err store_get_blue(store_t *s, const char *code, const char *number, char **json,
                            size_t *len, int64_t *reversed_fen);
 
+/* ---- reconciliation with the device journal (SPEC §5.1) ---- */
+
+bool store_has_number(store_t *s, const char *code, const char *number);
+/* The write-ahead record for CODE-NUMBER, with its draft. */
+struct store_intent {
+    int64_t draft_id;
+    char *canonical; size_t canonical_len;   /* malloc'd */
+    char draft_name[STORE_NAME_MAX];
+    char *body; size_t body_len;             /* the draft as received, malloc'd */
+};
+enum fa_err store_find_intent(store_t *s, const char *code, const char *number,
+                              struct store_intent *in);
+void store_intent_free(struct store_intent *in);
+/* After reconciliation: intents whose number the device never signed. */
+enum fa_err store_drop_intents(store_t *s);
+
+/* ---- device/log ---- */
+enum fa_err store_log(store_t *s, int64_t at, int64_t uid, const char *operation,
+                      const char *result);
+typedef int (*store_log_cb)(void *ctx, int64_t id, int64_t at, int64_t uid, const char *operation,
+                            const char *result);
+enum fa_err store_list_log(store_t *s, int64_t after_id, int max, store_log_cb cb, void *ctx);
+
 /* Write-ahead: the canonical bytes we are about to ask the device to sign. */
 enum fa_err store_put_intent(store_t *s, int64_t draft_id, const char *code, const char *number,
                              const void *canonical, size_t len, int64_t now);
@@ -154,6 +177,7 @@ bool store_has_period(store_t *s, int month_index);
 struct store_counts {
     int64_t invoices, drafts_waiting, rejected, upload_queued, upload_queued_fen;
     int64_t upload_oldest_issued_at;   /* 0 if the queue is empty */
+    int64_t log_entries, log_last_id;  /* device/log */
 };
 enum fa_err store_counts(store_t *s, struct store_counts *c);
 

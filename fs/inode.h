@@ -63,6 +63,7 @@ enum fixed_node {
     FIXED_PLATFORM,
     FIXED_PLATFORM_TAG,
     FIXED_PLATFORM_STATUS,
+    FIXED_DEVICE_LOG,         /* new nodes go last: fixed numbers never move */
     FIXED_COUNT
 };
 

@@ -53,6 +53,7 @@ static const struct fixed {
     [FIXED_PLATFORM] = { "platform", FIXED_ROOT, S_IFDIR | 0555 },
     [FIXED_PLATFORM_TAG] = { "CACHEDIR.TAG", FIXED_PLATFORM, S_IFREG | 0444 },
     [FIXED_PLATFORM_STATUS] = { "status", FIXED_PLATFORM, S_IFREG | 0444 },
+    [FIXED_DEVICE_LOG] = { "log", FIXED_DEVICE, S_IFREG | 0444 },
 };
 
 static bool is_fixed(uint64_t ino)

@@ -126,10 +126,10 @@ static void stable_times(struct engine *e)
     g_fs.created_at = t.created ? t.created : g_fs.mounted_at;
 }
 
-static int open_engine(const struct config *cfg, struct engine **e)
+static int open_engine(const struct config *cfg, enum engine_mode mode, struct engine **e)
 {
     char why[512] = "";
-    enum fa_err err = engine_open(cfg, e, why, sizeof why);
+    enum fa_err err = engine_open(cfg, mode, e, why, sizeof why);
     if (err) {
         fprintf(stderr, "fapiaofs: %s\n", why[0] ? why : fa_err_str(err));
         return -1;
@@ -195,7 +195,7 @@ int main(int argc, char *argv[])
     }
 
     /* preflight: report configuration, store and device problems here */
-    if (open_engine(&cfg, &e))
+    if (open_engine(&cfg, ENGINE_CHECK, &e))
         goto out;
     engine_close(e);
     e = NULL;
@@ -210,7 +210,7 @@ int main(int argc, char *argv[])
     if (fuse_daemonize(opts.foreground))
         goto out_unmount;
 
-    if (open_engine(&cfg, &e))
+    if (open_engine(&cfg, ENGINE_RUN, &e))
         goto out_unmount;
     g_fs.engine = e;
     g_fs.mounted_at = clock_now();

@@ -149,6 +149,29 @@ static const char *platform_reachability(const struct platform_status *ps)
     return ps->reachable ? "yes" : "no";
 }
 
+#define LOG_LINES_MAX 20000
+
+static int log_line(void *ctx, int64_t id, int64_t at, int64_t uid, const char *op,
+                    const char *result)
+{
+    struct text *t = ctx;
+    char when[32];
+    (void)id;
+    put(t, "%s uid=%lld %s: %s\n", clock_iso_cst(at, when), (long long)uid, op, result);
+    return 0;
+}
+
+/* The history of device operations, oldest first (the newest LOG_LINES_MAX). */
+static void render_device_log(struct text *t)
+{
+    struct store_counts sc;
+    store_counts(engine_store(g_fs.engine), &sc);
+    store_list_log(engine_store(g_fs.engine), sc.log_entries > LOG_LINES_MAX ?
+                   sc.log_last_id - LOG_LINES_MAX : 0, LOG_LINES_MAX, log_line, t);
+    if (!t->len)
+        put(t, "%s", "");
+}
+
 static void render_platform_status(struct text *t)
 {
     struct platform_status ps;
@@ -170,6 +193,7 @@ static void render_status(struct text *t)
     struct store_counts sc;
     char now[32], lock[32], a[DEC_FMT_MAX], *lines;
     struct platform_status ps;
+    struct engine_reconcile rec;
 
     store_counts(engine_store(g_fs.engine), &sc);
     uploader_status(engine_uploader(g_fs.engine), &ps);
@@ -180,6 +204,10 @@ static void render_status(struct text *t)
     else
         put(t, "device: absent\n");
     put(t, "invoices: %lld\nrejected: %lld\n", (long long)sc.invoices, (long long)sc.rejected);
+    engine_reconcile_report(g_fs.engine, &rec);
+    put(t, "reconciliation: device journal %lld, store %lld, restored %lld, alarms %lld%s%s\n",
+        (long long)rec.journal, (long long)rec.store, (long long)rec.restored,
+        (long long)rec.alarms, rec.last[0] ? "; last: " : "", rec.last);   /* long: see device/log */
     put(t, "platform: %s\nplatform_error: %s\nupload_queued: %lld\nupload_queued_amount: %s\n",
         !ps.url[0] ? "not configured" : !ps.last_contact && !ps.last_error[0] ? "unknown (no call yet)"
         : ps.reachable ? "reachable" : "unreachable",
@@ -253,6 +281,7 @@ static int render(uint64_t ino, struct text *t)
     case FIXED_DEVICE_STATUS: render_device_status(t); break;
     case FIXED_DEVICE_ROLLS: render_device_rolls(t); break;
     case FIXED_PLATFORM_STATUS: render_platform_status(t); break;
+    case FIXED_DEVICE_LOG: render_device_log(t); break;
     case FIXED_DEVICE_TAG:
     case FIXED_PLATFORM_TAG:
         /* https://bford.info/cachedir/: the signature line, then a comment */

@@ -290,7 +290,7 @@ int main(void)
     cfg.platform_url[0] = 0;   /* no uploads */
     cfg.drawer[0] = 0;         /* drafts name their drawer */
     cfg.clock_file[0] = 0;
-    if (!CHECK(engine_open(&cfg, &e, why, sizeof why) == FA_OK, "engine_open (%s)", why))
+    if (!CHECK(engine_open(&cfg, ENGINE_RUN, &e, why, sizeof why) == FA_OK, "engine_open (%s)", why))
         goto out;
 
     cases = fopen(CASES_FILE, "r");

@@ -1,0 +1,64 @@
+# Reconciliation (SPEC §5.1): the daemon dies between the device's signature
+# and the store's commit; at the next mount the invoice is restored from the
+# device journal and the write-ahead intent, and numbers stay without gaps.
+source "$(dirname "$0")/lib.sh"
+t_setup reconcile
+
+drop() {  # NAME REQUEST_ID → close()'s errno (0: success)
+  sed "s/SO-2024-000123/$2/" "$ROOT/examples/basic.json" > "$T/$1"
+  python3 - "$MNT/pending/$1" "$T/$1" <<'PY'
+import os, sys
+data = open(sys.argv[2], "rb").read()
+try:
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, data)
+    os.close(fd); print(0)
+except OSError as e:
+    print(e.errno)
+PY
+}
+
+check_eq "first draft issued" "$(drop one.json REC-1)" "0"
+t_unmount
+
+# Mount with the test-only fault: the daemon dies (like kill -9) right after signing.
+FAPIAOFS_FAULT=after-sign t_mount
+rc=$(drop two.json REC-2)
+check "close fails when the daemon dies mid-draft (errno $rc)" test "$rc" != 0
+wait "$FS_PID"; code=$?
+check_eq "the daemon died at the fault (exit 86)" "$code" "86"
+fusermount3 -uz "$MNT" 2>/dev/null
+check_eq "the device journal has signed 2 invoices" "$(wc -l < "$T/state/device.json.journal")" "2"
+check_eq "the store has committed 1" "$(sqlite3 "$T/state/fapiaofs.db" 'select count(*) from invoices')" "1"
+check_eq "the write-ahead intent is there" "$(sqlite3 "$T/state/fapiaofs.db" 'select number from intents')" "00000002"
+
+t_mount
+INV=$(ls "$MNT"/issued/*/031001900111-00000002.json 2>/dev/null)
+check "the signed invoice is restored at mount" test -n "$INV"
+check_eq "its receipt is there" "$(json "$MNT/receipts/two.json" 'd["number"]')" "00000002"
+check_eq "restored invoice keeps its request_id" "$(json "$INV" 'd["request_id"]')" "REC-2"
+echo "# status: $(grep ^reconciliation "$MNT/status")"
+check "status reports the restoration" grep -q '^reconciliation: device journal 2, store 2, restored 1, alarms 0; last: restored 031001900111-00000002' "$MNT/status"
+check "device/log reports the restoration" grep -q 'reconcile: restored 031001900111-00000002 (draft two.json)' "$MNT/device/log"
+check_eq "no intents left" "$(sqlite3 "$T/state/fapiaofs.db" 'select count(*) from intents')" "0"
+check_eq "stat size = bytes read of the restored invoice" "$(stat -c %s "$INV")" "$(wc -c < "$INV")"
+
+# Its signature verifies with the device's key over the canonical bytes.
+python3 - "$INV" "$T/canon" "$T/sig" <<'PY'
+import base64, json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+sig = d.pop("signature")
+open(sys.argv[2], "wb").write(json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode())
+open(sys.argv[3], "wb").write(base64.b64decode(sig))
+PY
+{ echo "-----BEGIN PUBLIC KEY-----"; sed -n 's/^public_key: //p' "$MNT/device/info" | fold -w 64
+  echo "-----END PUBLIC KEY-----"; } > "$T/pub.pem"
+check "the restored invoice's signature verifies" \
+  openssl pkeyutl -verify -pubin -inkey "$T/pub.pem" -rawin -digest sm3 \
+    -pkeyopt distid:1234567812345678 -in "$T/canon" -sigfile "$T/sig"
+
+# The writer retries its draft: a duplicate of the restored invoice, not a second one.
+check_eq "the retried draft: close succeeds" "$(drop two-again.json REC-2)" "0"
+check_eq "the retry is a duplicate" "$(json "$MNT/receipts/two-again.json" 'd["status"]')" "duplicate"
+check_eq "next draft: issued" "$(drop three.json REC-3)" "0"
+check_eq "next draft gets the next number: no gap" "$(json "$MNT/receipts/three.json" 'd["number"]')" "00000003"
