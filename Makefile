@@ -19,7 +19,7 @@ SANFLAGS =
 OPT = -O2
 endif
 
-PKGS    = fuse3 sqlite3 jansson libcurl openssl libmicrohttpd inih
+PKGS    = fuse3 sqlite3 jansson libcurl openssl libmicrohttpd inih libusb-1.0
 CC     ?= cc
 CFLAGS  = -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Wall -Wextra -Werror \
           -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers \
@@ -28,13 +28,13 @@ LDLIBS  = $(shell pkg-config --libs $(PKGS)) -lpthread
 LDFLAGS = $(SANFLAGS)
 
 # The core library: everything but the FUSE front end and the simulators' main().
-LIB_SRCS  = $(wildcard engine/*.c) $(wildcard device/*.c)
+LIB_SRCS  = $(wildcard engine/*.c) $(filter-out device/simtool.c,$(wildcard device/*.c))
 LIB_OBJS  = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 FS_OBJS   = $(patsubst %.c,$(BUILD)/%.o,$(wildcard fs/*.c))
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-BINS = $(BUILD)/fapiaofs $(BUILD)/fapiaofs-platform-sim $(UNIT_BINS)
+BINS = $(BUILD)/fapiaofs $(BUILD)/fapiaofs-platform-sim $(BUILD)/fapiaofs-sim $(UNIT_BINS)
 
 .PHONY: all run stop check unit mount-tests clean deps
 all: $(BINS)
@@ -55,6 +55,10 @@ $(BUILD)/fapiaofs: $(FS_OBJS) $(BUILD)/libfapiao.a
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/fapiaofs-platform-sim: $(BUILD)/platform/sim.o $(BUILD)/libfapiao.a
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fapiaofs-sim: $(BUILD)/device/simtool.o $(BUILD)/libfapiao.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

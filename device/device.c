@@ -9,15 +9,19 @@
 #include <string.h>
 #include "device/device.h"
 #include "device/sim.h"
+#include "device/usbdev.h"
 
-enum fa_err device_open(const struct config *c, struct device **out, char *why, size_t whylen)
+enum fa_err device_open(const struct config *c, bool login, struct device **out, char *why,
+                        size_t whylen)
 {
     char pin[64] = SIM_DEMO_PIN;
     enum fa_err err;
 
-    if (strcmp(c->device_kind, "sim")) {
-        snprintf(why, whylen, "device kind \"%s\" is not supported yet", c->device_kind);
-        return FA_DEV_ABSENT;
+    if (!strcmp(c->device_kind, "usb")) {   /* usbdev logs in when it finds the device */
+        if (c->pin_file[0] && config_read_secret(c->pin_file, "[device] pin_file", true, pin,
+                                                 sizeof pin, why, whylen))
+            return FA_DEV_PIN;
+        return usbdev_open(c->vid, c->pid, pin, out);
     }
     err = sim_create_demo(c->device_state, why, whylen);
     if (err)
@@ -32,7 +36,8 @@ enum fa_err device_open(const struct config *c, struct device **out, char *why, 
         return FA_DEV_PIN;
     }
     /* A refused PIN is not fatal: the mount works and drafts wait. */
-    (void)(*out)->ops->verify_pin(*out, pin);
+    if (login)
+        (void)(*out)->ops->verify_pin(*out, pin);
     return FA_OK;
 }
 

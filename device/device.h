@@ -131,8 +131,11 @@ struct device {
 };
 
 /* Open the configured device (and create the demo device on first use of
- * the embedded default); verifies the PIN from pin_file or the demo PIN. */
-enum fa_err device_open(const struct config *c, struct device **out, char *why, size_t whylen);
+ * the embedded default).  With login, verify the PIN from pin_file or the
+ * demo PIN: a wrong PIN costs one of the device's five tries, so a check
+ * that only opens (before daemonising) must not log in. */
+enum fa_err device_open(const struct config *c, bool login, struct device **out, char *why,
+                        size_t whylen);
 void device_close(struct device *d);
 
 static inline enum fa_err device_get_info(struct device *d, struct device_info *o)

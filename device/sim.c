@@ -7,35 +7,54 @@
  * and cipher area are derived from an SM3 digest of the invoice's identity,
  * which is what makes them look like, and be as unforgeable as, the real
  * ones for our purposes.
+ *
+ * The trade-off of the live reload: the daemon keeps the state in memory
+ * and pays one stat(2) and one flock(2) per command, so that an
+ * administrator's change to the file (fapiaofs-sim) is seen at the next
+ * command and never overwritten by the daemon's next write.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <libgen.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "device/sim.h"
 #include "engine/clock.h"
 #include "engine/decimal.h"
+#include "engine/uscc.h"
 
 #define SIM_STATE_FORMAT 1
-#define SIM_PIN_TRIES 5
+#define SIM_NUMBER_MAX 99999999u
+#define SIM_PIN_CAP 32
+#define GENERAL_TAXPAYER "一般纳税人"
+#define SMALL_TAXPAYER "小规模纳税人"
+
+/* The highest number the journal has signed for one roll code. */
+struct sim_used {
+    char code[16];
+    uint32_t max;
+};
 
 struct sim {
     struct device base;
     pthread_mutex_t lock;
     char path[PATH_MAX];
     char journal_path[PATH_MAX + 16];
+    char lock_path[PATH_MAX + 16];
     int journal_fd;
+    int lock_fd;                  /* STATE.lock, flock'd around every command */
 
     struct device_info info;
     char *key_pem;
     EVP_PKEY *key;
-    char pin[32];
+    char pin[SIM_PIN_CAP];
     int pin_retries_left;
     bool pin_ok;
     struct device_roll rolls[DEVICE_MAX_ROLLS];
@@ -45,8 +64,8 @@ struct sim {
     int64_t lock_date;
     uint64_t signed_count;
 
-    /* the number reserved by issue_begin, consumed by issue_sign */
-    int reserved_roll;            /* -1: none */
+    /* the number reserved by issue_begin, consumed by issue_sign; code "" for none */
+    char reserved_code[16];
     struct device_issue_req reserved;
 
     int64_t clock_offset;         /* set_clock: device time = clock_now() + offset */
@@ -57,19 +76,22 @@ struct sim {
     /* per period sums for the period summary, rebuilt from the journal */
     struct device_summary *sums;
     size_t nsums;
+    /* per roll code, the highest signed number: a reload never goes below it */
+    struct sim_used *used;
+    size_t nused;
     /* the state file as last written or read: an admin's change is reloaded */
-    ino_t state_ino;
-    struct timespec state_mtime;
+    struct stat seen;
+    bool reload_failed;           /* said once on stderr, not at every command */
 };
 
-/* ---- state file -------------------------------------------------------- */
+/* ---- files ------------------------------------------------------------- */
 
 static int fsync_dir_of(const char *path)
 {
     char copy[PATH_MAX];
     int fd, rc;
     snprintf(copy, sizeof copy, "%s", path);
-    fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -1;
     rc = fsync(fd);
@@ -77,7 +99,9 @@ static int fsync_dir_of(const char *path)
     return rc;
 }
 
-/* Write `text` to `path` so that a crash leaves the old or the new file. */
+/* Write `text` to `path` so that a crash leaves the old or the new file:
+ * PATH.new, fsync, rename, fsync of the directory.  The caller holds the
+ * lock file, so PATH.new is nobody else's. */
 static int write_file_atomic(const char *path, const char *text)
 {
     char tmp[PATH_MAX + 8];
@@ -110,6 +134,134 @@ out:
         unlink(tmp);
     return rc;
 }
+
+static void lock_file(int fd)
+{
+    if (fd >= 0)
+        while (flock(fd, LOCK_EX) && errno == EINTR)
+            ;
+}
+
+static void unlock_file(int fd)
+{
+    if (fd >= 0)
+        flock(fd, LOCK_UN);
+}
+
+static bool same_version(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* ---- validation, shared by create, load and the admin commands ---------- */
+
+static bool all_digits(const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return s[n] == 0;
+}
+
+static bool valid_period(const char *p)
+{
+    int i, m;
+    if (strlen(p) != 7 || p[4] != '-')
+        return false;
+    for (i = 0; i < 7; i++)
+        if (i != 4 && (p[i] < '0' || p[i] > '9'))
+            return false;
+    m = (p[5] - '0') * 10 + (p[6] - '0');
+    return m >= 1 && m <= 12;
+}
+
+static int check_roll(const struct device_roll *r, char *why, size_t whylen)
+{
+    if (!all_digits(r->type, 3))
+        snprintf(why, whylen, "type \"%s\" is not 3 digits (026, 028)", r->type);
+    else if (!all_digits(r->code, 12))
+        snprintf(why, whylen, "code \"%s\" is not 12 digits", r->code);
+    else if (r->first < 1 || r->first > r->last || r->last > SIM_NUMBER_MAX)
+        snprintf(why, whylen, "numbers %u..%u: want 1 <= first <= last <= %u", r->first, r->last,
+                 SIM_NUMBER_MAX);
+    else
+        return 0;
+    return -1;
+}
+
+static int check_rolls(const struct device_roll *rolls, int n, char *why, size_t whylen)
+{
+    char what[160];
+    int i, j;
+
+    if (n < 0 || n > DEVICE_MAX_ROLLS) {
+        snprintf(why, whylen, "rolls: %d rolls, at most %d", n, DEVICE_MAX_ROLLS);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (check_roll(&rolls[i], what, sizeof what)) {
+            snprintf(why, whylen, "roll %d: %s", i + 1, what);
+            return -1;
+        }
+        for (j = 0; j < i; j++)
+            if (!strcmp(rolls[i].code, rolls[j].code)) {
+                snprintf(why, whylen, "roll %d: code %s is already roll %d", i + 1, rolls[i].code,
+                         j + 1);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+static int check_tax_id(const char *id, char *why, size_t whylen)
+{
+    size_t len;
+    if (!tax_id_charset_ok(id, &len))
+        snprintf(why, whylen, "seller_tax_id \"%s\": want 15, 17, 18 or 20 digits or upper-case "
+                 "letters", id);
+    else if (len == 18 && !uscc_valid(id))
+        snprintf(why, whylen, "seller_tax_id \"%s\": not a valid unified social credit code "
+                 "(check character)", id);
+    else
+        return 0;
+    return -1;
+}
+
+static int check_pin(const char *pin, char *why, size_t whylen)
+{
+    size_t i, len = strlen(pin);
+    for (i = 0; i < len; i++)
+        if ((unsigned char)pin[i] <= ' ' || pin[i] == 0x7f)
+            break;
+    if (len >= 1 && len < SIM_PIN_CAP && i == len)
+        return 0;
+    snprintf(why, whylen, "pin: want 1 to %d characters without spaces", SIM_PIN_CAP - 1);
+    return -1;
+}
+
+static int check_kind(const char *kind, char *why, size_t whylen)
+{
+    if (!strcmp(kind, GENERAL_TAXPAYER) || !strcmp(kind, SMALL_TAXPAYER))
+        return 0;
+    snprintf(why, whylen, "taxpayer_kind \"%s\": want %s or %s", kind, GENERAL_TAXPAYER,
+             SMALL_TAXPAYER);
+    return -1;
+}
+
+static int check_text(const char *field, const char *value, size_t cap, bool empty_ok, char *why,
+                      size_t whylen)
+{
+    if ((empty_ok || value[0]) && strlen(value) < cap && !strchr(value, '\n'))
+        return 0;
+    snprintf(why, whylen, "%s: want %s1 to %zu bytes on one line", field, empty_ok ? "0 or " : "",
+             cap - 1);
+    return -1;
+}
+
+/* ---- the state file ---------------------------------------------------- */
 
 static char *fen_text(int64_t fen, char buf[DEC_FMT_MAX])
 {
@@ -154,6 +306,8 @@ static enum fa_err sim_save(struct sim *s)
         return FA_NOMEM;
     rc = write_file_atomic(s->path, text);
     free(text);
+    if (rc == 0 && stat(s->path, &s->seen))
+        memset(&s->seen, 0, sizeof s->seen);
     return rc ? FA_DEV_IO : FA_OK;
 }
 
@@ -179,19 +333,32 @@ static int copy_str(char *dst, size_t cap, json_t *v)
     return 0;
 }
 
-static int parse_fen(json_t *v, int64_t *fen)
+static int parse_amount(const char *text, int64_t *fen)
 {
     dec_t d;
-    if (!json_is_string(v) || dec_parse(json_string_value(v), 2, &d) != DEC_OK)
+    if (!text || dec_parse(text, 2, &d) != DEC_OK || dec_is_neg(d))
         return -1;
     *fen = dec_to_fen(d);
     return 0;
 }
 
+static int json_uint32(json_t *v, uint32_t *out)
+{
+    json_int_t i = json_integer_value(v);
+    if (!json_is_integer(v) || i < 0 || i > (json_int_t)SIM_NUMBER_MAX + 1)
+        return -1;
+    *out = (uint32_t)i;
+    return 0;
+}
+
+/* Fill `s` from its state file; nothing else of `s` is touched on failure
+ * except what was half filled.  0, or -1 with the file and field in why. */
 static int sim_load(struct sim *s, char *why, size_t whylen)
 {
     json_error_t jerr;
     json_t *o = json_load_file(s->path, 0, &jerr), *seller, *lim, *rolls, *r;
+    const char *field = NULL;
+    char what[160] = "";
     size_t i;
     int rc = -1;
 
@@ -202,55 +369,131 @@ static int sim_load(struct sim *s, char *why, size_t whylen)
     seller = json_object_get(o, "seller");
     lim = json_object_get(o, "limits");
     rolls = json_object_get(o, "rolls");
-    if (json_integer_value(json_object_get(o, "format")) != SIM_STATE_FORMAT ||
-        copy_str(s->info.model, sizeof s->info.model, json_object_get(o, "model")) ||
-        copy_str(s->info.machine_number, sizeof s->info.machine_number,
-                 json_object_get(o, "machine_number")) ||
-        copy_str(s->info.taxpayer_kind, sizeof s->info.taxpayer_kind,
-                 json_object_get(o, "taxpayer_kind")) ||
-        copy_str(s->info.seller_tax_id, sizeof s->info.seller_tax_id,
-                 json_object_get(seller, "tax_id")) ||
-        copy_str(s->info.seller_name, sizeof s->info.seller_name, json_object_get(seller, "name")) ||
-        copy_str(s->info.seller_address_phone, sizeof s->info.seller_address_phone,
-                 json_object_get(seller, "address_phone")) ||
-        copy_str(s->info.seller_bank_account, sizeof s->info.seller_bank_account,
-                 json_object_get(seller, "bank_account")) ||
-        copy_str(s->pin, sizeof s->pin, json_object_get(o, "pin")) ||
-        copy_str(s->cleared_through, sizeof s->cleared_through,
-                 json_object_get(o, "cleared_through")) ||
-        parse_fen(json_object_get(lim, "per_invoice"), &s->limit_fen) ||
-        parse_fen(json_object_get(lim, "offline_amount"), &s->offline_amount_fen) ||
-        !json_is_array(rolls) || json_array_size(rolls) > DEVICE_MAX_ROLLS ||
-        !json_is_string(json_object_get(o, "private_key")) ||
-        clock_parse_iso(json_string_value(json_object_get(o, "lock_date")) ?
-                        json_string_value(json_object_get(o, "lock_date")) : "", &s->lock_date)) {
-        snprintf(why, whylen, "device state %s: missing or invalid fields", s->path);
+    if (json_integer_value(json_object_get(o, "format")) != SIM_STATE_FORMAT)
+        field = "format";
+    else if (copy_str(s->info.model, sizeof s->info.model, json_object_get(o, "model")))
+        field = "model";
+    else if (copy_str(s->info.machine_number, sizeof s->info.machine_number,
+                      json_object_get(o, "machine_number")))
+        field = "machine_number";
+    else if (copy_str(s->info.taxpayer_kind, sizeof s->info.taxpayer_kind,
+                      json_object_get(o, "taxpayer_kind")))
+        field = "taxpayer_kind";
+    else if (copy_str(s->info.seller_tax_id, sizeof s->info.seller_tax_id,
+                      json_object_get(seller, "tax_id")))
+        field = "seller.tax_id";
+    else if (copy_str(s->info.seller_name, sizeof s->info.seller_name,
+                      json_object_get(seller, "name")))
+        field = "seller.name";
+    else if (copy_str(s->info.seller_address_phone, sizeof s->info.seller_address_phone,
+                      json_object_get(seller, "address_phone")))
+        field = "seller.address_phone";
+    else if (copy_str(s->info.seller_bank_account, sizeof s->info.seller_bank_account,
+                      json_object_get(seller, "bank_account")))
+        field = "seller.bank_account";
+    else if (copy_str(s->pin, sizeof s->pin, json_object_get(o, "pin")))
+        field = "pin";
+    else if (!json_is_integer(json_object_get(o, "pin_retries_left")))
+        field = "pin_retries_left";
+    else if (copy_str(s->cleared_through, sizeof s->cleared_through,
+                      json_object_get(o, "cleared_through")) || !valid_period(s->cleared_through))
+        field = "cleared_through";
+    else if (parse_amount(json_string_value(json_object_get(lim, "per_invoice")), &s->limit_fen))
+        field = "limits.per_invoice";
+    else if (parse_amount(json_string_value(json_object_get(lim, "offline_amount")),
+                          &s->offline_amount_fen))
+        field = "limits.offline_amount";
+    else if (!json_is_integer(json_object_get(lim, "offline_hours")))
+        field = "limits.offline_hours";
+    else if (!json_is_array(rolls) || json_array_size(rolls) > DEVICE_MAX_ROLLS)
+        field = "rolls";
+    else if (!json_is_string(json_object_get(o, "private_key")))
+        field = "private_key";
+    else if (!json_is_string(json_object_get(o, "lock_date")) ||
+             clock_parse_iso(json_string_value(json_object_get(o, "lock_date")), &s->lock_date))
+        field = "lock_date";
+    if (field) {
+        snprintf(why, whylen, "device state %s: field %s is missing or invalid", s->path, field);
         goto out;
     }
     s->offline_hours = json_integer_value(json_object_get(lim, "offline_hours"));
     s->pin_retries_left = (int)json_integer_value(json_object_get(o, "pin_retries_left"));
+    if (s->pin_retries_left < 0 || s->pin_retries_left > SIM_PIN_TRIES)
+        s->pin_retries_left = s->pin_retries_left < 0 ? 0 : SIM_PIN_TRIES;
     json_array_foreach(rolls, i, r) {
         struct device_roll *roll = &s->rolls[i];
         if (copy_str(roll->type, sizeof roll->type, json_object_get(r, "type")) ||
-            copy_str(roll->code, sizeof roll->code, json_object_get(r, "code"))) {
-            snprintf(why, whylen, "device state %s: roll %zu is invalid", s->path, i);
+            copy_str(roll->code, sizeof roll->code, json_object_get(r, "code")) ||
+            json_uint32(json_object_get(r, "first"), &roll->first) ||
+            json_uint32(json_object_get(r, "last"), &roll->last) ||
+            json_uint32(json_object_get(r, "next"), &roll->next)) {
+            snprintf(why, whylen, "device state %s: rolls[%zu]: type, code, first, last or next "
+                     "missing or invalid", s->path, i);
             goto out;
         }
-        roll->first = (uint32_t)json_integer_value(json_object_get(r, "first"));
-        roll->last = (uint32_t)json_integer_value(json_object_get(r, "last"));
-        roll->next = (uint32_t)json_integer_value(json_object_get(r, "next"));
+        if (roll->next < roll->first)
+            roll->next = roll->first;
     }
     s->nrolls = (int)json_array_size(rolls);
+    if (check_rolls(s->rolls, s->nrolls, what, sizeof what)) {
+        snprintf(why, whylen, "device state %s: %s", s->path, what);
+        goto out;
+    }
+    free(s->key_pem);
+    EVP_PKEY_free(s->key);
     s->key_pem = strdup(json_string_value(json_object_get(o, "private_key")));
     s->key = s->key_pem ? crypto_key_from_pem(s->key_pem, 1) : NULL;
     if (!s->key || crypto_public_b64(s->key, s->info.public_key, sizeof s->info.public_key)) {
-        snprintf(why, whylen, "device state %s: unreadable SM2 key", s->path);
+        snprintf(why, whylen, "device state %s: field private_key: unreadable SM2 key", s->path);
         goto out;
     }
     rc = 0;
 out:
     json_decref(o);
     return rc;
+}
+
+/* ---- the journal ------------------------------------------------------- */
+
+static uint32_t used_max(const struct sim *s, const char *code)
+{
+    size_t i;
+    for (i = 0; i < s->nused; i++)
+        if (!strcmp(s->used[i].code, code))
+            return s->used[i].max;
+    return 0;
+}
+
+static int used_note(struct sim *s, const char *code, uint32_t number)
+{
+    struct sim_used *v;
+    size_t i;
+    for (i = 0; i < s->nused; i++)
+        if (!strcmp(s->used[i].code, code)) {
+            if (number > s->used[i].max)
+                s->used[i].max = number;
+            return 0;
+        }
+    v = realloc(s->used, (s->nused + 1) * sizeof *v);
+    if (!v)
+        return -1;
+    s->used = v;
+    snprintf(v[s->nused].code, sizeof v[s->nused].code, "%s", code);
+    v[s->nused++].max = number;
+    return 0;
+}
+
+/* A roll's next number is never below what the journal has signed. */
+static void rolls_follow_journal(struct sim *s)
+{
+    int i;
+    for (i = 0; i < s->nrolls; i++) {
+        uint32_t used = used_max(s, s->rolls[i].code);
+        if (s->rolls[i].next < s->rolls[i].first)
+            s->rolls[i].next = s->rolls[i].first;
+        if (used && s->rolls[i].next <= used)
+            s->rolls[i].next = used + 1;
+    }
 }
 
 /* Add one signed invoice to the period sums; lock held or single-threaded. */
@@ -351,13 +594,13 @@ static int grow_offsets(struct sim *s)
 
 /* The journal is the truth about consumed numbers: a crash after the
  * journal append but before the state write must not hand a number out
- * twice.  Reading it also rebuilds the offsets index and the period sums. */
+ * twice.  Reading it also rebuilds the offsets index, the highest number
+ * per code and the period sums. */
 static int sim_replay_journal(struct sim *s)
 {
-    FILE *f = fopen(s->journal_path, "r");
+    FILE *f = fopen(s->journal_path, "re");
     char line[1024];
     long pos = 0;
-    int i;
 
     if (!f)
         return errno == ENOENT ? 0 : -1;
@@ -367,23 +610,20 @@ static int sim_replay_journal(struct sim *s)
         int nrates;
         long next = ftell(f);
         if (parse_journal_line(line, &e, rates, &nrates) || e.seq != s->signed_count + 1) {
-            pos = next;   /* a torn last line of a crash: ignored, overwritten by nothing */
+            pos = next;   /* a torn last line of a crash (cut off by sim_open) */
             continue;
         }
-        if (grow_offsets(s)) {
+        if (grow_offsets(s) || used_note(s, e.code, (uint32_t)strtoul(e.number, NULL, 10))) {
             fclose(f);
+            errno = ENOMEM;
             return -1;
         }
         s->offsets[s->signed_count++] = (uint64_t)pos;
-        for (i = 0; i < s->nrolls; i++) {
-            uint32_t n = (uint32_t)strtoul(e.number, NULL, 10);
-            if (!strcmp(s->rolls[i].code, e.code) && n >= s->rolls[i].next)
-                s->rolls[i].next = n + 1;
-        }
         add_to_sums(s, e.type, e.issued_at, e.total_fen, rates, nrates);
         pos = next;
     }
     fclose(f);
+    rolls_follow_journal(s);
     return 0;
 }
 
@@ -412,65 +652,259 @@ static int trim_torn_tail(const char *path)
     return rc;
 }
 
+/* ---- life cycle -------------------------------------------------------- */
+
+static struct sim *sim_new(const char *path)
+{
+    struct sim *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->journal_fd = s->journal_rd = s->lock_fd = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    snprintf(s->path, sizeof s->path, "%s", path);
+    snprintf(s->journal_path, sizeof s->journal_path, "%s.journal", path);
+    snprintf(s->lock_path, sizeof s->lock_path, "%s.lock", path);
+    strcpy(s->info.kind, "sim");
+    return s;
+}
+
+static void sim_free(struct sim *s)
+{
+    if (!s)
+        return;
+    if (s->journal_fd >= 0)
+        close(s->journal_fd);
+    if (s->journal_rd >= 0)
+        close(s->journal_rd);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    free(s->offsets);
+    free(s->sums);
+    free(s->used);
+    EVP_PKEY_free(s->key);
+    free(s->key_pem);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static int open_lock(struct sim *s, char *why, size_t whylen)
+{
+    s->lock_fd = open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd >= 0)
+        return 0;
+    snprintf(why, whylen, "device lock file %s: %s", s->lock_path, strerror(errno));
+    return -1;
+}
+
 static int64_t sim_now(const struct sim *s)
 {
     return clock_now() + s->clock_offset;
 }
 
+void sim_params_demo(struct sim_params *p)
+{
+    memset(p, 0, sizeof *p);
+    strcpy(p->seller_tax_id, "9131011259474644XJ");
+    strcpy(p->seller_name, "上海发票示范科技有限公司");
+    strcpy(p->seller_address_phone, "上海市徐汇区示范路88号 021-64000000");
+    strcpy(p->seller_bank_account, "中国银行上海徐汇支行 4370000000001");
+    strcpy(p->taxpayer_kind, GENERAL_TAXPAYER);
+    strcpy(p->machine_number, "499099000001");
+    strcpy(p->pin, SIM_DEMO_PIN);
+    p->rolls[0] = (struct device_roll){ "026", "031001900111", 1, 100000, 1 };
+    p->rolls[1] = (struct device_roll){ "028", "031001900211", 1, 100000, 1 };
+    p->nrolls = 2;
+    p->limit_fen = 1000000000;           /* 10,000,000.00 */
+    p->offline_hours = 72;
+    p->offline_amount_fen = 1000000000;
+}
+
+static int check_params(const struct sim_params *p, char *why, size_t whylen)
+{
+    if (check_tax_id(p->seller_tax_id, why, whylen) ||
+        check_text("seller_name", p->seller_name, sizeof p->seller_name, false, why, whylen) ||
+        check_text("seller_address_phone", p->seller_address_phone,
+                   sizeof p->seller_address_phone, true, why, whylen) ||
+        check_text("seller_bank_account", p->seller_bank_account, sizeof p->seller_bank_account,
+                   true, why, whylen) ||
+        check_kind(p->taxpayer_kind, why, whylen) || check_pin(p->pin, why, whylen))
+        return -1;
+    if (!all_digits(p->machine_number, 12))
+        snprintf(why, whylen, "machine_number \"%s\" is not 12 digits", p->machine_number);
+    else if (p->nrolls < 1)
+        snprintf(why, whylen, "rolls: a device needs at least one roll");
+    else if (check_rolls(p->rolls, p->nrolls, why, whylen))
+        return -1;
+    else if (p->limit_fen <= 0)
+        snprintf(why, whylen, "limit: the per-invoice limit must be above 0.00");
+    else if (p->offline_hours < 0 || p->offline_amount_fen < 0)
+        snprintf(why, whylen, "offline limits must not be negative");
+    else if (p->cleared_through[0] && !valid_period(p->cleared_through))
+        snprintf(why, whylen, "cleared_through \"%s\": want YYYY-MM", p->cleared_through);
+    else
+        return 0;
+    return -1;
+}
+
+enum fa_err sim_create(const char *path, const struct sim_params *p, char *why, size_t whylen)
+{
+    struct sim *s = sim_new(path);
+    char what[200];
+    enum fa_err err = FA_INVAL;
+    int i;
+
+    if (!s)
+        return FA_NOMEM;
+    if (check_params(p, what, sizeof what)) {
+        snprintf(why, whylen, "cannot create device %s: %s", path, what);
+        goto out;
+    }
+    strcpy(s->info.model, "fapiaofs simulated tax-control device");
+    memcpy(s->info.machine_number, p->machine_number, sizeof s->info.machine_number);
+    memcpy(s->info.taxpayer_kind, p->taxpayer_kind, sizeof s->info.taxpayer_kind);
+    memcpy(s->info.seller_tax_id, p->seller_tax_id, sizeof s->info.seller_tax_id);
+    memcpy(s->info.seller_name, p->seller_name, sizeof s->info.seller_name);
+    memcpy(s->info.seller_address_phone, p->seller_address_phone,
+           sizeof s->info.seller_address_phone);
+    memcpy(s->info.seller_bank_account, p->seller_bank_account, sizeof s->info.seller_bank_account);
+    memcpy(s->pin, p->pin, sizeof s->pin);
+    s->pin_retries_left = SIM_PIN_TRIES;
+    for (i = 0; i < p->nrolls; i++) {
+        s->rolls[i] = p->rolls[i];
+        if (s->rolls[i].next < s->rolls[i].first)
+            s->rolls[i].next = s->rolls[i].first;
+    }
+    s->nrolls = p->nrolls;
+    s->limit_fen = p->limit_fen;
+    s->offline_hours = p->offline_hours;
+    s->offline_amount_fen = p->offline_amount_fen;
+    /* by default cleared through the month before creation, so not locked today */
+    if (p->cleared_through[0])
+        memcpy(s->cleared_through, p->cleared_through, sizeof s->cleared_through);
+    else
+        clock_month_period(clock_month_index(clock_now()) - 1, s->cleared_through);
+    s->lock_date = p->lock_date ? p->lock_date : lock_date_after(s->cleared_through);
+    s->key_pem = crypto_sm2_generate_pem();
+    if (!s->key_pem) {
+        snprintf(why, whylen, "cannot generate an SM2 key (OpenSSL without SM2?)");
+        err = FA_DEV_IO;
+        goto out;
+    }
+    err = FA_DEV_IO;
+    if (open_lock(s, why, whylen))
+        goto out;
+    lock_file(s->lock_fd);
+    if (access(path, F_OK) == 0 || access(s->journal_path, F_OK) == 0) {
+        bool state = access(path, F_OK) == 0;
+        snprintf(why, whylen, "cannot create device %s: %s already exists%s", path,
+                 state ? path : s->journal_path,
+                 state ? "" : " (the journal of an earlier device: move it away first)");
+        err = FA_EXISTS;
+    } else {
+        err = sim_save(s);
+        if (err)
+            snprintf(why, whylen, "cannot write device state %s: %s", path, strerror(errno));
+    }
+    unlock_file(s->lock_fd);
+out:
+    sim_free(s);
+    return err;
+}
+
 enum fa_err sim_create_demo(const char *path, char *why, size_t whylen)
 {
-    struct sim s = { .reserved_roll = -1 };
-    int64_t now = clock_now();
+    struct sim_params p;
     enum fa_err err;
 
     if (access(path, F_OK) == 0)
         return FA_OK;
-    snprintf(s.path, sizeof s.path, "%s", path);
-    strcpy(s.info.model, "fapiaofs simulated tax-control device");
-    strcpy(s.info.machine_number, "499099000001");
-    strcpy(s.info.taxpayer_kind, "一般纳税人");
-    strcpy(s.info.seller_tax_id, "9131011259474644XJ");
-    strcpy(s.info.seller_name, "上海发票示范科技有限公司");
-    strcpy(s.info.seller_address_phone, "上海市徐汇区示范路88号 021-64000000");
-    strcpy(s.info.seller_bank_account, "中国银行上海徐汇支行 4370000000001");
-    strcpy(s.pin, SIM_DEMO_PIN);
-    s.pin_retries_left = SIM_PIN_TRIES;
-    s.rolls[0] = (struct device_roll){ "026", "031001900111", 1, 100000, 1 };
-    s.rolls[1] = (struct device_roll){ "028", "031001900211", 1, 100000, 1 };
-    s.nrolls = 2;
-    s.limit_fen = 1000000000;           /* 10,000,000.00 */
-    s.offline_hours = 72;
-    s.offline_amount_fen = 1000000000;
-    /* cleared through the month before creation, so not locked today */
-    clock_month_period(clock_month_index(now) - 1, s.cleared_through);
-    s.lock_date = lock_date_after(s.cleared_through);
-    s.key_pem = crypto_sm2_generate_pem();
-    if (!s.key_pem) {
-        snprintf(why, whylen, "cannot generate an SM2 key (OpenSSL without SM2?)");
-        return FA_DEV_IO;
-    }
-    err = sim_save(&s);
-    if (err)
-        snprintf(why, whylen, "cannot write device state %s: %s", path, strerror(errno));
-    free(s.key_pem);
+    sim_params_demo(&p);
+    err = sim_create(path, &p, why, whylen);
+    if (err == FA_EXISTS && access(path, F_OK) == 0)
+        err = FA_OK;   /* created by someone else in the meantime */
     return err;
+}
+
+/* ---- live reload ------------------------------------------------------- */
+
+/* Under the lock: when someone else wrote the state file since we last
+ * wrote or read it, take over what an administrator may change. */
+static enum fa_err sim_refresh(struct sim *s)
+{
+    struct stat st;
+    struct sim *t;
+    char why[512];
+    enum fa_err err = FA_OK;
+    int i;
+
+    if (stat(s->path, &st) == 0 && same_version(&st, &s->seen))
+        return FA_OK;
+    t = sim_new(s->path);
+    if (!t)
+        return FA_NOMEM;
+    if (sim_load(t, why, sizeof why)) {
+        if (!s->reload_failed)
+            fprintf(stderr, "fapiaofs: cannot reload the changed device state: %s\n", why);
+        s->reload_failed = true;
+        err = FA_DEV_IO;
+        goto out;
+    }
+    s->reload_failed = false;
+    memcpy(s->info.seller_tax_id, t->info.seller_tax_id, sizeof s->info.seller_tax_id);
+    memcpy(s->info.seller_name, t->info.seller_name, sizeof s->info.seller_name);
+    memcpy(s->info.seller_address_phone, t->info.seller_address_phone,
+           sizeof s->info.seller_address_phone);
+    memcpy(s->info.seller_bank_account, t->info.seller_bank_account,
+           sizeof s->info.seller_bank_account);
+    memcpy(s->info.taxpayer_kind, t->info.taxpayer_kind, sizeof s->info.taxpayer_kind);
+    memcpy(s->pin, t->pin, sizeof s->pin);
+    s->pin_retries_left = t->pin_retries_left;
+    s->limit_fen = t->limit_fen;
+    s->offline_hours = t->offline_hours;
+    s->offline_amount_fen = t->offline_amount_fen;
+    memcpy(s->cleared_through, t->cleared_through, sizeof s->cleared_through);
+    s->lock_date = t->lock_date;
+    for (i = 0; i < t->nrolls; i++)
+        s->rolls[i] = t->rolls[i];
+    s->nrolls = t->nrolls;
+    rolls_follow_journal(s);
+    s->seen = st;
+out:
+    sim_free(t);
+    return err;
+}
+
+/* A command begins: the mutex, the lock file, the state as an admin left it. */
+static enum fa_err sim_enter(struct sim *s)
+{
+    pthread_mutex_lock(&s->lock);
+    lock_file(s->lock_fd);
+    return sim_refresh(s);
+}
+
+static void sim_leave(struct sim *s)
+{
+    unlock_file(s->lock_fd);
+    pthread_mutex_unlock(&s->lock);
 }
 
 /* ---- commands ---------------------------------------------------------- */
 
+/* Reading commands answer from memory when a reload fails (the daemon's
+ * status files keep working); commands that change state refuse. */
 static enum fa_err sim_get_info(struct device *d, struct device_info *out)
 {
     struct sim *s = (struct sim *)d;
-    pthread_mutex_lock(&s->lock);
+    sim_enter(s);
     *out = s->info;
-    pthread_mutex_unlock(&s->lock);
+    sim_leave(s);
     return FA_OK;
 }
 
 static enum fa_err sim_get_status(struct device *d, struct device_status *out)
 {
     struct sim *s = (struct sim *)d;
-    pthread_mutex_lock(&s->lock);
+    sim_enter(s);
     memset(out, 0, sizeof *out);
     memcpy(out->cleared_through, s->cleared_through, sizeof out->cleared_through);
     out->lock_date = s->lock_date;
@@ -480,7 +914,7 @@ static enum fa_err sim_get_status(struct device *d, struct device_status *out)
     out->offline_amount_fen = s->offline_amount_fen;
     out->pin_retries_left = s->pin_retries_left;
     out->signed_count = (int64_t)s->signed_count;
-    pthread_mutex_unlock(&s->lock);
+    sim_leave(s);
     return FA_OK;
 }
 
@@ -488,21 +922,25 @@ static enum fa_err sim_list_rolls(struct device *d, struct device_roll *out, int
 {
     struct sim *s = (struct sim *)d;
     int i;
-    pthread_mutex_lock(&s->lock);
+    sim_enter(s);
     for (i = 0; i < s->nrolls && i < max; i++)
         out[i] = s->rolls[i];
     *n = i;
-    pthread_mutex_unlock(&s->lock);
+    sim_leave(s);
     return FA_OK;
 }
 
+/* A wrong PIN costs one try; with none left the device is PIN-locked and
+ * refuses even the right PIN until an administrator resets it. */
 static enum fa_err sim_verify_pin(struct device *d, const char *pin)
 {
     struct sim *s = (struct sim *)d;
-    enum fa_err err = FA_OK;
+    enum fa_err err = sim_enter(s);
 
-    pthread_mutex_lock(&s->lock);
+    if (err)
+        goto out;
     if (s->pin_retries_left <= 0) {
+        s->pin_ok = false;
         err = FA_DEV_PIN;
     } else if (strcmp(pin, s->pin)) {
         s->pin_retries_left--;
@@ -517,7 +955,8 @@ static enum fa_err sim_verify_pin(struct device *d, const char *pin)
             err = sim_save(s);
         }
     }
-    pthread_mutex_unlock(&s->lock);
+out:
+    sim_leave(s);
     return err;
 }
 
@@ -546,26 +985,22 @@ static enum fa_err sim_issue_begin(struct device *d, const struct device_issue_r
                                    struct device_issue_fields *out)
 {
     struct sim *s = (struct sim *)d;
-    enum fa_err err = FA_OK;
+    enum fa_err err = sim_enter(s);
     int i, roll = -1;
 
-    pthread_mutex_lock(&s->lock);
-    for (i = 0; i < s->nrolls; i++)
-        if (!strcmp(s->rolls[i].type, req->type)) {
-            if (roll < 0)
-                roll = i;
-            if (s->rolls[i].next <= s->rolls[i].last) {
-                roll = i;
-                break;
-            }
-        }
-    if (!s->pin_ok)
+    if (err)
+        goto out;
+    /* the rolls of the type in their order: the first with numbers left */
+    for (i = 0; i < s->nrolls && roll < 0; i++)
+        if (!strcmp(s->rolls[i].type, req->type) && s->rolls[i].next <= s->rolls[i].last)
+            roll = i;
+    if (!s->pin_ok || s->pin_retries_left <= 0)
         err = FA_DEV_PIN;
     else if (sim_now(s) > s->lock_date)
         err = FA_DEV_LOCKED;
     else if (req->total_fen > s->limit_fen || -req->total_fen > s->limit_fen)
         err = FA_DEV_LIMIT;
-    else if (roll < 0 || s->rolls[roll].next > s->rolls[roll].last)
+    else if (roll < 0)
         err = FA_DEV_ROLL_EMPTY;
     if (err == FA_OK) {
         const struct device_roll *r = &s->rolls[roll];
@@ -577,14 +1012,14 @@ static enum fa_err sim_issue_begin(struct device *d, const struct device_issue_r
                       out->check_code, 20);
         derive_digits(s, r->code, r->next, req->total_fen, req->issued_at, "cipher",
                       "0123456789+-*/<>", out->cipher, 108);
-        s->reserved_roll = roll;
+        memcpy(s->reserved_code, r->code, sizeof s->reserved_code);
         s->reserved = *req;
         s->reserved.type = NULL;   /* the caller's string: the roll's type is kept instead */
     }
-    pthread_mutex_unlock(&s->lock);
+out:
+    sim_leave(s);
     return err;
 }
-
 
 static enum fa_err sim_issue_sign(struct device *d, const char *code, const char *number,
                                   const void *bytes, size_t len, char sig_b64[CRYPTO_SIG_B64_MAX])
@@ -592,14 +1027,17 @@ static enum fa_err sim_issue_sign(struct device *d, const char *code, const char
     struct sim *s = (struct sim *)d;
     unsigned char digest[32];
     char hex[65], line[1024];
-    struct device_roll *r;
-    enum fa_err err = FA_OK;
+    struct device_roll *r = NULL;
+    enum fa_err err = sim_enter(s);
     off_t end;
     int n, i;
 
-    pthread_mutex_lock(&s->lock);
-    r = s->reserved_roll >= 0 ? &s->rolls[s->reserved_roll] : NULL;
-    if (!r || strcmp(r->code, code) || strtoul(number, NULL, 10) != r->next) {
+    if (err)
+        goto out;
+    for (i = 0; i < s->nrolls && s->reserved_code[0] && !r; i++)
+        if (!strcmp(s->rolls[i].code, s->reserved_code))
+            r = &s->rolls[i];
+    if (!r || strcmp(r->code, code) || strtoul(number, NULL, 10) != r->next || r->next > r->last) {
         err = FA_INVAL;   /* not the reserved number: an engine bug */
         goto out;
     }
@@ -619,19 +1057,28 @@ static enum fa_err sim_issue_sign(struct device *d, const char *code, const char
     if (n > 0 && (size_t)n < sizeof line - 2)
         n += snprintf(line + n, sizeof line - (size_t)n, "%s\n", s->reserved.nrates ? "" : "-");
     end = lseek(s->journal_fd, 0, SEEK_END);
-    if (n <= 0 || (size_t)n >= sizeof line || end < 0 || write(s->journal_fd, line, (size_t)n) != n ||
-        fdatasync(s->journal_fd) || grow_offsets(s)) {
+    /* room for what the append records, so nothing can fail after it */
+    if (n <= 0 || (size_t)n >= sizeof line || end < 0 || grow_offsets(s) ||
+        used_note(s, r->code, 0)) {
+        err = FA_DEV_IO;
+        goto out;
+    }
+    if (write(s->journal_fd, line, (size_t)n) != n || fdatasync(s->journal_fd)) {
+        /* never leave half a line for the next append to be glued to */
+        if (ftruncate(s->journal_fd, end) == 0)
+            fdatasync(s->journal_fd);
         err = FA_DEV_IO;
         goto out;
     }
     s->offsets[s->signed_count++] = (uint64_t)end;
+    used_note(s, r->code, r->next);
     add_to_sums(s, r->type, s->reserved.issued_at, s->reserved.total_fen, s->reserved.rates,
                 s->reserved.nrates);
     r->next++;
-    s->reserved_roll = -1;
+    s->reserved_code[0] = 0;
     err = sim_save(s);
 out:
-    pthread_mutex_unlock(&s->lock);
+    sim_leave(s);
     return err;
 }
 
@@ -645,7 +1092,7 @@ static enum fa_err sim_read_journal(struct device *d, uint64_t from,
     int nrates;
 
     *n = 0;
-    pthread_mutex_lock(&s->lock);
+    sim_enter(s);
     for (; *n < max && from >= 1 && from <= s->signed_count; from++) {
         ssize_t got = pread(s->journal_rd, line, sizeof line - 1, (off_t)s->offsets[from - 1]);
         char *nl;
@@ -663,7 +1110,7 @@ static enum fa_err sim_read_journal(struct device *d, uint64_t from,
         }
         (*n)++;
     }
-    pthread_mutex_unlock(&s->lock);
+    sim_leave(s);
     return err;
 }
 
@@ -675,7 +1122,7 @@ static enum fa_err sim_period_summary(struct device *d, const char *period,
     char *text;
     size_t i;
 
-    pthread_mutex_lock(&s->lock);
+    sim_enter(s);
     memset(out, 0, sizeof *out);
     snprintf(out->period, sizeof out->period, "%s", period);
     snprintf(out->machine_number, sizeof out->machine_number, "%s", s->info.machine_number);
@@ -687,7 +1134,7 @@ static enum fa_err sim_period_summary(struct device *d, const char *period,
                                      sizeof out->signature))
         err = FA_DEV_IO;
     free(text);
-    pthread_mutex_unlock(&s->lock);
+    sim_leave(s);
     return err;
 }
 
@@ -711,19 +1158,7 @@ static enum fa_err sim_apply_clearance(struct device *d, const char *answer, siz
 
 static void sim_close(struct device *d)
 {
-    struct sim *s = (struct sim *)d;
-    if (!s)
-        return;
-    if (s->journal_fd >= 0)
-        close(s->journal_fd);
-    if (s->journal_rd >= 0)
-        close(s->journal_rd);
-    free(s->offsets);
-    free(s->sums);
-    EVP_PKEY_free(s->key);
-    free(s->key_pem);
-    pthread_mutex_destroy(&s->lock);
-    free(s);
+    sim_free((struct sim *)d);
 }
 
 static const struct device_ops sim_ops = {
@@ -742,23 +1177,28 @@ static const struct device_ops sim_ops = {
 
 enum fa_err sim_open(const char *path, struct device **out, char *why, size_t whylen)
 {
-    struct sim *s = calloc(1, sizeof *s);
+    struct sim *s = sim_new(path);
+    enum fa_err err = FA_DEV_IO;
+    struct stat st;
 
     if (!s)
         return FA_NOMEM;
     s->base.ops = &sim_ops;
-    s->journal_fd = s->journal_rd = -1;
-    s->reserved_roll = -1;
-    pthread_mutex_init(&s->lock, NULL);
-    snprintf(s->path, sizeof s->path, "%s", path);
-    snprintf(s->journal_path, sizeof s->journal_path, "%s.journal", path);
-    strcpy(s->info.kind, "sim");
-    if (sim_load(s, why, whylen))
+    if (open_lock(s, why, whylen))
         goto fail;
-    if (trim_torn_tail(s->journal_path) || sim_replay_journal(s)) {
-        snprintf(why, whylen, "device journal %s: %s", s->journal_path, strerror(errno));
+    lock_file(s->lock_fd);
+    if (stat(path, &st) == 0)
+        s->seen = st;
+    if (sim_load(s, why, whylen)) {
+        unlock_file(s->lock_fd);
         goto fail;
     }
+    if (trim_torn_tail(s->journal_path) || sim_replay_journal(s)) {
+        snprintf(why, whylen, "device journal %s: %s", s->journal_path, strerror(errno));
+        unlock_file(s->lock_fd);
+        goto fail;
+    }
+    unlock_file(s->lock_fd);
     s->journal_fd = open(s->journal_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     s->journal_rd = open(s->journal_path, O_RDONLY | O_CLOEXEC);
     if (s->journal_fd < 0 || s->journal_rd < 0) {
@@ -768,6 +1208,285 @@ enum fa_err sim_open(const char *path, struct device **out, char *why, size_t wh
     *out = &s->base;
     return FA_OK;
 fail:
-    sim_close(&s->base);
-    return FA_DEV_IO;
+    sim_free(s);
+    return err;
+}
+
+/* ---- administration ---------------------------------------------------- */
+
+/* Lock, load the state and replay the journal (read only: the torn tail of
+ * a crash is the daemon's to cut), so that the next numbers are right. */
+static enum fa_err admin_begin(const char *path, struct sim **out, char *why, size_t whylen)
+{
+    struct sim *s = sim_new(path);
+    enum fa_err err = FA_DEV_IO;
+
+    *out = NULL;
+    if (!s)
+        return FA_NOMEM;
+    if (access(path, F_OK)) {
+        snprintf(why, whylen, "device state %s: %s", path, strerror(errno));
+        err = errno == ENOENT ? FA_NOTFOUND : FA_DEV_IO;
+        goto fail;
+    }
+    if (open_lock(s, why, whylen))
+        goto fail;
+    lock_file(s->lock_fd);
+    if (sim_load(s, why, whylen))
+        goto fail;
+    if (sim_replay_journal(s)) {
+        snprintf(why, whylen, "device journal %s: %s", s->journal_path, strerror(errno));
+        goto fail;
+    }
+    *out = s;
+    return FA_OK;
+fail:
+    sim_free(s);   /* closing the lock file unlocks it */
+    return err;
+}
+
+static enum fa_err admin_end(struct sim *s, bool save, char *why, size_t whylen)
+{
+    enum fa_err err = FA_OK;
+    if (save && (err = sim_save(s)) != FA_OK)
+        snprintf(why, whylen, "cannot write device state %s: %s", s->path, strerror(errno));
+    sim_free(s);
+    return err;
+}
+
+static int parse_u32(const char *text, uint32_t *out)
+{
+    char *end;
+    unsigned long long v;
+    if (!*text || *text == '-' || *text == '+')
+        return -1;
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno || *end || v > SIM_NUMBER_MAX)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int sim_parse_roll(const char *spec, struct device_roll *out, char *why, size_t whylen)
+{
+    char copy[96], *f[4], *p;
+    char what[160];
+    int n = 0;
+
+    memset(out, 0, sizeof *out);
+    if (strlen(spec) >= sizeof copy)
+        goto bad;
+    snprintf(copy, sizeof copy, "%s", spec);
+    for (p = copy, f[n++] = p; (p = strchr(p, ':')) && n < 4; f[n++] = ++p)
+        *p = 0;
+    if (n != 4 || p || strlen(f[0]) >= sizeof out->type || strlen(f[1]) >= sizeof out->code ||
+        parse_u32(f[2], &out->first) || parse_u32(f[3], &out->last))
+        goto bad;
+    strcpy(out->type, f[0]);
+    strcpy(out->code, f[1]);
+    out->next = out->first;
+    if (check_roll(out, what, sizeof what)) {
+        snprintf(why, whylen, "roll \"%s\": %s", spec, what);
+        return -1;
+    }
+    return 0;
+bad:
+    snprintf(why, whylen, "roll \"%.80s\": want TYPE:CODE:FIRST:LAST, e.g. 026:031001900111:1:100000",
+             spec);
+    return -1;
+}
+
+/* One KEY=VALUE on the loaded state; 0, or -1 with the problem in why. */
+static int admin_assign(struct sim *s, const char *kv, char *why, size_t whylen)
+{
+    const char *eq = strchr(kv, '=');
+    const char *v = eq ? eq + 1 : "";
+    char key[64];
+    int64_t n;
+    char *end;
+    int i;
+
+    if (!eq || (size_t)(eq - kv) >= sizeof key) {
+        snprintf(why, whylen, "\"%.80s\": want KEY=VALUE", kv);
+        return -1;
+    }
+    snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+    if (!strcmp(key, "limit") || !strcmp(key, "per_invoice_limit")) {
+        if (parse_amount(v, &n) || n <= 0)
+            goto bad_amount;
+        s->limit_fen = n;
+    } else if (!strcmp(key, "offline_amount") || !strcmp(key, "offline_amount_limit")) {
+        if (parse_amount(v, &n))
+            goto bad_amount;
+        s->offline_amount_fen = n;
+    } else if (!strcmp(key, "offline_hours") || !strcmp(key, "offline_hours_limit")) {
+        errno = 0;
+        n = strtoll(v, &end, 10);
+        if (!*v || *end || errno || n < 0 || n > 100000) {
+            snprintf(why, whylen, "%s: \"%s\" is not a number of hours (0 to 100000)", key, v);
+            return -1;
+        }
+        s->offline_hours = n;
+    } else if (!strcmp(key, "lock_date")) {
+        if (clock_parse_iso(v, &n)) {
+            snprintf(why, whylen, "lock_date: \"%s\" is not an ISO 8601 time such as "
+                     "2024-12-15T23:59:59+08:00", v);
+            return -1;
+        }
+        s->lock_date = n;
+    } else if (!strcmp(key, "cleared_through")) {
+        if (!valid_period(v)) {
+            snprintf(why, whylen, "cleared_through: \"%s\" is not a period YYYY-MM", v);
+            return -1;
+        }
+        memcpy(s->cleared_through, v, sizeof s->cleared_through);
+    } else if (!strcmp(key, "pin")) {
+        if (check_pin(v, why, whylen))
+            return -1;
+        snprintf(s->pin, sizeof s->pin, "%s", v);
+    } else if (!strcmp(key, "pin_retries_left")) {
+        errno = 0;
+        n = strtoll(v, &end, 10);
+        if (!*v || *end || errno || n < 0 || n > SIM_PIN_TRIES) {
+            snprintf(why, whylen, "pin_retries_left: \"%s\" is not 0 to %d", v, SIM_PIN_TRIES);
+            return -1;
+        }
+        s->pin_retries_left = (int)n;
+    } else if (!strcmp(key, "seller_tax_id")) {
+        if (strlen(v) >= sizeof s->info.seller_tax_id || check_tax_id(v, why, whylen)) {
+            if (strlen(v) >= sizeof s->info.seller_tax_id)
+                snprintf(why, whylen, "seller_tax_id: \"%.40s\" is too long", v);
+            return -1;
+        }
+        strcpy(s->info.seller_tax_id, v);
+    } else if (!strcmp(key, "seller_name") || !strcmp(key, "seller_address_phone") ||
+               !strcmp(key, "seller_bank_account")) {
+        char *dst = !strcmp(key, "seller_name") ? s->info.seller_name :
+                    !strcmp(key, "seller_address_phone") ? s->info.seller_address_phone :
+                    s->info.seller_bank_account;
+        if (check_text(key, v, sizeof s->info.seller_name, strcmp(key, "seller_name") != 0, why,
+                       whylen))
+            return -1;
+        snprintf(dst, sizeof s->info.seller_name, "%s", v);
+    } else if (!strcmp(key, "taxpayer_kind")) {
+        if (check_kind(v, why, whylen))
+            return -1;
+        snprintf(s->info.taxpayer_kind, sizeof s->info.taxpayer_kind, "%s", v);
+    } else if (!strncmp(key, "roll.", 5) && strlen(key) > 10 &&
+               !strcmp(key + strlen(key) - 5, ".last")) {
+        uint32_t last;
+        for (i = 0; i < s->nrolls; i++)
+            if (strlen(s->rolls[i].code) == strlen(key) - 10 &&
+                !strncmp(s->rolls[i].code, key + 5, strlen(key) - 10))
+                break;
+        if (i == s->nrolls) {
+            snprintf(why, whylen, "%s: the device has no roll with that code", key);
+            return -1;
+        }
+        if (parse_u32(v, &last) || last < s->rolls[i].first) {
+            snprintf(why, whylen, "%s: \"%s\" is not a number from %u to %u", key, v,
+                     s->rolls[i].first, SIM_NUMBER_MAX);
+            return -1;
+        }
+        s->rolls[i].last = last;
+    } else {
+        snprintf(why, whylen, "unknown key \"%s\" (limit, offline_hours, offline_amount, lock_date, "
+                 "cleared_through, pin, pin_retries_left, seller_tax_id, seller_name, "
+                 "seller_address_phone, seller_bank_account, taxpayer_kind, roll.CODE.last)", key);
+        return -1;
+    }
+    return 0;
+bad_amount:
+    snprintf(why, whylen, "%s: \"%s\" is not an amount such as 20000.00%s", key, v,
+             !strcmp(key, "limit") || !strcmp(key, "per_invoice_limit") ? " (above 0)" : "");
+    return -1;
+}
+
+enum fa_err sim_admin_set(const char *path, char *const *assignments, int n, char *why,
+                          size_t whylen)
+{
+    struct sim *s;
+    char what[400];
+    enum fa_err err = admin_begin(path, &s, why, whylen);
+    int i;
+
+    if (err)
+        return err;
+    for (i = 0; i < n; i++)
+        if (admin_assign(s, assignments[i], what, sizeof what)) {
+            snprintf(why, whylen, "device state %s: %s (nothing changed)", path, what);
+            admin_end(s, false, why, whylen);
+            return FA_INVAL;
+        }
+    return admin_end(s, true, why, whylen);
+}
+
+enum fa_err sim_admin_reset_pin(const char *path, char *why, size_t whylen)
+{
+    struct sim *s;
+    enum fa_err err = admin_begin(path, &s, why, whylen);
+    if (err)
+        return err;
+    s->pin_retries_left = SIM_PIN_TRIES;
+    return admin_end(s, true, why, whylen);
+}
+
+enum fa_err sim_admin_add_roll(const char *path, const struct device_roll *roll, char *why,
+                               size_t whylen)
+{
+    struct sim *s;
+    char what[200];
+    enum fa_err err = admin_begin(path, &s, why, whylen);
+
+    if (err)
+        return err;
+    if (s->nrolls == DEVICE_MAX_ROLLS) {
+        snprintf(why, whylen, "device state %s: already %d rolls, the most a device holds", path,
+                 DEVICE_MAX_ROLLS);
+        err = FA_INVAL;
+    } else {
+        s->rolls[s->nrolls] = *roll;
+        if (check_rolls(s->rolls, s->nrolls + 1, what, sizeof what)) {
+            snprintf(why, whylen, "device state %s: %s", path, what);
+            err = FA_INVAL;
+        }
+    }
+    if (err) {
+        admin_end(s, false, why, whylen);
+        return err;
+    }
+    s->nrolls++;
+    rolls_follow_journal(s);
+    return admin_end(s, true, why, whylen);
+}
+
+enum fa_err sim_admin_show(const char *path, FILE *out, char *why, size_t whylen)
+{
+    struct sim *s;
+    char a[DEC_FMT_MAX], b[DEC_FMT_MAX], lock[32];
+    enum fa_err err = admin_begin(path, &s, why, whylen);
+    int i;
+
+    if (err)
+        return err;
+    fprintf(out, "state: %s\njournal: %s\nmodel: %s\nmachine_number: %s\ntaxpayer_kind: %s\n"
+            "seller_tax_id: %s\nseller_name: %s\nseller_address_phone: %s\n"
+            "seller_bank_account: %s\npublic_key: %s\n",
+            s->path, s->journal_path, s->info.model, s->info.machine_number, s->info.taxpayer_kind,
+            s->info.seller_tax_id, s->info.seller_name, s->info.seller_address_phone,
+            s->info.seller_bank_account, s->info.public_key);
+    fprintf(out, "cleared_through: %s\nlock_date: %s\nlocked: %s\nper_invoice_limit: %s\n"
+            "offline_hours_limit: %lld\noffline_amount_limit: %s\npin_retries_left: %d\n"
+            "pin_locked: %s\nsigned_invoices: %llu\n",
+            s->cleared_through, clock_iso_cst(s->lock_date, lock),
+            clock_now() > s->lock_date ? "yes" : "no", fen_text(s->limit_fen, a),
+            (long long)s->offline_hours, fen_text(s->offline_amount_fen, b), s->pin_retries_left,
+            s->pin_retries_left <= 0 ? "yes" : "no", (unsigned long long)s->signed_count);
+    for (i = 0; i < s->nrolls; i++) {
+        const struct device_roll *r = &s->rolls[i];
+        fprintf(out, "roll: %s %s %08u %08u %08u %u\n", r->type, r->code, r->first, r->last,
+                r->next, r->next > r->last ? 0 : r->last - r->next + 1);
+    }
+    return admin_end(s, false, why, whylen);
 }

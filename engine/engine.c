@@ -50,7 +50,7 @@ enum fa_err engine_open(const struct config *c, enum engine_mode mode, struct en
     clock_set_file(c->clock_file);
     err = store_open(c->store_path, &e->store, why, whylen);
     if (err == FA_OK)
-        err = device_open(c, &e->dev, why, whylen);
+        err = device_open(c, mode == ENGINE_RUN, &e->dev, why, whylen);
     /* test-only fault injection: FAPIAOFS_FAULT=after-sign makes the daemon
      * die like kill -9 right after the device signed, before the commit */
     e->fault_after_sign = getenv("FAPIAOFS_FAULT") && !strcmp(getenv("FAPIAOFS_FAULT"), "after-sign");

@@ -23,6 +23,7 @@
 #include "fs/fs.h"
 #include "fs/notify.h"
 #include "fs/pending.h"
+#include "fs/render.h"
 
 enum entry_state {
     ENTRY_OPEN,      /* being written, or a scratch file */
@@ -193,6 +194,7 @@ static void announce(const char *name, uint64_t ino, const struct engine_outcome
     char error_name[270];
     int y, m;
 
+    render_invalidate();   /* status, device/ and platform/ files show the change at once */
     if (err == FA_OK && out->kind == OUTCOME_WAITING) {
         notify_entry(FIXED_PENDING, name);   /* now read-only */
         return;

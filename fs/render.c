@@ -413,6 +413,16 @@ void render_meta(uint64_t ino, pid_t pid, uint64_t *size, int64_t *mtime)
     pthread_mutex_unlock(&snap_lock);
 }
 
+void render_invalidate(void)
+{
+    int i;
+    pthread_mutex_lock(&snap_lock);
+    for (i = 0; i < FIXED_COUNT; i++)
+        if (current[i] && !is_static((uint64_t)i))
+            current[i]->at.tv_sec -= SNAPSHOT_MS / 1000 + 1;   /* expired */
+    pthread_mutex_unlock(&snap_lock);
+}
+
 void render_cleanup(void)
 {
     int i;

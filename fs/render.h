@@ -18,6 +18,9 @@
 int render_snapshot(uint64_t ino, pid_t pid, char **buf, size_t *len);
 /* Size and mtime of the snapshot that process pid sees. */
 void render_meta(uint64_t ino, pid_t pid, uint64_t *size, int64_t *mtime);
+/* Something changed (a draft processed): the next reader gets a fresh
+ * rendering; readers in the middle of a file keep theirs. */
+void render_invalidate(void);
 void render_cleanup(void);
 
 #endif

@@ -1,0 +1,168 @@
+# Every refusal of the simulated device seen through the mount, with the device set up and
+# changed by fapiaofs-sim while mounted: the per-invoice limit (EINVAL, totals.total in the
+# .error), rolls used in order and running out (the draft waits, close() returns 0; add-roll
+# issues it), the lock date (set in the past: drafts wait; set back: issued), a wrong PIN
+# (drafts wait; five wrong PINs through remounts lock the device, even the right PIN is refused;
+# reset-pin and the right PIN issue).
+source "$(dirname "$0")/lib.sh"
+SIMTOOL=$BUILD/fapiaofs-sim
+
+# The setup of lib.sh's t_setup, with a device made by fapiaofs-sim before the first mount.
+T=$ROOT/tests/tmp/device.$(basename "$BUILD")
+[ -d "$T/mnt" ] && fusermount3 -uz "$T/mnt" 2>/dev/null
+rm -rf "$T"; mkdir -p "$T/state" "$T/mnt" "$T/dev"
+MNT=$T/mnt
+P=$MNT/pending
+DEV=$T/dev/device.json
+trap t_cleanup EXIT
+t_platform_start
+cat > "$T/fapiaofs.conf" <<CONF
+[store]
+state_dir = $T/state
+path = fapiaofs.db
+[device]
+kind = sim
+state = $DEV
+[platform]
+url = http://127.0.0.1:$PLATFORM_PORT
+app_key = demo-app
+app_secret_file = $T/secret
+timeout_ms = 2000
+CONF
+printf 'demo-secret\n' > "$T/secret"
+
+R1=044031900111 R2=044031900112 R3=044031900113
+check "fapiaofs-sim --help" "$SIMTOOL" --help
+check "fapiaofs-sim create: a 026 roll of 2, a second 026 roll of 1, limit 20000.00" \
+  "$SIMTOOL" create "$DEV" --roll "026:$R1:1:2" --roll "026:$R2:1:1" --limit 20000.00 \
+    --seller-name 深圳设备测试有限公司 --machine-number 499099000555
+sim() { "$SIMTOOL" show "$DEV" | sed -n "s/^$1: //p"; }
+check_eq "show: per_invoice_limit" "$(sim per_invoice_limit)" "20000.00"
+check_eq "show: the two rolls in order" "$(sim roll | cut -d' ' -f1-5 | tr '\n' '|')" \
+  "026 $R1 00000001 00000002 00000001|026 $R2 00000001 00000001 00000001|"
+"$SIMTOOL" create "$DEV" 2>"$T/err"; rc=$?
+check_eq "a second create is refused (exit 1) and names the file" \
+  "$rc $(grep -c "$DEV already exists" "$T/err")" "1 1"
+"$SIMTOOL" set "$DEV" limit=lots 2>"$T/err"; rc=$?
+check_eq "set limit=lots is refused, naming the file and field" \
+  "$rc $(grep -c "$DEV: limit: \"lots\" is not an amount" "$T/err")" "1 1"
+ORIG_LOCK=$(sim lock_date)
+t_mount
+
+cat > "$T/drop.py" <<'PY'
+import os, sys
+path, data = sys.argv[1], open(sys.argv[2], "rb").read()
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, data)
+try:
+    os.close(fd); print(0)
+except OSError as e:
+    print(e.errno)
+PY
+# close_errno NAME SRC: write SRC to pending/NAME; print close()'s errno (0: success).
+close_errno() { python3 "$T/drop.py" "$P/$1" "$2"; }
+mkdraft() { sed "s/SO-2024-000123/$1/" "$ROOT/examples/basic.json" > "$T/$1.json"; }
+# wait_for SECONDS CMD...: poll until CMD succeeds.
+wait_for() {
+  local n=$(($1 * 10)); shift
+  for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+retries() { sed -n 's/^pin_retries_left: //p' "$MNT/device/status"; }
+has_line() { grep -q "$2" "$1" 2>/dev/null; }
+receipt_of() { json "$MNT/receipts/$1" '"%s %s-%s" % (d["status"], d["code"], d["number"])' 2>&1 | tail -1; }
+waiting() {   # NAME WHY: close 0 already checked; the draft waits, read-only, status says WHY
+  check "$1 stays in pending/" test -f "$P/$1"
+  check_eq "$1 is read-only (0444)" "$(stat -c %a "$P/$1" 2>/dev/null)" "444"
+  check "no receipt for $1" test ! -e "$MNT/receipts/$1"
+  wait_for 5 has_line "$MNT/status" "^waiting_draft: $1 .*$2"
+  ok $? "status: waiting_draft: $1 ... $2"
+}
+
+# --- above the per-invoice limit: rejected at close, EINVAL -------------------------------------
+# the example with its first line at 30000.00: total 31270.00
+sed 's/SO-2024-000123/DEV-BIG/; s/"10000.00"/"30000.00"/g; s/"600.00"/"1800.00"/' \
+  "$ROOT/examples/basic.json" > "$T/big.json"
+check_eq "a draft above the limit: close() returns EINVAL (22)" "$(close_errno big.json "$T/big.json")" "22"
+check "rejected/big.json.error: totals.total 31270.00 exceeds the device's limit of 20000.00" \
+  grep -q '^totals.total: 31270.00 exceeds .*limit of 20000.00' "$MNT/rejected/big.json.error"
+check "no receipt for the draft above the limit" test ! -e "$MNT/receipts/big.json"
+
+# --- rolls used in order, then exhausted ---------------------------------------------------------
+for i in 1 2 3 4 5 6 7; do mkdraft "DEV-$i"; done
+for i in 1 2 3; do
+  check_eq "draft $i: close() returns 0" "$(close_errno "d$i.json" "$T/DEV-$i.json")" "0"
+done
+check_eq "d1 from the first roll" "$(receipt_of d1.json)" "issued $R1-00000001"
+check_eq "d2 from the first roll" "$(receipt_of d2.json)" "issued $R1-00000002"
+check_eq "d3 from the second roll once the first ran out" "$(receipt_of d3.json)" "issued $R2-00000001"
+check_eq "the invoice names the seller of the device" \
+  "$(json "$MNT/$(json "$MNT/receipts/d3.json" 'd["path"]')" 'd["seller"]["name"], d["machine_number"]')" \
+  "('深圳设备测试有限公司', '499099000555')"
+check_eq "draft 4, rolls exhausted: close() returns 0 (accepted, waiting)" \
+  "$(close_errno d4.json "$T/DEV-4.json")" "0"
+waiting d4.json "invoice roll exhausted"
+check_eq "device/rolls: nothing remaining" "$(awk '!/^#/ {s += $6} END {print s}' "$MNT/device/rolls")" "0"
+check_eq "the state file still holds the admin's limit after the daemon's writes" \
+  "$(sim per_invoice_limit)" "20000.00"
+
+check "fapiaofs-sim add-roll while mounted" "$SIMTOOL" add-roll "$DEV" "026:$R3:1:10"
+wait_for 8 test -e "$MNT/receipts/d4.json"
+ok $? "the waiting draft is issued from the added roll within 8 s"
+check_eq "d4 from the added roll" "$(receipt_of d4.json)" "issued $R3-00000001"
+check "d4 gone from pending/" test ! -e "$P/d4.json"
+wait_for 3 has_line "$MNT/device/rolls" "^026 $R3 00000001 00000010 00000002 9$"
+ok $? "device/rolls lists the added roll, next 2, 9 remaining"
+check_eq "show: the added roll's next follows the daemon" \
+  "$(sim roll | grep "$R3" | cut -d' ' -f5)" "00000002"
+
+# --- lock date in the past while mounted ---------------------------------------------------------
+check "fapiaofs-sim set lock_date in the past" "$SIMTOOL" set "$DEV" lock_date=2000-01-01T00:00:00+08:00
+wait_for 3 has_line "$MNT/device/status" '^locked: yes$'
+ok $? "device/status: locked: yes"
+check_eq "draft 5, device locked: close() returns 0 (accepted, waiting)" \
+  "$(close_errno d5.json "$T/DEV-5.json")" "0"
+waiting d5.json "device locked"
+check "status: device: locked" grep -q '^device: locked' "$MNT/status"
+check "fapiaofs-sim set lock_date back" "$SIMTOOL" set "$DEV" "lock_date=$ORIG_LOCK"
+wait_for 8 test -e "$MNT/receipts/d5.json"
+ok $? "the waiting draft is issued within 8 s of the lock date moving back"
+check_eq "d5 issued" "$(receipt_of d5.json)" "issued $R3-00000002"
+check_eq "show: lock date as set back" "$(sim lock_date)" "$ORIG_LOCK"
+
+# --- a wrong PIN; five lock the device -----------------------------------------------------------
+t_unmount
+printf '00000000\n' > "$T/pin"; chmod 600 "$T/pin"
+sed -i "/^\[device\]/a pin_file = $T/pin" "$T/fapiaofs.conf"
+t_mount
+# (one mount, one PIN try: fs/main.c's preflight engine_open must not try the PIN as well)
+check_eq "wrong PIN: device/status pin_retries_left 4" "$(retries)" "4"
+check_eq "draft 6, wrong PIN: close() returns 0 (accepted, waiting)" \
+  "$(close_errno d6.json "$T/DEV-6.json")" "0"
+waiting d6.json "PIN"
+left=""
+for _ in 1 2 3 4; do
+  t_remount
+  left="$left$(retries) "
+done
+check_eq "each remount with the wrong PIN costs one try" "$left" "3 2 1 0 "
+check_eq "show: pin_locked: yes" "$(sim pin_locked)" "yes"
+t_unmount
+sed -i '/^pin_file = /d' "$T/fapiaofs.conf"
+t_mount
+check_eq "PIN-locked: the right PIN is refused too, pin_retries_left stays 0" "$(retries)" "0"
+check_eq "draft 7, PIN-locked: close() returns 0 (accepted, waiting)" \
+  "$(close_errno d7.json "$T/DEV-7.json")" "0"
+waiting d6.json "PIN"
+waiting d7.json "PIN"
+check "fapiaofs-sim reset-pin while mounted" "$SIMTOOL" reset-pin "$DEV"
+wait_for 3 has_line "$MNT/device/status" '^pin_retries_left: 5$'
+ok $? "device/status: pin_retries_left 5 after reset-pin"
+t_remount
+wait_for 8 test -e "$MNT/receipts/d7.json"
+ok $? "with the right PIN after the reset both waiting drafts are issued"
+check_eq "d6 issued" "$(receipt_of d6.json)" "issued $R3-00000003"
+check_eq "d7 issued" "$(receipt_of d7.json)" "issued $R3-00000004"
+check_eq "pending/ empty at the end" "$(ls -A "$P")" ""
+check_eq "the device journal and the store agree: 7 invoices" \
+  "$(sim signed_invoices) $(sqlite3 "$T/state/fapiaofs.db" 'select count(*) from invoices')" "7 7"
