@@ -194,6 +194,7 @@ static void render_status(struct text *t)
     char now[32], lock[32], a[DEC_FMT_MAX], *lines;
     struct platform_status ps;
     struct engine_reconcile rec;
+    struct device_info di;
 
     store_counts(engine_store(g_fs.engine), &sc);
     uploader_status(engine_uploader(g_fs.engine), &ps);
@@ -201,6 +202,8 @@ static void render_status(struct text *t)
         put(t, "device: %s\nperiod: %s\ncleared_through: %s\nlock_date: %s\n",
             ds.locked ? "locked (echo clear > device/clear)" : "ready",
             clock_period(clock_now(), now), ds.cleared_through, when(ds.lock_date, lock));
+    else if (device_get_info(engine_device(g_fs.engine), &di) == FA_OK && di.model[0])
+        put(t, "device: absent\ndevice_reason: %s\n", di.model);
     else
         put(t, "device: absent\n");
     put(t, "invoices: %lld\nrejected: %lld\n", (long long)sc.invoices, (long long)sc.rejected);
