@@ -322,6 +322,36 @@ static void sum_rates(const struct draft *d, struct device_issue_req *req)
     }
 }
 
+/* SPEC §5.3: while the platform has not accepted them, invoices are
+ * "offline"; past the device's offline hours (the oldest) or offline amount
+ * (the blue ones, this one included) no more are issued until uploads catch
+ * up.  FA_DEV_OFFLINE_LIMIT with the reason in words, or FA_OK. */
+static enum fa_err check_offline(struct engine *e, const struct device_issue_req *req,
+                                 char *reason, size_t len)
+{
+    struct device_status ds;
+    struct store_counts sc;
+    char a[DEC_FMT_MAX], b[DEC_FMT_MAX], when[32];
+
+    if (device_get_status(e->dev, &ds) != FA_OK || store_counts(e->store, &sc) != FA_OK)
+        return FA_OK;   /* the device's own refusal will say what is wrong */
+    if (ds.offline_hours > 0 && sc.upload_oldest_issued_at &&
+        req->issued_at - sc.upload_oldest_issued_at > ds.offline_hours * 3600) {
+        snprintf(reason, len, "offline limit reached: an invoice issued %s is not uploaded after "
+                 "%lld hours (platform unreachable?)", clock_iso_cst(sc.upload_oldest_issued_at, when),
+                 (long long)ds.offline_hours);
+        return FA_DEV_OFFLINE_LIMIT;
+    }
+    if (ds.offline_amount_fen > 0 && req->total_fen > 0 &&
+        sc.upload_queued_blue_fen + req->total_fen > ds.offline_amount_fen) {
+        snprintf(reason, len, "offline limit reached: %s not uploaded, with this draft more than "
+                 "the offline amount %s", dec_format(dec_from_fen(sc.upload_queued_blue_fen), 2, a),
+                 dec_format(dec_from_fen(ds.offline_amount_fen), 2, b));
+        return FA_DEV_OFFLINE_LIMIT;
+    }
+    return FA_OK;
+}
+
 /* A red draft against its blue invoice (SPEC §3.5); FA_OK to go on. */
 static enum fa_err resolve_red(struct engine *e, int64_t draft_id, const char *name,
                                const void *body, size_t len, struct draft *d,
@@ -375,6 +405,8 @@ static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *n
     sum_rates(d, &req);
     err = device_get_info(e->dev, &info);
     if (err == FA_OK)
+        err = check_offline(e, &req, out->reason, sizeof out->reason);
+    if (err == FA_OK)
         err = device_issue_begin(e->dev, &req, &f);
     if (err == FA_DEV_LIMIT) {
         char problem[256], limit[DEC_FMT_MAX];
@@ -387,7 +419,8 @@ static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *n
     }
     if (fa_err_is_wait(err)) {
         out->kind = OUTCOME_WAITING;
-        snprintf(out->reason, sizeof out->reason, "%s", fa_err_str(err));
+        if (err != FA_DEV_OFFLINE_LIMIT)   /* that one has its own words already */
+            snprintf(out->reason, sizeof out->reason, "%s", fa_err_str(err));
         err = store_set_draft_waiting(e->store, draft_id, out->reason);
         return err;
     }

@@ -130,7 +130,8 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_COUNT_INVOICES] = "SELECT count(*) FROM invoices",
     [S_COUNT_WAITING] = "SELECT count(*) FROM drafts WHERE state = 'waiting'",
     [S_COUNT_REJECTED] = "SELECT count(*) FROM rejects",
-    [S_COUNT_QUEUE] = "SELECT count(*), coalesce(sum(i.total_fen), 0), coalesce(min(i.issued_at), 0)"
+    [S_COUNT_QUEUE] = "SELECT count(*), coalesce(sum(i.total_fen), 0), coalesce(min(i.issued_at), 0),"
+                      " coalesce(sum(CASE WHEN i.total_fen > 0 THEN i.total_fen END), 0)"
                       " FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id",
     [S_COUNT_LOG] = "SELECT count(*), coalesce(max(id), 0) FROM device_log",
     [S_NEXT_UPLOAD] = "SELECT q.invoice_id, i.code, i.number, i.json, q.attempts, q.next_at"
@@ -924,6 +925,7 @@ enum fa_err store_counts(store_t *s, struct store_counts *c)
         c->upload_queued = sqlite3_column_int64(q, 0);
         c->upload_queued_fen = sqlite3_column_int64(q, 1);
         c->upload_oldest_issued_at = sqlite3_column_int64(q, 2);
+        c->upload_queued_blue_fen = sqlite3_column_int64(q, 3);
     }
     sqlite3_reset(q);
     q = st(s, S_COUNT_LOG);

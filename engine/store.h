@@ -177,6 +177,7 @@ bool store_has_period(store_t *s, int month_index);
 struct store_counts {
     int64_t invoices, drafts_waiting, rejected, upload_queued, upload_queued_fen;
     int64_t upload_oldest_issued_at;   /* 0 if the queue is empty */
+    int64_t upload_queued_blue_fen;    /* blue invoices not yet uploaded: the offline amount */
     int64_t log_entries, log_last_id;  /* device/log */
 };
 enum fa_err store_counts(store_t *s, struct store_counts *c);

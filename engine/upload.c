@@ -8,7 +8,7 @@
  * order: only the head of the queue goes, when it is due).
  *
  * Retrying is scheduled in the store too.  A failed attempt writes next_at =
- * now + 2^attempts seconds (capped at 300) plus up to 25% random jitter, so
+ * now (the first failure), then 2^(attempts-1) seconds (capped at 30) plus up to 25% random jitter, so
  * that many machines coming back after the same outage do not all call at
  * once.  Because only the head may go, its backoff is also the pause of the
  * whole queue: while the platform is down we call it at that slowing pace and
@@ -47,7 +47,7 @@
 #include "engine/platform_auth.h"
 
 #define DEFAULT_TIMEOUT_MS   5000L
-#define BACKOFF_CAP_S        300
+#define BACKOFF_CAP_S        30   /* a platform back after an outage is noticed within ~40 s */
 #define IDLE_WAIT_S          30      /* look at the queue at least this often */
 #define STORE_ERROR_WAIT_S   5       /* after the store itself failed */
 #define REPLY_KEEP           2048    /* bytes of an answer kept for the error text */
@@ -123,11 +123,17 @@ static uint32_t random_u32(void)
     return r;
 }
 
-/* Delay before the next attempt after `failures` failed ones (>= 1). */
+/* Delay before the next attempt after `failures` failed ones (>= 1): the
+ * first failure is retried at once (a lost packet, one 503 of a flaky
+ * front end), then 2, 4, 8 ... seconds up to the cap, plus up to 25 %
+ * jitter so that many clients do not come back in step. */
 static int64_t backoff_seconds(int failures)
 {
-    int64_t base = failures >= 9 ? BACKOFF_CAP_S : (int64_t)1 << (failures < 1 ? 1 : failures);
+    int64_t base;
 
+    if (failures <= 1)
+        return 0;
+    base = failures >= 10 ? BACKOFF_CAP_S : (int64_t)1 << (failures - 1);
     if (base > BACKOFF_CAP_S)
         base = BACKOFF_CAP_S;
     return base + (int64_t)(random_u32() % (uint32_t)(base / 4 + 1));

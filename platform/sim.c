@@ -14,15 +14,38 @@
  *                                        scripts can poll it with plain curl
  *            POST /v1/invoices           signed; 201 / 200 / 409 / 400 / 413
  *            GET  /v1/invoices/C/N       signed; 200 stored bytes / 404
+ *            GET  /v1/platform-key       signed; {"public_key":"<base64 DER SPKI>"}
+ *            POST /v1/periods/P/summary  signed; 上报汇总, the device-signed summary
+ *            POST /v1/periods/P/clearance signed; 监控回传, the platform-signed answer
  *   admin  http://127.0.0.1:ADMIN_PORT  (--admin-port, default PORT+1, or a
  *                                        free port when --port is 0); never signed
  *            POST /admin/mode            body: up | down | 503 | slow MS | flaky SHARE
  *            GET  /admin/mode            the current mode, as text
  *            GET  /admin/count           number of invoices stored, as text
+ *            POST /admin/filed           body YYYY-MM: the period's tax return is filed
+ *            GET  /admin/summary/P       the summary stored for period P, as received
+ *            GET  /admin/clearances      "PERIOD MACHINE LOCK_DATE" lines
  *
  * The price is a second port to pass around; --port-file and --admin-port-file
  * receive the ports actually bound (written atomically once both listen), which
  * is what tests use with --port 0.
+ *
+ * Clearing (SPEC §5.4 steps 4 and 5).  The simulator has its own SM2 key,
+ * made at first start and kept in the SQLite file (table meta), so answers
+ * signed before a restart still verify after it.  A summary's signature is
+ * checked over device_summary_text() itself (device/device.c), so the two
+ * sides cannot drift apart.  The clearance answer is signed over one line,
+ * without a final newline:
+ *
+ *   CLEARANCE PERIOD MACHINE LOCK_DATE PER_INVOICE OFFLINE_HOURS OFFLINE_AMOUNT
+ *   CLEARANCE 2026-11 499099000001 2027-01-15T23:59:59+08:00 10000000.00 72 10000000.00
+ *
+ * (the JSON answer's period, machine_number, lock_date and limits fields, in
+ * that order, single spaces), which is what the device verifies in 反写 with
+ * the key of GET /v1/platform-key, SM2 with SM3 and the distinguishing id
+ * 1234567812345678.  The first answer for a period and machine is stored and
+ * every later call returns its exact bytes, so a clearing that is run again
+ * after a failure gets the answer it may already have written.
  *
  * Threads: both daemons run a thread per connection, so a `slow` answer
  * delays only its own connection.  Request threads share one SQLite connection
@@ -47,8 +70,14 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <sqlite3.h>
 
+#include "device/crypto.h"
+#include "device/device.h"
+#include "engine/decimal.h"
 #include "engine/platform_auth.h"
 
 #define PROG "fapiaofs-platform-sim"
@@ -60,6 +89,13 @@
 #define ID_MAX              32                   /* code and number length */
 #define SLOW_MS_MAX         600000u              /* 10 minutes */
 #define IDLE_TIMEOUT_S      60u                  /* idle keep-alive connections */
+#define PUBLIC_KEY_B64_MAX  1024                 /* a device's base64 DER SPKI */
+#define RATE_PM_MAX         1000
+/* The limits every clearance answer grants (SPEC §5.3). */
+#define LIMIT_PER_INVOICE    "10000000.00"
+#define LIMIT_OFFLINE_HOURS  72
+#define LIMIT_OFFLINE_AMOUNT "10000000.00"
+#define PLATFORM_KEY_META    "platform_sm2_private_key_pem"
 
 /* ---- outage modes --------------------------------------------------- */
 
@@ -82,16 +118,52 @@ struct outage {
 
 /* ---- the simulator -------------------------------------------------- */
 
+/* Every SQL statement of the simulator, prepared once when the file opens.
+ * The invoices of a period are found by the "period" and "machine_number"
+ * members of the bytes received rather than by columns of their own, so
+ * files written before clearing existed need no migration; the CASE keeps
+ * json_extract() away from a body SQLite's JSON parser would refuse, which
+ * would otherwise abort the whole query. */
+#define INVOICE_TEXT "CAST(body AS TEXT)"
+#define INVOICE_MEMBER(m) "CASE WHEN json_valid(" INVOICE_TEXT ") " \
+                          "THEN json_extract(" INVOICE_TEXT ", '$." m "') END"
+#define SIM_STATEMENTS(X) \
+    X(find_invoice, "SELECT body FROM invoices WHERE code = ?1 AND number = ?2") \
+    X(insert_invoice, "INSERT INTO invoices (code, number, body, received_at) VALUES (?1, ?2, ?3, ?4)") \
+    X(count_invoices, "SELECT count(*) FROM invoices") \
+    X(period_invoices, "SELECT code, number, body FROM invoices WHERE " \
+      INVOICE_MEMBER("period") " = ?1 AND " INVOICE_MEMBER("machine_number") " = ?2 " \
+      "ORDER BY code, number") \
+    X(get_meta, "SELECT value FROM meta WHERE key = ?1") \
+    X(put_meta, "INSERT INTO meta (key, value) VALUES (?1, ?2)") \
+    X(find_summary, "SELECT signed_text, seller_tax_id, device_public_key, body FROM summaries " \
+      "WHERE period = ?1 AND machine_number = ?2") \
+    X(put_summary, "INSERT OR REPLACE INTO summaries (period, machine_number, signed_text, " \
+      "seller_tax_id, device_public_key, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)") \
+    X(latest_summary, "SELECT body FROM summaries WHERE period = ?1 " \
+      "ORDER BY received_at DESC, rowid DESC LIMIT 1") \
+    X(find_filed, "SELECT 1 FROM filed WHERE period = ?1") \
+    X(put_filed, "INSERT OR IGNORE INTO filed (period, filed_at) VALUES (?1, ?2)") \
+    X(find_clearance, "SELECT answer FROM clearances WHERE period = ?1 AND machine_number = ?2") \
+    X(put_clearance, "INSERT INTO clearances (period, machine_number, lock_date, answer, cleared_at) " \
+      "VALUES (?1, ?2, ?3, ?4, ?5)") \
+    X(list_clearances, "SELECT period, machine_number, lock_date FROM clearances " \
+      "ORDER BY period, machine_number")
+
 struct sim_db {
     pthread_mutex_t lock;      /* one connection, one request at a time */
     sqlite3 *db;
-    sqlite3_stmt *find_invoice, *insert_invoice, *count_invoices;
+#define DECLARE_STATEMENT(name, sql) sqlite3_stmt *name;
+    SIM_STATEMENTS(DECLARE_STATEMENT)
+#undef DECLARE_STATEMENT
 };
 
 struct sim {
     const char *app_key, *app_secret;
     uint16_t api_port;           /* the port bound, reused when `up` restarts */
     struct sim_db db;
+    EVP_PKEY *key;               /* the platform's SM2 key, from table meta */
+    char public_b64[256];        /* its base64 DER SubjectPublicKeyInfo */
     struct outage outage;
     pthread_mutex_t daemon_lock; /* serialises mode changes and shutdown */
     struct MHD_Daemon *api;      /* NULL while `down` */
@@ -179,6 +251,32 @@ static const char SCHEMA[] =
     "  body        BLOB    NOT NULL,"   /* the exact bytes received */
     "  received_at INTEGER NOT NULL,"   /* unix seconds, the simulator's clock */
     "  PRIMARY KEY (code, number)"
+    ");"
+    "CREATE TABLE IF NOT EXISTS meta ("   /* the platform's own settings: its key */
+    "  key   TEXT PRIMARY KEY,"
+    "  value TEXT NOT NULL"
+    ");"
+    "CREATE TABLE IF NOT EXISTS summaries ("   /* 上报汇总, the latest per period and machine */
+    "  period            TEXT    NOT NULL,"
+    "  machine_number    TEXT    NOT NULL,"
+    "  signed_text       TEXT    NOT NULL,"   /* device_summary_text(): what was signed */
+    "  seller_tax_id     TEXT    NOT NULL,"
+    "  device_public_key TEXT    NOT NULL,"
+    "  body              BLOB    NOT NULL,"   /* the request as received */
+    "  received_at       INTEGER NOT NULL,"
+    "  PRIMARY KEY (period, machine_number)"
+    ");"
+    "CREATE TABLE IF NOT EXISTS filed ("   /* periods whose tax return is filed (admin) */
+    "  period   TEXT PRIMARY KEY,"
+    "  filed_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE IF NOT EXISTS clearances ("   /* 监控回传 answers given, returned again as is */
+    "  period         TEXT    NOT NULL,"
+    "  machine_number TEXT    NOT NULL,"
+    "  lock_date      TEXT    NOT NULL,"
+    "  answer         TEXT    NOT NULL,"
+    "  cleared_at     INTEGER NOT NULL,"
+    "  PRIMARY KEY (period, machine_number)"
     ");";
 
 static int db_open(struct sim_db *d, const char *path)
@@ -198,15 +296,12 @@ static int db_open(struct sim_db *d, const char *path)
     rc = sqlite3_exec(d->db, SCHEMA, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         goto out;
-    rc = sqlite3_prepare_v2(d->db, "SELECT body FROM invoices WHERE code = ?1 AND number = ?2",
-                            -1, &d->find_invoice, NULL);
-    if (rc != SQLITE_OK)
+#define PREPARE_STATEMENT(name, sql) \
+    rc = sqlite3_prepare_v2(d->db, sql, -1, &d->name, NULL); \
+    if (rc != SQLITE_OK) \
         goto out;
-    rc = sqlite3_prepare_v2(d->db, "INSERT INTO invoices (code, number, body, received_at) "
-                            "VALUES (?1, ?2, ?3, ?4)", -1, &d->insert_invoice, NULL);
-    if (rc != SQLITE_OK)
-        goto out;
-    rc = sqlite3_prepare_v2(d->db, "SELECT count(*) FROM invoices", -1, &d->count_invoices, NULL);
+    SIM_STATEMENTS(PREPARE_STATEMENT)
+#undef PREPARE_STATEMENT
 out:
     if (rc != SQLITE_OK)
         fprintf(stderr, PROG ": %s: %s\n", path, d->db != NULL ? sqlite3_errmsg(d->db) : sqlite3_errstr(rc));
@@ -215,11 +310,18 @@ out:
 
 static void db_close(struct sim_db *d)
 {
-    sqlite3_finalize(d->find_invoice);
-    sqlite3_finalize(d->insert_invoice);
-    sqlite3_finalize(d->count_invoices);
+#define FINALIZE_STATEMENT(name, sql) sqlite3_finalize(d->name);
+    SIM_STATEMENTS(FINALIZE_STATEMENT)
+#undef FINALIZE_STATEMENT
     sqlite3_close(d->db);
     d->db = NULL;
+}
+
+/* Ready a statement for its next use; after every use, on every path. */
+static void stmt_done(sqlite3_stmt *stmt)
+{
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
 }
 
 enum put_outcome { PUT_CREATED, PUT_SAME_BYTES, PUT_OTHER_BYTES };
@@ -319,6 +421,675 @@ out:
     sqlite3_reset(d->count_invoices);
     pthread_mutex_unlock(&d->lock);
     return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* ---- the platform's key --------------------------------------------- */
+
+/* The platform's SM2 key: the one in table meta, or a new one stored there
+ * at first start.  It is kept in the clear because this is a simulator; it
+ * is kept at all because a device given the public key must go on trusting
+ * answers after the simulator restarts.  Called before any thread starts. */
+static EVP_PKEY *db_platform_key(struct sim_db *d)
+{
+    EVP_PKEY *key = NULL;
+    char *pem = NULL;
+    int rc;
+
+    sqlite3_bind_text(d->get_meta, 1, PLATFORM_KEY_META, -1, SQLITE_STATIC);
+    rc = sqlite3_step(d->get_meta);
+    if (rc == SQLITE_ROW) {
+        const char *stored = (const char *)sqlite3_column_text(d->get_meta, 0);
+
+        key = stored != NULL ? crypto_key_from_pem(stored, 1) : NULL;
+        stmt_done(d->get_meta);
+        if (key == NULL || !EVP_PKEY_is_a(key, "SM2")) {
+            fprintf(stderr, PROG ": table meta holds no usable SM2 private key (%s)\n",
+                    PLATFORM_KEY_META);
+            EVP_PKEY_free(key);
+            return NULL;
+        }
+        return key;
+    }
+    stmt_done(d->get_meta);
+    if (rc != SQLITE_DONE)
+        goto out;
+    pem = crypto_sm2_generate_pem();
+    if (pem == NULL) {
+        fprintf(stderr, PROG ": cannot generate an SM2 key\n");
+        return NULL;
+    }
+    sqlite3_bind_text(d->put_meta, 1, PLATFORM_KEY_META, -1, SQLITE_STATIC);
+    sqlite3_bind_text(d->put_meta, 2, pem, -1, SQLITE_STATIC);
+    rc = sqlite3_step(d->put_meta);
+    stmt_done(d->put_meta);
+    if (rc != SQLITE_DONE)
+        goto out;
+    key = crypto_key_from_pem(pem, 1);
+    fprintf(stderr, PROG ": made a new platform SM2 key\n");
+out:
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        fprintf(stderr, PROG ": the platform key: %s\n", sqlite3_errmsg(d->db));
+    free(pem);
+    return key;
+}
+
+/* ---- clearing: checks and sums -------------------------------------- */
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* "YYYY-MM" with a month from 01 to 12. */
+static bool valid_period(const char *s)
+{
+    int month;
+
+    if (s == NULL || strlen(s) != 7 || s[4] != '-')
+        return false;
+    for (int i = 0; i < 7; i++)
+        if (i != 4 && !is_digit(s[i]))
+            return false;
+    month = (s[5] - '0') * 10 + (s[6] - '0');
+    return month >= 1 && month <= 12;
+}
+
+/* Machine numbers are 12 digits (SPEC §5).  Any 1 to 15 digits fit the
+ * device's field; nothing else may reach a space-separated signed text. */
+static bool valid_machine(const char *s)
+{
+    size_t n = 0;
+
+    if (s == NULL)
+        return false;
+    for (; s[n] != '\0'; n++)
+        if (n >= 15 || !is_digit(s[n]))
+            return false;
+    return n > 0;
+}
+
+/* Invoice types are 3 digits (026, 028). */
+static bool valid_type(const char *s)
+{
+    return s != NULL && strlen(s) == 3 && is_digit(s[0]) && is_digit(s[1]) && is_digit(s[2]);
+}
+
+/* The lock date a clearance of period grants: the 15th of the month after
+ * next, its last second in China (as lock_date_after() in device/sim.c). */
+static void lock_date_of(const char *period, char out[48])
+{
+    int year = 0, month;
+
+    for (int i = 0; i < 4; i++)
+        year = year * 10 + (period[i] - '0');
+    month = year * 12 + (period[5] - '0') * 10 + (period[6] - '0') - 1 + 2;
+
+    snprintf(out, 48, "%04d-%02d-15T23:59:59+08:00", month / 12, month % 12 + 1);
+}
+
+/* An amount as JSON text with at most 2 decimals ("9500.00", "-30.00"), in fen. */
+static bool parse_fen(json_t *v, int64_t *fen)
+{
+    const char *s = json_string_value(v);
+    dec_t d;
+
+    if (s == NULL || dec_parse(s, 2, &d) != DEC_OK)
+        return false;
+    *fen = dec_to_fen(d);
+    return true;
+}
+
+static const char *fen_text(int64_t fen, char buf[32])
+{
+    uint64_t m = fen < 0 ? -(uint64_t)fen : (uint64_t)fen;
+
+    snprintf(buf, 32, "%s%" PRIu64 ".%02" PRIu64, fen < 0 ? "-" : "", m / 100, m % 100);
+    return buf;
+}
+
+/* Index of the line for type, colour and rate, or -1. */
+static int find_line(const struct device_summary *s, const char *type, bool red, int rate_pm)
+{
+    for (int i = 0; i < s->nlines; i++)
+        if (strcmp(s->lines[i].type, type) == 0 && s->lines[i].red == red &&
+            s->lines[i].rate_pm == rate_pm)
+            return i;
+    return -1;
+}
+
+/* Invoices of a type and colour a summary counts. */
+static int64_t count_of(const struct device_summary *s, const char *type, bool red)
+{
+    int64_t n = 0;
+
+    for (int i = 0; i < s->nlines; i++)
+        if (strcmp(s->lines[i].type, type) == 0 && s->lines[i].red == red)
+            n += s->lines[i].count;
+    return n;
+}
+
+/* A summary request: what the device signed, and what travels beside it. */
+struct summary {
+    struct device_summary s;        /* period, machine, lines; signature unused */
+    char seller_tax_id[24];
+    const char *device_signature;   /* base64, inside the JSON document */
+    const char *device_public_key;  /* base64 DER SPKI, inside the JSON document */
+};
+
+#define SUMMARY_COUNT_MAX 1000000000   /* keeps the sum of the counts in range */
+
+/* Checks the shape of a summary for period (the one of the URL); false with
+ * why otherwise.  The checks are those the text the device signed needs to
+ * be rebuilt exactly: every number an integer, every amount whole fen. */
+static bool parse_summary(json_t *doc, const char *period, struct summary *out, char *why, size_t whylen)
+{
+    const char *p, *machine, *seller;
+    json_t *lines, *line;
+    bool shaped = false;
+    size_t i;
+
+    memset(out, 0, sizeof *out);
+    if (!json_is_object(doc)) {
+        snprintf(why, whylen, "not a JSON object");
+        return false;
+    }
+    p = json_string_value(json_object_get(doc, "period"));
+    machine = json_string_value(json_object_get(doc, "machine_number"));
+    seller = json_string_value(json_object_get(doc, "seller_tax_id"));
+    lines = json_object_get(doc, "lines");
+    out->device_signature = json_string_value(json_object_get(doc, "device_signature"));
+    out->device_public_key = json_string_value(json_object_get(doc, "device_public_key"));
+    if (p == NULL || strcmp(p, period) != 0)
+        snprintf(why, whylen, "period: must be \"%s\", the period of the URL", period);
+    else if (!valid_machine(machine))
+        snprintf(why, whylen, "machine_number: 1 to 15 digits");
+    else if (seller == NULL || seller[0] == '\0' || strlen(seller) >= sizeof out->seller_tax_id)
+        snprintf(why, whylen, "seller_tax_id: a tax id of 1 to %zu characters",
+                 sizeof out->seller_tax_id - 1);
+    else if (!json_is_array(lines) || json_array_size(lines) > DEVICE_SUMMARY_LINES)
+        snprintf(why, whylen, "lines: an array of at most %d lines", DEVICE_SUMMARY_LINES);
+    else if (out->device_signature == NULL || out->device_signature[0] == '\0' ||
+             strlen(out->device_signature) >= CRYPTO_SIG_B64_MAX)
+        snprintf(why, whylen, "device_signature: the base64 of an SM2 signature");
+    else if (out->device_public_key == NULL || out->device_public_key[0] == '\0' ||
+             strlen(out->device_public_key) > PUBLIC_KEY_B64_MAX)
+        snprintf(why, whylen, "device_public_key: the base64 DER of an SM2 public key");
+    else
+        shaped = true;
+    if (!shaped)
+        return false;
+    memcpy(out->s.period, p, 8);
+    snprintf(out->s.machine_number, sizeof out->s.machine_number, "%s", machine);
+    snprintf(out->seller_tax_id, sizeof out->seller_tax_id, "%s", seller);
+    json_array_foreach(lines, i, line) {
+        struct device_summary_line *l = &out->s.lines[i];
+        const char *type = json_string_value(json_object_get(line, "type"));
+        json_t *red = json_object_get(line, "red"), *rate = json_object_get(line, "rate_pm"),
+               *count = json_object_get(line, "count");
+
+        if (!valid_type(type) || !json_is_boolean(red) || !json_is_integer(rate) ||
+            json_integer_value(rate) < 0 || json_integer_value(rate) > RATE_PM_MAX ||
+            !json_is_integer(count) || json_integer_value(count) < 0 ||
+            json_integer_value(count) > SUMMARY_COUNT_MAX ||
+            !parse_fen(json_object_get(line, "amount"), &l->amount_fen) ||
+            !parse_fen(json_object_get(line, "tax"), &l->tax_fen)) {
+            snprintf(why, whylen, "lines[%zu]: needs type (3 digits), red (true or false), "
+                     "rate_pm (0 to %d), count (0 to %d), amount and tax (decimal text, "
+                     "at most 2 decimals)", i, RATE_PM_MAX, SUMMARY_COUNT_MAX);
+            return false;
+        }
+        memcpy(l->type, type, 4);
+        l->red = json_is_true(red);
+        l->rate_pm = (int)json_integer_value(rate);
+        l->count = json_integer_value(count);
+        /* One line per type, colour and rate, as the device makes them: a
+         * second one would make "the summary's amount at this rate" ambiguous. */
+        if (find_line(&out->s, l->type, l->red, l->rate_pm) >= 0) {
+            snprintf(why, whylen, "lines[%zu]: a second line for %s %s rate_pm %d", i, l->type,
+                     l->red ? "red" : "blue", l->rate_pm);
+            return false;
+        }
+        out->s.nlines++;
+    }
+    return true;
+}
+
+/* The device's key from the base64 of its DER SubjectPublicKeyInfo; NULL
+ * unless that is exactly one SM2 public key. */
+static EVP_PKEY *public_key_from_b64(const char *b64)
+{
+    unsigned char der[PUBLIC_KEY_B64_MAX / 4 * 3 + 3];
+    const unsigned char *p = der;
+    size_t len = strlen(b64);
+    EVP_PKEY *key;
+    int n;
+
+    if (len < 4 || len > PUBLIC_KEY_B64_MAX || len % 4 != 0)
+        return NULL;
+    n = EVP_DecodeBlock(der, (const unsigned char *)b64, (int)len);
+    if (n < 0)
+        return NULL;
+    n -= (b64[len - 1] == '=') + (b64[len - 2] == '=');
+    key = d2i_PUBKEY(NULL, &p, n);
+    if (key != NULL && (!EVP_PKEY_is_a(key, "SM2") || p != der + n)) {
+        EVP_PKEY_free(key);
+        key = NULL;
+    }
+    ERR_clear_error();   /* a refused key leaves OpenSSL's error queue of this thread behind */
+    return key;
+}
+
+/* Adds one received invoice to the summary the device would have made of
+ * it (add_to_sums() in device/sim.c): red when its total is negative,
+ * amounts and tax by rate from its items, counted once, under the rate of
+ * its first item.  False with why when the invoice lacks what that needs. */
+static bool tally_invoice(struct device_summary *t, json_t *inv, char *why, size_t whylen)
+{
+    const char *type = json_string_value(json_object_get(inv, "type"));
+    json_t *items = json_object_get(inv, "items"), *item;
+    int64_t total;
+    size_t i;
+
+    if (!valid_type(type) || !parse_fen(json_object_get(json_object_get(inv, "totals"), "total"), &total) ||
+        !json_is_array(items) || json_array_size(items) == 0) {
+        snprintf(why, whylen, "needs type, totals.total and items");
+        return false;
+    }
+    json_array_foreach(items, i, item) {
+        const char *rate_text = json_string_value(json_object_get(item, "tax_rate"));
+        struct device_summary_line *l;
+        int64_t amount, tax;
+        dec_t rate;
+        int rate_pm, n;
+
+        if (rate_text == NULL || dec_parse(rate_text, DEC_SCALE_DIGITS, &rate) != DEC_OK ||
+            rate.v < 0 || rate.v > DEC_SCALE || !parse_fen(json_object_get(item, "amount"), &amount) ||
+            !parse_fen(json_object_get(item, "tax"), &tax)) {
+            snprintf(why, whylen, "items[%zu]: needs tax_rate, amount and tax", i);
+            return false;
+        }
+        rate_pm = (int)(rate.v / (DEC_SCALE / 1000));   /* as sum_rates() in engine/engine.c */
+        n = find_line(t, type, total < 0, rate_pm);
+        if (n < 0) {
+            if (t->nlines == DEVICE_SUMMARY_LINES) {
+                snprintf(why, whylen, "the period has more than %d lines", DEVICE_SUMMARY_LINES);
+                return false;
+            }
+            n = t->nlines++;
+            memcpy(t->lines[n].type, type, 4);
+            t->lines[n].red = total < 0;
+            t->lines[n].rate_pm = rate_pm;
+        }
+        l = &t->lines[n];
+        if (i == 0)
+            l->count++;
+        if (__builtin_add_overflow(l->amount_fen, amount, &l->amount_fen) ||
+            __builtin_add_overflow(l->tax_fen, tax, &l->tax_fen)) {
+            snprintf(why, whylen, "the sums of the period overflow");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Whether the summary claimed agrees with the one made from the invoices
+ * received; the first difference in detail otherwise.  Counts are compared
+ * by type and colour and amounts by type, colour and rate: under which rate
+ * an invoice of several rates is counted is the device's convention, and
+ * not a fact the platform should hold against it. */
+static bool summaries_agree(const struct device_summary *claimed, const struct device_summary *found,
+                            char *detail, size_t len)
+{
+    const struct device_summary *both[2] = { claimed, found };
+    char a[2][32], t[2][32];
+
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < both[k]->nlines; i++) {
+            const struct device_summary_line *l = &both[k]->lines[i];
+            int64_t c = count_of(claimed, l->type, l->red), f = count_of(found, l->type, l->red);
+
+            if (c != f) {
+                snprintf(detail, len, "%s %s: the summary counts %" PRId64 " invoices, the platform "
+                         "received %" PRId64, l->type, l->red ? "red" : "blue", c, f);
+                return false;
+            }
+        }
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < both[k]->nlines; i++) {
+            const struct device_summary_line *l = &both[k]->lines[i];
+            int c = find_line(claimed, l->type, l->red, l->rate_pm);
+            int f = find_line(found, l->type, l->red, l->rate_pm);
+            int64_t ca = c >= 0 ? claimed->lines[c].amount_fen : 0;
+            int64_t ct = c >= 0 ? claimed->lines[c].tax_fen : 0;
+            int64_t fa = f >= 0 ? found->lines[f].amount_fen : 0;
+            int64_t ft = f >= 0 ? found->lines[f].tax_fen : 0;
+
+            if (ca != fa || ct != ft) {
+                snprintf(detail, len, "%s %s rate_pm %d: the summary says amount %s tax %s, the "
+                         "invoices received add up to amount %s tax %s", l->type,
+                         l->red ? "red" : "blue", l->rate_pm, fen_text(ca, a[0]), fen_text(ct, t[0]),
+                         fen_text(fa, a[1]), fen_text(ft, t[1]));
+                return false;
+            }
+        }
+    return true;
+}
+
+/* ---- clearing: storage ---------------------------------------------- */
+
+static bool column_equals(sqlite3_stmt *stmt, int col, const char *text)
+{
+    const unsigned char *v = sqlite3_column_text(stmt, col);
+
+    return v != NULL && strcmp((const char *)v, text) == 0;
+}
+
+/* Whether a statement with parameters ?1 [?2] has a row; -1 on error. */
+static int db_exists(sqlite3_stmt *stmt, const char *a, const char *b)
+{
+    int rc;
+
+    sqlite3_bind_text(stmt, 1, a, -1, SQLITE_STATIC);
+    if (b != NULL)
+        sqlite3_bind_text(stmt, 2, b, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    stmt_done(stmt);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The first column of the row of a statement with parameters ?1 [?2],
+ * malloc'd and NUL-terminated, or *out NULL when there is none; -1 on error. */
+static int db_fetch(sqlite3_stmt *stmt, const char *a, const char *b, char **out, size_t *len)
+{
+    int rc;
+
+    *out = NULL;
+    *len = 0;
+    sqlite3_bind_text(stmt, 1, a, -1, SQLITE_STATIC);
+    if (b != NULL)
+        sqlite3_bind_text(stmt, 2, b, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        *len = (size_t)sqlite3_column_bytes(stmt, 0);
+        *out = malloc(*len + 1);
+        if (*out == NULL) {
+            rc = SQLITE_NOMEM;
+        } else {
+            if (*len > 0)
+                memcpy(*out, sqlite3_column_blob(stmt, 0), *len);
+            (*out)[*len] = '\0';
+            rc = SQLITE_DONE;
+        }
+    }
+    stmt_done(stmt);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+enum summary_outcome { SUMMARY_CREATED, SUMMARY_SAME, SUMMARY_REPLACED, SUMMARY_PERIOD_CLEARED };
+
+struct summary_record {
+    const char *period, *machine_number, *signed_text, *seller_tax_id, *device_public_key;
+    const void *body;   /* the request as received */
+    size_t len;
+};
+
+/* Stores a verified summary.  The device signs its summary anew at every
+ * request and SM2 signatures are randomised, so "the same summary" is the
+ * same signed text, seller and key, not the same bytes; it leaves the stored
+ * one alone.  Another summary replaces the stored one, unless the period is
+ * cleared: the answer given was computed from the stored one and is final. */
+static int db_put_summary(struct sim_db *d, const struct summary_record *r, enum summary_outcome *outcome)
+{
+    bool known = false, same = false;
+    int rc, cleared;
+
+    pthread_mutex_lock(&d->lock);
+    sqlite3_bind_text(d->find_summary, 1, r->period, -1, SQLITE_STATIC);
+    sqlite3_bind_text(d->find_summary, 2, r->machine_number, -1, SQLITE_STATIC);
+    rc = sqlite3_step(d->find_summary);
+    if (rc == SQLITE_ROW) {
+        known = true;
+        same = column_equals(d->find_summary, 0, r->signed_text) &&
+               column_equals(d->find_summary, 1, r->seller_tax_id) &&
+               column_equals(d->find_summary, 2, r->device_public_key);
+        rc = SQLITE_DONE;
+    }
+    stmt_done(d->find_summary);
+    if (rc != SQLITE_DONE)
+        goto out;
+    if (same) {
+        *outcome = SUMMARY_SAME;
+        goto out;
+    }
+    cleared = known ? db_exists(d->find_clearance, r->period, r->machine_number) : 0;
+    if (cleared != 0) {
+        rc = cleared > 0 ? SQLITE_DONE : SQLITE_ERROR;
+        *outcome = SUMMARY_PERIOD_CLEARED;
+        goto out;
+    }
+    sqlite3_bind_text(d->put_summary, 1, r->period, -1, SQLITE_STATIC);
+    sqlite3_bind_text(d->put_summary, 2, r->machine_number, -1, SQLITE_STATIC);
+    sqlite3_bind_text(d->put_summary, 3, r->signed_text, -1, SQLITE_STATIC);
+    sqlite3_bind_text(d->put_summary, 4, r->seller_tax_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(d->put_summary, 5, r->device_public_key, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(d->put_summary, 6, r->body, r->len, SQLITE_STATIC);
+    sqlite3_bind_int64(d->put_summary, 7, (sqlite3_int64)time(NULL));
+    rc = sqlite3_step(d->put_summary);
+    stmt_done(d->put_summary);
+    *outcome = known ? SUMMARY_REPLACED : SUMMARY_CREATED;
+out:
+    if (rc != SQLITE_DONE)
+        fprintf(stderr, PROG ": storing the summary of %s: %s\n", r->period, sqlite3_errmsg(d->db));
+    pthread_mutex_unlock(&d->lock);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The latest summary stored for period, as received, or *body NULL. */
+static int db_latest_summary(struct sim_db *d, const char *period, char **body, size_t *len)
+{
+    int rc;
+
+    pthread_mutex_lock(&d->lock);
+    rc = db_fetch(d->latest_summary, period, NULL, body, len);
+    if (rc != 0)
+        fprintf(stderr, PROG ": reading the summary of %s: %s\n", period, sqlite3_errmsg(d->db));
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+static int db_put_filed(struct sim_db *d, const char *period)
+{
+    int rc;
+
+    pthread_mutex_lock(&d->lock);
+    sqlite3_bind_text(d->put_filed, 1, period, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(d->put_filed, 2, (sqlite3_int64)time(NULL));
+    rc = sqlite3_step(d->put_filed);
+    stmt_done(d->put_filed);
+    if (rc != SQLITE_DONE)
+        fprintf(stderr, PROG ": marking %s filed: %s\n", period, sqlite3_errmsg(d->db));
+    pthread_mutex_unlock(&d->lock);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* "PERIOD MACHINE LOCK_DATE\n" per clearance given, malloc'd. */
+static int db_list_clearances(struct sim_db *d, char **text)
+{
+    size_t len = 0;
+    FILE *f = open_memstream(text, &len);
+    int rc;
+
+    if (f == NULL)
+        return -1;
+    pthread_mutex_lock(&d->lock);
+    while ((rc = sqlite3_step(d->list_clearances)) == SQLITE_ROW)
+        fprintf(f, "%s %s %s\n", (const char *)sqlite3_column_text(d->list_clearances, 0),
+                (const char *)sqlite3_column_text(d->list_clearances, 1),
+                (const char *)sqlite3_column_text(d->list_clearances, 2));
+    stmt_done(d->list_clearances);
+    if (rc != SQLITE_DONE)
+        fprintf(stderr, PROG ": listing clearances: %s\n", sqlite3_errmsg(d->db));
+    pthread_mutex_unlock(&d->lock);
+    if (fclose(f) != 0 || rc != SQLITE_DONE) {
+        free(*text);
+        *text = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The signed clearance answer, compact JSON, malloc'd.  The signed text is
+ * documented at the top of this file and in --help: the device verifies it. */
+static char *clearance_answer(EVP_PKEY *key, const char *period, const char *machine, const char *lock_date)
+{
+    char text[160], sig[CRYPTO_SIG_B64_MAX];
+    char *answer;
+    json_t *doc;
+
+    snprintf(text, sizeof text, "CLEARANCE %s %s %s %s %d %s", period, machine, lock_date,
+             LIMIT_PER_INVOICE, LIMIT_OFFLINE_HOURS, LIMIT_OFFLINE_AMOUNT);
+    if (crypto_sm2_sign_b64(key, text, strlen(text), sig, sizeof sig) != 0)
+        return NULL;
+    doc = json_pack("{s:s,s:s,s:b,s:s,s:{s:s,s:i,s:s},s:s}", "period", period,
+                    "machine_number", machine, "cleared", 1, "lock_date", lock_date,
+                    "limits", "per_invoice", LIMIT_PER_INVOICE, "offline_hours", LIMIT_OFFLINE_HOURS,
+                    "offline_amount", LIMIT_OFFLINE_AMOUNT, "signature", sig);
+    answer = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    return answer;
+}
+
+/* What a clearance call gets: the answer (200) or a refusal. */
+struct clearance_result {
+    unsigned status;
+    json_t *refusal;   /* {"error": ...}, or NULL */
+    char *answer;      /* the signed answer, malloc'd, or NULL */
+};
+
+static void refuse(struct clearance_result *res, unsigned status, json_t *doc)
+{
+    res->status = status;
+    res->refusal = doc;
+}
+
+/* The invoices received for period and machine, tallied as the device
+ * would; *count of them.  why names the first one that cannot be tallied
+ * (the rest are still counted), or stays empty.  Lock held. */
+static int tally_received(struct sim_db *d, const char *period, const char *machine,
+                          struct device_summary *found, int64_t *count, char *why, size_t whylen)
+{
+    int rc;
+
+    memset(found, 0, sizeof *found);
+    *count = 0;
+    why[0] = '\0';
+    sqlite3_bind_text(d->period_invoices, 1, period, -1, SQLITE_STATIC);
+    sqlite3_bind_text(d->period_invoices, 2, machine, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(d->period_invoices)) == SQLITE_ROW) {
+        json_t *inv = json_loadb(sqlite3_column_blob(d->period_invoices, 2),
+                                 (size_t)sqlite3_column_bytes(d->period_invoices, 2), 0, NULL);
+        char invalid[160];
+
+        (*count)++;
+        if (why[0] == '\0' && !tally_invoice(found, inv, invalid, sizeof invalid))
+            snprintf(why, whylen, "invoice %s-%s: %s",
+                     (const char *)sqlite3_column_text(d->period_invoices, 0),
+                     (const char *)sqlite3_column_text(d->period_invoices, 1), invalid);
+        json_decref(inv);
+    }
+    stmt_done(d->period_invoices);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* 监控回传 for one period and machine.  Everything runs under the database
+ * lock, so two calls racing each other store one answer and both get it. */
+static void clear_period(struct sim *sim, const char *period, const char *machine,
+                         struct clearance_result *res)
+{
+    struct sim_db *d = &sim->db;
+    struct device_summary found;
+    struct summary claimed;
+    char why[512], lock_date[48];
+    json_t *doc = NULL;
+    int64_t received, total = 0;
+    size_t len;
+    int filed, rc;
+
+    memset(res, 0, sizeof *res);
+    pthread_mutex_lock(&d->lock);
+    if (db_fetch(d->find_clearance, period, machine, &res->answer, &len) != 0)
+        goto storage;
+    if (res->answer != NULL) {
+        res->status = MHD_HTTP_OK;
+        goto out;
+    }
+    filed = db_exists(d->find_filed, period, NULL);
+    if (filed < 0)
+        goto storage;
+    if (filed == 0) {
+        refuse(res, MHD_HTTP_FORBIDDEN, json_pack("{s:s}", "error", "return_not_filed"));
+        goto out;
+    }
+    /* find_summary's fourth column is the body; db_fetch reads the first. */
+    sqlite3_bind_text(d->find_summary, 1, period, -1, SQLITE_STATIC);
+    sqlite3_bind_text(d->find_summary, 2, machine, -1, SQLITE_STATIC);
+    rc = sqlite3_step(d->find_summary);
+    if (rc == SQLITE_ROW)
+        doc = json_loadb(sqlite3_column_blob(d->find_summary, 3),
+                         (size_t)sqlite3_column_bytes(d->find_summary, 3), 0, NULL);
+    stmt_done(d->find_summary);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        goto storage;
+    if (doc == NULL) {
+        refuse(res, MHD_HTTP_FORBIDDEN, json_pack("{s:s}", "error", "summary_missing"));
+        goto out;
+    }
+    if (!parse_summary(doc, period, &claimed, why, sizeof why)) {
+        fprintf(stderr, PROG ": the stored summary of %s no longer parses: %s\n", period, why);
+        goto storage;
+    }
+    for (int i = 0; i < claimed.s.nlines; i++)
+        total += claimed.s.lines[i].count;
+    if (tally_received(d, period, machine, &found, &received, why, sizeof why) != 0)
+        goto storage;
+    if (received < total) {
+        refuse(res, MHD_HTTP_FORBIDDEN, json_pack("{s:s,s:I}", "error", "invoices_missing",
+                                                  "missing", (json_int_t)(total - received)));
+        goto out;
+    }
+    if (why[0] == '\0' && received > total)
+        snprintf(why, sizeof why, "the summary counts %" PRId64 " invoices of %s, the platform "
+                 "received %" PRId64, total, period, received);
+    if (why[0] != '\0' || !summaries_agree(&claimed.s, &found, why, sizeof why)) {
+        refuse(res, MHD_HTTP_FORBIDDEN, json_pack("{s:s,s:s}", "error", "summary_mismatch",
+                                                  "detail", why));
+        goto out;
+    }
+    lock_date_of(period, lock_date);
+    res->answer = clearance_answer(sim->key, period, machine, lock_date);
+    if (res->answer == NULL)
+        goto storage;
+    sqlite3_bind_text(d->put_clearance, 1, period, -1, SQLITE_STATIC);
+    sqlite3_bind_text(d->put_clearance, 2, machine, -1, SQLITE_STATIC);
+    sqlite3_bind_text(d->put_clearance, 3, lock_date, -1, SQLITE_STATIC);
+    sqlite3_bind_text(d->put_clearance, 4, res->answer, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(d->put_clearance, 5, (sqlite3_int64)time(NULL));
+    if (sqlite3_step(d->put_clearance) != SQLITE_DONE) {
+        stmt_done(d->put_clearance);
+        fprintf(stderr, PROG ": storing the clearance of %s: %s\n", period, sqlite3_errmsg(d->db));
+        goto storage;
+    }
+    stmt_done(d->put_clearance);
+    res->status = MHD_HTTP_OK;
+    fprintf(stderr, PROG ": cleared %s for machine %s, lock date %s\n", period, machine, lock_date);
+    goto out;
+storage:
+    free(res->answer);
+    res->answer = NULL;
+    refuse(res, MHD_HTTP_INTERNAL_SERVER_ERROR, json_pack("{s:s}", "error", "storage"));
+out:
+    pthread_mutex_unlock(&d->lock);
+    json_decref(doc);
 }
 
 /* ---- outage modes --------------------------------------------------- */
@@ -725,12 +1496,128 @@ static enum MHD_Result get_invoice(struct sim *sim, struct MHD_Connection *conn,
     return ret;
 }
 
+/* 上报汇总: checks the device's signature over the text it signed, rebuilt
+ * with device_summary_text() itself, then stores the summary. */
+static enum MHD_Result post_summary(struct sim *sim, struct MHD_Connection *conn, const char *period,
+                                    const struct request *req)
+{
+    static const char *const statuses[] = {
+        [SUMMARY_CREATED] = "created", [SUMMARY_SAME] = "already_have", [SUMMARY_REPLACED] = "replaced",
+    };
+    json_error_t jerr;
+    json_t *doc = json_loadb((const char *)req->body, req->len, 0, &jerr);
+    struct summary sum;
+    struct summary_record rec;
+    enum summary_outcome outcome = SUMMARY_SAME;
+    EVP_PKEY *device_key = NULL;
+    char why[256], *text = NULL;
+    enum MHD_Result ret;
+
+    if (doc == NULL) {
+        return respond_error(conn, MHD_HTTP_BAD_REQUEST, "invalid_json", "detail", jerr.text);
+    }
+    if (!parse_summary(doc, period, &sum, why, sizeof why)) {
+        ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, "invalid_summary", "detail", why);
+        goto out;
+    }
+    device_key = public_key_from_b64(sum.device_public_key);
+    if (device_key == NULL) {
+        ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, "invalid_summary", "detail",
+                            "device_public_key: not the base64 DER of an SM2 public key");
+        goto out;
+    }
+    text = device_summary_text(&sum.s);
+    if (text == NULL) {
+        ret = respond_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out_of_memory", NULL, NULL);
+        goto out;
+    }
+    if (crypto_sm2_verify_b64(device_key, text, strlen(text), sum.device_signature) != 0) {
+        ERR_clear_error();
+        ret = respond_error(conn, MHD_HTTP_FORBIDDEN, "bad_device_signature", NULL, NULL);
+        goto out;
+    }
+    rec = (struct summary_record){
+        .period = period, .machine_number = sum.s.machine_number, .signed_text = text,
+        .seller_tax_id = sum.seller_tax_id, .device_public_key = sum.device_public_key,
+        .body = req->body, .len = req->len,
+    };
+    if (db_put_summary(&sim->db, &rec, &outcome) != 0) {
+        ret = respond_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "storage", NULL, NULL);
+        goto out;
+    }
+    if (outcome == SUMMARY_PERIOD_CLEARED) {
+        ret = respond_error(conn, MHD_HTTP_CONFLICT, "period_cleared", "detail",
+                            "the period is cleared; its summary can no longer change");
+        goto out;
+    }
+    if (outcome != SUMMARY_SAME)
+        fprintf(stderr, PROG ": summary of %s for machine %s %s\n", period, sum.s.machine_number,
+                statuses[outcome]);
+    ret = respond_json(conn, outcome == SUMMARY_CREATED ? MHD_HTTP_CREATED : MHD_HTTP_OK,
+                       json_pack("{s:s,s:s,s:s}", "status", statuses[outcome], "period", period,
+                                 "machine_number", sum.s.machine_number));
+out:
+    free(text);
+    EVP_PKEY_free(device_key);
+    json_decref(doc);
+    return ret;
+}
+
+/* 监控回传: body {"machine_number": "..."}. */
+static enum MHD_Result post_clearance(struct sim *sim, struct MHD_Connection *conn, const char *period,
+                                      const struct request *req)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb((const char *)req->body, req->len, 0, &jerr);
+    const char *machine = json_string_value(json_object_get(doc, "machine_number"));
+    struct clearance_result res;
+    enum MHD_Result ret;
+
+    if (doc == NULL)
+        return respond_error(conn, MHD_HTTP_BAD_REQUEST, "invalid_json", "detail", jerr.text);
+    if (!valid_machine(machine)) {
+        json_decref(doc);
+        return respond_error(conn, MHD_HTTP_BAD_REQUEST, "invalid_request", "detail",
+                             "machine_number: 1 to 15 digits");
+    }
+    clear_period(sim, period, machine, &res);
+    json_decref(doc);
+    if (res.answer != NULL) {
+        ret = respond(conn, res.status, "application/json", res.answer, strlen(res.answer));
+        free(res.answer);
+        return ret;
+    }
+    return respond_json(conn, res.status, res.refusal);
+}
+
+/* path is what follows "/v1/periods/": "YYYY-MM/summary" or "YYYY-MM/clearance". */
+static enum MHD_Result period_request(struct sim *sim, struct MHD_Connection *conn, const char *method,
+                                      const char *path, const struct request *req)
+{
+    char period[8];
+    const char *call = strchr(path, '/');
+
+    if (call == NULL || (strcmp(call, "/summary") != 0 && strcmp(call, "/clearance") != 0))
+        return respond_error(conn, MHD_HTTP_NOT_FOUND, "not_found", NULL, NULL);
+    if (call - path != 7)
+        return respond_error(conn, MHD_HTTP_BAD_REQUEST, "invalid_period", "detail", "YYYY-MM");
+    memcpy(period, path, 7);
+    period[7] = '\0';
+    if (!valid_period(period))
+        return respond_error(conn, MHD_HTTP_BAD_REQUEST, "invalid_period", "detail", "YYYY-MM");
+    if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+        return respond_method_not_allowed(conn, MHD_HTTP_METHOD_POST);
+    if (strcmp(call, "/summary") == 0)
+        return post_summary(sim, conn, period, req);
+    return post_clearance(sim, conn, period, req);
+}
+
 static enum MHD_Result api_request(void *cls, struct MHD_Connection *conn, const char *url,
                                    const char *method, const char *version,
                                    const char *upload_data, size_t *upload_data_size,
                                    void **req_cls)
 {
-    static const char invoices[] = "/v1/invoices";
+    static const char invoices[] = "/v1/invoices", periods[] = "/v1/periods/";
     struct sim *sim = cls;
     enum MHD_Result ret;
     unsigned refusal;
@@ -762,6 +1649,13 @@ static enum MHD_Result api_request(void *cls, struct MHD_Connection *conn, const
             return respond_method_not_allowed(conn, MHD_HTTP_METHOD_GET);
         return get_invoice(sim, conn, url + sizeof invoices);
     }
+    if (strcmp(url, "/v1/platform-key") == 0) {
+        if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+            return respond_method_not_allowed(conn, MHD_HTTP_METHOD_GET);
+        return respond_json(conn, MHD_HTTP_OK, json_pack("{s:s}", "public_key", sim->public_b64));
+    }
+    if (strncmp(url, periods, sizeof periods - 1) == 0)
+        return period_request(sim, conn, method, url + sizeof periods - 1, *req_cls);
     return respond_error(conn, MHD_HTTP_NOT_FOUND, "not_found", NULL, NULL);
 }
 
@@ -883,7 +1777,56 @@ static enum MHD_Result admin_request(void *cls, struct MHD_Connection *conn, con
         snprintf(text, sizeof text, "%" PRId64 "\n", count);
         return respond_text(conn, MHD_HTTP_OK, text);
     }
-    return respond_text(conn, MHD_HTTP_NOT_FOUND, "admin calls: /admin/mode, /admin/count\n");
+    if (strcmp(url, "/admin/filed") == 0) {
+        char period[ADMIN_BODY_LIMIT + 1];
+        size_t len = req->len;
+
+        if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+            return respond_method_not_allowed(conn, MHD_HTTP_METHOD_POST);
+        memcpy(period, req->body != NULL ? (const char *)req->body : "", len);
+        while (len > 0 && (period[len - 1] == '\n' || period[len - 1] == '\r' || period[len - 1] == ' '))
+            len--;
+        period[len] = '\0';
+        if (strlen(period) != len || !valid_period(period))
+            return respond_text(conn, MHD_HTTP_BAD_REQUEST, "the body is a period, YYYY-MM\n");
+        if (db_put_filed(&sim->db, period) != 0)
+            return respond_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "storage error\n");
+        fprintf(stderr, PROG ": the tax return of %s is filed\n", period);
+        snprintf(text, sizeof text, "filed %.7s\n", period);   /* valid_period(): 7 characters */
+        return respond_text(conn, MHD_HTTP_OK, text);
+    }
+    if (strncmp(url, "/admin/summary/", 15) == 0) {
+        const char *period = url + 15;
+        char *body;
+        size_t len;
+
+        if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+            return respond_method_not_allowed(conn, MHD_HTTP_METHOD_GET);
+        if (!valid_period(period))
+            return respond_text(conn, MHD_HTTP_BAD_REQUEST, "/admin/summary/YYYY-MM\n");
+        if (db_latest_summary(&sim->db, period, &body, &len) != 0)
+            return respond_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "storage error\n");
+        if (body == NULL) {
+            snprintf(text, sizeof text, "no summary for %.7s\n", period);
+            return respond_text(conn, MHD_HTTP_NOT_FOUND, text);
+        }
+        ret = respond(conn, MHD_HTTP_OK, "application/json", body, len);
+        free(body);
+        return ret;
+    }
+    if (strcmp(url, "/admin/clearances") == 0) {
+        char *list;
+
+        if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+            return respond_method_not_allowed(conn, MHD_HTTP_METHOD_GET);
+        if (db_list_clearances(&sim->db, &list) != 0)
+            return respond_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "storage error\n");
+        ret = respond_text(conn, MHD_HTTP_OK, list);
+        free(list);
+        return ret;
+    }
+    return respond_text(conn, MHD_HTTP_NOT_FOUND, "admin calls: /admin/mode, /admin/count, /admin/filed, "
+                        "/admin/summary/YYYY-MM, /admin/clearances\n");
 }
 
 /* ---- main ----------------------------------------------------------- */
@@ -896,8 +1839,9 @@ static void usage(FILE *to)
         "       [--port-file FILE] [--admin-port-file FILE] [--pid-file FILE]\n"
         "\n"
         "The tax platform of fapiaofs (SPEC §6), simulated on 127.0.0.1 for make run\n"
-        "and the tests.  Invoices received are kept in the SQLite file --db.  Runs in\n"
-        "the foreground until SIGTERM or SIGINT.\n"
+        "and the tests.  What it receives, the periods filed, the answers given and\n"
+        "its own SM2 key are kept in the SQLite file --db.  Runs in the foreground\n"
+        "until SIGTERM or SIGINT.\n"
         "\n"
         "  --port N             API port (default %d; 0: any free port)\n"
         "  --admin-port N       admin port (default: the API port + 1; 0 with --port 0)\n"
@@ -912,6 +1856,31 @@ static void usage(FILE *to)
         "  POST /v1/invoices                 201 created, 200 same bytes known,\n"
         "                                    409 other bytes known, 400 invalid, 413 > 2 MiB\n"
         "  GET  /v1/invoices/CODE/NUMBER     200 the bytes received, 404 unknown\n"
+        "  GET  /v1/platform-key             200 {\"public_key\":\"<base64 DER SPKI>\"}: the\n"
+        "                                    platform's SM2 key, made at first start, kept in --db\n"
+        "  POST /v1/periods/YYYY-MM/summary  上报汇总: {\"period\", \"machine_number\",\n"
+        "       \"seller_tax_id\", \"lines\": [{\"type\":\"026\", \"red\":false, \"rate_pm\":60,\n"
+        "       \"count\":1, \"amount\":\"9500.00\", \"tax\":\"570.00\"}, ...],\n"
+        "       \"device_signature\", \"device_public_key\" (base64 DER SPKI)}; the device's\n"
+        "       SM2 signature covers the text of device_summary_text(), amounts in fen:\n"
+        "         PERIOD MACHINE\\n\n"
+        "         TYPE blue|red RATE_PM COUNT AMOUNT_FEN TAX_FEN\\n   (one per line)\n"
+        "       201 created, 200 already_have (same text, seller and key), 200 replaced,\n"
+        "       400 malformed, 403 bad_device_signature, 409 period_cleared (another\n"
+        "       summary after the period's clearance)\n"
+        "  POST /v1/periods/YYYY-MM/clearance  监控回传: {\"machine_number\"}; 403 with\n"
+        "       return_not_filed, summary_missing, invoices_missing (\"missing\": N: the\n"
+        "       invoices received, by their period and machine_number, are fewer than\n"
+        "       the summary counts) or summary_mismatch (\"detail\"); otherwise 200\n"
+        "       {\"period\", \"machine_number\", \"cleared\": true, \"lock_date\": the 15th of\n"
+        "       the month after next, 23:59:59+08:00, \"limits\": {\"per_invoice\":\n"
+        "       \"" LIMIT_PER_INVOICE "\", \"offline_hours\": %d, \"offline_amount\": \""
+        LIMIT_OFFLINE_AMOUNT "\"}, \"signature\"},\n"
+        "       the same bytes at every later call.  The signature is SM2 with SM3 and\n"
+        "       the distinguishing id 1234567812345678 over this one line, no newline:\n"
+        "         CLEARANCE PERIOD MACHINE LOCK_DATE PER_INVOICE OFFLINE_HOURS OFFLINE_AMOUNT\n"
+        "         CLEARANCE 2026-11 499099000001 2027-01-15T23:59:59+08:00 "
+        LIMIT_PER_INVOICE " %d " LIMIT_OFFLINE_AMOUNT "\n"
         "\n"
         "Admin (own port, loopback only, not signed; the API port vanishes when down):\n"
         "  POST /admin/mode   body one of:\n"
@@ -923,9 +1892,13 @@ static void usage(FILE *to)
         "                     reproducible; SHARE as 0.3 (up to 3 decimals) or 30%%\n"
         "  GET  /admin/mode   the current mode\n"
         "  GET  /admin/count  the number of invoices stored\n"
+        "  POST /admin/filed  body YYYY-MM: the period's tax return is filed\n"
+        "  GET  /admin/summary/YYYY-MM  the latest summary stored for the period, 404 none\n"
+        "  GET  /admin/clearances       one line per clearance: PERIOD MACHINE LOCK_DATE\n"
         "\n"
-        "  curl -d down http://127.0.0.1:8471/admin/mode\n",
-        DEFAULT_PORT);
+        "  curl -d down http://127.0.0.1:8471/admin/mode\n"
+        "  curl -d 2026-11 http://127.0.0.1:8471/admin/filed\n",
+        DEFAULT_PORT, LIMIT_OFFLINE_HOURS, LIMIT_OFFLINE_HOURS);
 }
 
 /* Writes "VALUE\n" to path atomically, so a test polling for the file
@@ -1078,6 +2051,11 @@ int main(int argc, char **argv)
     }
     if (db_open(&sim.db, opt.db) != 0)
         goto out;
+    sim.key = db_platform_key(&sim.db);
+    if (sim.key == NULL || crypto_public_b64(sim.key, sim.public_b64, sizeof sim.public_b64) != 0) {
+        fprintf(stderr, PROG ": %s: no platform key\n", opt.db);
+        goto out;
+    }
 
     sim.api = start_daemon((uint16_t)opt.port, api_request, &sim);
     if (sim.api == NULL) {
@@ -1097,6 +2075,7 @@ int main(int argc, char **argv)
         goto out;
     fprintf(stderr, PROG ": API on http://127.0.0.1:%u, admin on http://127.0.0.1:%u, db %s\n",
             sim.api_port, daemon_port(sim.admin), opt.db);
+    fprintf(stderr, PROG ": platform public key %s\n", sim.public_b64);
 
     while (sigwait(&stop_signals, &signo) != 0)
         ;
@@ -1116,6 +2095,7 @@ out:
     sim.api = NULL;
     pthread_mutex_unlock(&sim.daemon_lock);
     db_close(&sim.db);   /* also after a failed open: it frees the handle */
+    EVP_PKEY_free(sim.key);
     if (status == 0) {
         /* Files that describe a running simulator go with it. */
         if (opt.port_file != NULL)

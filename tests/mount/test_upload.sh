@@ -1,0 +1,111 @@
+# Uploads that survive platform outages (SPEC §6, §5.3): the platform down for a
+# whole run, flaky, slow; the daemon killed with a full queue; a wrong secret.
+source "$(dirname "$0")/lib.sh"
+case $BUILD in *-asan) SCALE=4 ;; *) SCALE=1 ;; esac   # the ASan daemon is slower
+N=$((1000 / SCALE)); FLAKY_N=$((2000 / SCALE))
+t_setup upload
+
+# A device whose offline amount lets LIMIT_N drafts of 10070.00 through.
+LIMIT_N=$((N * 3 / 10))
+t_unmount
+rm -f "$T/state/device.json" "$T/state/device.json.journal"
+"$BUILD/fapiaofs-sim" create "$T/state/device.json" \
+  --offline-amount "$((LIMIT_N * 10070)).00" > /dev/null
+ok $? "a device with an offline amount of $LIMIT_N invoices"
+t_mount
+
+# drop_many PREFIX COUNT: COUNT drafts from one Python writer; prints "issued waiting failed"
+drop_many() {
+  python3 - "$MNT/pending" "$ROOT/examples/basic.json" "$1" "$2" <<'PY'
+import os, sys, time
+pending, example, prefix, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+body = open(example, encoding="utf-8").read()
+issued = waiting = failed = 0
+for i in range(count):
+    name = "%s-%05d.json" % (prefix, i)
+    fd = os.open(os.path.join(pending, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, body.replace("SO-2024-000123", "%s-%05d" % (prefix, i)).encode())
+    try:
+        os.close(fd)
+    except OSError:
+        failed += 1
+        continue
+    if os.path.exists(os.path.join(pending, name)):
+        waiting += 1
+    else:
+        issued += 1
+print(issued, waiting, failed)
+PY
+}
+wait_for() {  # SECONDS COMMAND...: until the command succeeds
+  local limit=$1; shift
+  for _ in $(seq $((limit * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  return 1
+}
+queued() { sed -n 's/^queued: //p' "$MNT/platform/status"; }
+
+# 1. The platform down for a whole run: issued until the offline limit, then waiting.
+platform_mode down
+check_eq "$N drafts with the platform down: issued up to the limit, the rest wait" \
+  "$(drop_many down "$N")" "$LIMIT_N $((N - LIMIT_N)) 0"
+check "status gives the offline reason" grep -q '^waiting_draft: .*offline limit reached' "$MNT/status"
+check_eq "platform/status: unreachable" "$(sed -n 's/^reachable: //p' "$MNT/platform/status")" "no"
+check "platform/status names the error" grep -q '^last_error: connection refused' "$MNT/platform/status"
+check_eq "platform/status: queued" "$(queued)" "$LIMIT_N"
+platform_mode up
+wait_for 180 test "$(platform_count)" = "$N"
+check_eq "after up: every invoice issued and on the platform" "$(platform_count)" "$N"
+wait_for 30 test -z "$(ls -A "$MNT/pending")"
+check_eq "pending/ empty" "$(ls -A "$MNT/pending" | wc -l)" "0"
+check_eq "numbers without gaps" \
+  "$(sqlite3 "$T/state/fapiaofs.db" "select count(*), min(number), max(number) from invoices")" \
+  "$N|00000001|$(printf %08d "$N")"
+wait_for 30 test "$(queued)" = 0
+check_eq "queue empty" "$(queued)" "0"
+check_eq "each invoice on the platform once, with identical bytes" \
+  "$(sqlite3 "$T/platform.db" "attach '$T/state/fapiaofs.db' as fs;
+     select count(*) from fs.invoices i join main.invoices p on p.code = i.code and p.number = i.number
+     where p.body = i.json" 2>&1)" "$N"
+
+# 2. Flaky: a share of the calls fail; nothing is lost or sent twice.
+"$BUILD/fapiaofs-sim" set "$T/state/device.json" offline_amount=10000000000.00 > /dev/null
+platform_mode "flaky 0.3"
+out=$(drop_many flaky "$FLAKY_N")
+check_eq "$FLAKY_N drafts with the platform flaky 30 %: all issued" "$out" "$FLAKY_N 0 0"
+wait_for 300 test "$(platform_count)" = "$((N + FLAKY_N))"
+check_eq "all uploaded" "$(platform_count)" "$((N + FLAKY_N))"
+check_eq "none twice, none different" \
+  "$(sqlite3 "$T/platform.db" "attach '$T/state/fapiaofs.db' as fs;
+     select count(*) from fs.invoices i join main.invoices p on p.code = i.code and p.number = i.number
+     where p.body = i.json" 2>&1)" "$((N + FLAKY_N))"
+platform_mode up
+
+# 3. Slow: issuing does not wait for the platform.
+platform_mode "slow 3000"
+start=$(date +%s%N); out=$(drop_many slow 20); end=$(date +%s%N)
+check_eq "20 drafts with the platform answering after 3 s: issued" "$out" "20 0 0"
+ms=$(( (end - start) / 1000000 ))
+echo "# note: 20 drafts took $ms ms with a 3 s platform"
+check "issuing is not held up by the slow platform (< 3000 ms for 20)" test "$ms" -lt 3000
+platform_mode up
+wait_for 120 test "$(platform_count)" = "$((N + FLAKY_N + 20))"
+
+# 4. The daemon killed with a full queue: the queue drains after the remount.
+platform_mode down
+check_eq "5 drafts while down" "$(drop_many killed 5)" "5 0 0"
+kill -9 "$FS_PID"; wait "$FS_PID" 2>/dev/null; fusermount3 -uz "$MNT"
+t_mount
+platform_mode up
+wait_for 60 test "$(platform_count)" = "$((N + FLAKY_N + 25))"
+check_eq "after kill -9 and remount the queue drained" "$(platform_count)" "$((N + FLAKY_N + 25))"
+
+# 5. A wrong app secret: a clear error in platform/status, nothing lost.
+t_unmount
+printf 'wrong-secret\n' > "$T/secret"
+t_mount
+check_eq "a draft with a wrong secret: issued" "$(drop_many secret 1)" "1 0 0"
+wait_for 20 grep -q '^last_error: .*401' "$MNT/platform/status"
+check "platform/status says the platform refused the signature" \
+  grep -q '^last_error: .*401' "$MNT/platform/status"
+echo "# $(grep '^last_error' "$MNT/platform/status")"
+check_eq "it stays queued" "$(queued)" "1"
