@@ -335,6 +335,8 @@ static enum fa_err check_offline(struct engine *e, const struct device_issue_req
 
     if (device_get_status(e->dev, &ds) != FA_OK || store_counts(e->store, &sc) != FA_OK)
         return FA_OK;   /* the device's own refusal will say what is wrong */
+    if (req->total_fen > ds.limit_fen || -req->total_fen > ds.limit_fen)
+        return FA_OK;   /* above the per-invoice limit: rejected by the device, not delayed */
     if (ds.offline_hours > 0 && sc.upload_oldest_issued_at &&
         req->issued_at - sc.upload_oldest_issued_at > ds.offline_hours * 3600) {
         snprintf(reason, len, "offline limit reached: an invoice issued %s is not uploaded after "

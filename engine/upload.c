@@ -400,6 +400,10 @@ static enum attempt upload_one(struct uploader *u, const struct store_upload *it
     if (cc == CURLE_OK)
         u->status.last_contact = now;
     u->status.next_retry = next_at;
+    if (strncmp(u->status.last_error, error, sizeof u->status.last_error - 1))
+        /* each new kind of failure once in the log, not every retry */
+        fprintf(stderr, "fapiaofs: upload of %s-%s failed: %s (retrying)\n", item->code,
+                item->number, error);
     copy_cut(u->status.last_error, sizeof u->status.last_error, error);
     pthread_mutex_unlock(&u->lock);
     return err == FA_OK ? ATTEMPT_FAILED : ATTEMPT_STORE_FAILED;

@@ -92,3 +92,20 @@ t_cleanup() {
 
 # json FILE EXPR: evaluate a Python expression over the parsed document `d`.
 json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1],encoding="utf-8")); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# verify_signature INVOICE: its SM2 signature verifies with the device's public key over the
+# canonical bytes (the invoice without "signature", compact, keys in file order), with the
+# openssl command alone.  Returns openssl's status.
+verify_signature() {
+  python3 - "$1" "$T/canon" "$T/sig" <<'PY'
+import base64, json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+sig = d.pop("signature")
+open(sys.argv[2], "wb").write(json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode())
+open(sys.argv[3], "wb").write(base64.b64decode(sig))
+PY
+  { echo "-----BEGIN PUBLIC KEY-----"; sed -n 's/^public_key: //p' "$MNT/device/info" | fold -w 64
+    echo "-----END PUBLIC KEY-----"; } > "$T/pub.pem"
+  openssl pkeyutl -verify -pubin -inkey "$T/pub.pem" -rawin -digest sm3 \
+    -pkeyopt distid:1234567812345678 -in "$T/canon" -sigfile "$T/sig" >/dev/null 2>&1
+}

@@ -34,18 +34,8 @@ check_eq "request_id kept" "$(json "$INV" 'd["request_id"]')" "SO-2024-000123"
 check_eq "draft name kept" "$(json "$INV" 'd["draft"]')" "order-1.json"
 
 # The signature verifies with the device's public key over the canonical bytes.
-python3 - "$INV" "$T/canon" "$T/sig" <<'PY'
-import base64, json, sys
-d = json.load(open(sys.argv[1], encoding="utf-8"))
-sig = d.pop("signature")
-open(sys.argv[2], "wb").write(json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode())
-open(sys.argv[3], "wb").write(base64.b64decode(sig))
-PY
-{ echo "-----BEGIN PUBLIC KEY-----"; sed -n 's/^public_key: //p' "$MNT/device/info" | fold -w 64
-  echo "-----END PUBLIC KEY-----"; } > "$T/pub.pem"
-check "SM2 signature verifies with the device's public key (openssl)" \
-  openssl pkeyutl -verify -pubin -inkey "$T/pub.pem" -rawin -digest sm3 \
-    -pkeyopt distid:1234567812345678 -in "$T/canon" -sigfile "$T/sig"
+verify_signature "$INV"
+ok $? "SM2 signature verifies with the device's public key (openssl)"
 printf 'x' >> "$T/canon"
 ! openssl pkeyutl -verify -pubin -inkey "$T/pub.pem" -rawin -digest sm3 \
     -pkeyopt distid:1234567812345678 -in "$T/canon" -sigfile "$T/sig" >/dev/null 2>&1

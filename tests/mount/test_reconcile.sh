@@ -43,19 +43,8 @@ check "device/log reports the restoration" grep -q 'reconcile: restored 03100190
 check_eq "no intents left" "$(sqlite3 "$T/state/fapiaofs.db" 'select count(*) from intents')" "0"
 check_eq "stat size = bytes read of the restored invoice" "$(stat -c %s "$INV")" "$(wc -c < "$INV")"
 
-# Its signature verifies with the device's key over the canonical bytes.
-python3 - "$INV" "$T/canon" "$T/sig" <<'PY'
-import base64, json, sys
-d = json.load(open(sys.argv[1], encoding="utf-8"))
-sig = d.pop("signature")
-open(sys.argv[2], "wb").write(json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode())
-open(sys.argv[3], "wb").write(base64.b64decode(sig))
-PY
-{ echo "-----BEGIN PUBLIC KEY-----"; sed -n 's/^public_key: //p' "$MNT/device/info" | fold -w 64
-  echo "-----END PUBLIC KEY-----"; } > "$T/pub.pem"
-check "the restored invoice's signature verifies" \
-  openssl pkeyutl -verify -pubin -inkey "$T/pub.pem" -rawin -digest sm3 \
-    -pkeyopt distid:1234567812345678 -in "$T/canon" -sigfile "$T/sig"
+verify_signature "$INV"
+ok $? "the restored invoice's signature verifies with the device's key"
 
 # The writer retries its draft: a duplicate of the restored invoice, not a second one.
 check_eq "the retried draft: close succeeds" "$(drop two-again.json REC-2)" "0"
