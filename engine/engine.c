@@ -333,7 +333,7 @@ static enum fa_err check_offline(struct engine *e, const struct device_issue_req
     struct store_counts sc;
     char a[DEC_FMT_MAX], b[DEC_FMT_MAX], when[32];
 
-    if (device_get_status(e->dev, &ds) != FA_OK || store_counts(e->store, &sc) != FA_OK)
+    if (device_get_status(e->dev, &ds) != FA_OK || store_queue_counts(e->store, &sc) != FA_OK)
         return FA_OK;   /* the device's own refusal will say what is wrong */
     if (req->total_fen > ds.limit_fen || -req->total_fen > ds.limit_fen)
         return FA_OK;   /* above the per-invoice limit: rejected by the device, not delayed */

@@ -911,6 +911,28 @@ static int64_t count_one(store_t *s, int id)
     return n;
 }
 
+/* The upload queue's part of store_counts; lock held. */
+static void queue_counts(store_t *s, struct store_counts *c)
+{
+    sqlite3_stmt *q = st(s, S_COUNT_QUEUE);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        c->upload_queued = sqlite3_column_int64(q, 0);
+        c->upload_queued_fen = sqlite3_column_int64(q, 1);
+        c->upload_oldest_issued_at = sqlite3_column_int64(q, 2);
+        c->upload_queued_blue_fen = sqlite3_column_int64(q, 3);
+    }
+    sqlite3_reset(q);
+}
+
+enum fa_err store_queue_counts(store_t *s, struct store_counts *c)
+{
+    memset(c, 0, sizeof *c);
+    pthread_mutex_lock(&s->lock);
+    queue_counts(s, c);
+    pthread_mutex_unlock(&s->lock);
+    return FA_OK;
+}
+
 enum fa_err store_counts(store_t *s, struct store_counts *c)
 {
     sqlite3_stmt *q;
@@ -920,14 +942,7 @@ enum fa_err store_counts(store_t *s, struct store_counts *c)
     c->invoices = count_one(s, S_COUNT_INVOICES);
     c->drafts_waiting = count_one(s, S_COUNT_WAITING);
     c->rejected = count_one(s, S_COUNT_REJECTED);
-    q = st(s, S_COUNT_QUEUE);
-    if (sqlite3_step(q) == SQLITE_ROW) {
-        c->upload_queued = sqlite3_column_int64(q, 0);
-        c->upload_queued_fen = sqlite3_column_int64(q, 1);
-        c->upload_oldest_issued_at = sqlite3_column_int64(q, 2);
-        c->upload_queued_blue_fen = sqlite3_column_int64(q, 3);
-    }
-    sqlite3_reset(q);
+    queue_counts(s, c);
     q = st(s, S_COUNT_LOG);
     if (sqlite3_step(q) == SQLITE_ROW) {
         c->log_entries = sqlite3_column_int64(q, 0);

@@ -181,6 +181,8 @@ struct store_counts {
     int64_t log_entries, log_last_id;  /* device/log */
 };
 enum fa_err store_counts(store_t *s, struct store_counts *c);
+/* Only the upload_* fields: cheap enough for every draft (no count of all invoices). */
+enum fa_err store_queue_counts(store_t *s, struct store_counts *c);
 
 /* ---- upload queue (issue order) --------------------------------------- */
 
