@@ -1,5 +1,6 @@
 /* crypto.c — SM2/SM3/SHA-256/base64 over OpenSSL 3; see crypto.h. */
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
@@ -50,6 +51,29 @@ int crypto_public_b64(EVP_PKEY *key, char *out, size_t cap)
     rc = crypto_b64(der, (size_t)n, out, cap) < 0 ? -1 : 0;
     OPENSSL_free(der);
     return rc;
+}
+
+EVP_PKEY *crypto_public_from_b64(const char *b64)
+{
+    unsigned char der[CRYPTO_PUBLIC_B64_MAX / 4 * 3 + 3];
+    const unsigned char *p = der;
+    size_t len = strlen(b64);
+    EVP_PKEY *key;
+    int n;
+
+    if (len < 4 || len >= CRYPTO_PUBLIC_B64_MAX || len % 4 != 0)
+        return NULL;
+    n = EVP_DecodeBlock(der, (const unsigned char *)b64, (int)len);
+    if (n < 0)
+        return NULL;
+    n -= (b64[len - 1] == '=') + (b64[len - 2] == '=');
+    key = d2i_PUBKEY(NULL, &p, n);
+    if (key && (!EVP_PKEY_is_a(key, "SM2") || p != der + n)) {
+        EVP_PKEY_free(key);
+        key = NULL;
+    }
+    ERR_clear_error();   /* a refused key leaves OpenSSL's error queue of this thread behind */
+    return key;
 }
 
 /* A digest context for SM2 with SM3 and the standard distinguishing id. */

@@ -13,12 +13,16 @@
 #define SM2_DISTID "1234567812345678"
 #define CRYPTO_SIG_MAX 80       /* DER SM2 signature: at most 72 bytes */
 #define CRYPTO_SIG_B64_MAX 112
+#define CRYPTO_PUBLIC_B64_MAX 256  /* base64 DER SPKI of an SM2 key (124 characters), with NUL */
 
 /* New SM2 key pair; the private key as PEM (malloc'd) or NULL. */
 char *crypto_sm2_generate_pem(void);
 EVP_PKEY *crypto_key_from_pem(const char *pem, int is_private);
 /* Base64 of the DER SubjectPublicKeyInfo, one line. 0 on success. */
 int crypto_public_b64(EVP_PKEY *key, char *out, size_t cap);
+/* The reverse: the key of a base64 DER SubjectPublicKeyInfo (shorter than
+ * CRYPTO_PUBLIC_B64_MAX); NULL unless that is exactly one SM2 public key. */
+EVP_PKEY *crypto_public_from_b64(const char *b64);
 
 /* Signature as base64 into out (CRYPTO_SIG_B64_MAX). 0 on success. */
 int crypto_sm2_sign_b64(EVP_PKEY *key, const void *data, size_t len, char *out, size_t cap);

@@ -137,6 +137,9 @@ struct device {
 enum fa_err device_open(const struct config *c, bool login, struct device **out, char *why,
                         size_t whylen);
 void device_close(struct device *d);
+/* The PIN fapiaofs logs in with: [device] pin_file, or the demo PIN.
+ * 0, or -1 with why (the file unreadable, or readable by others). */
+int device_configured_pin(const struct config *c, char *pin, size_t cap, char *why, size_t whylen);
 
 static inline enum fa_err device_get_info(struct device *d, struct device_info *o)
 { return d->ops->get_info(d, o); }
@@ -144,6 +147,8 @@ static inline enum fa_err device_get_status(struct device *d, struct device_stat
 { return d->ops->get_status(d, o); }
 static inline enum fa_err device_list_rolls(struct device *d, struct device_roll *o, int max, int *n)
 { return d->ops->list_rolls(d, o, max, n); }
+static inline enum fa_err device_verify_pin(struct device *d, const char *pin)
+{ return d->ops->verify_pin(d, pin); }
 static inline enum fa_err device_issue_begin(struct device *d, const struct device_issue_req *r,
                                              struct device_issue_fields *o)
 { return d->ops->issue_begin(d, r, o); }

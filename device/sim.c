@@ -13,11 +13,13 @@
  * administrator's change to the file (fapiaofs-sim) is seen at the next
  * command and never overwritten by the daemon's next write.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
+#include <openssl/err.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "device/proto.h"
 #include "device/sim.h"
 #include "engine/clock.h"
 #include "engine/decimal.h"
@@ -33,6 +36,7 @@
 #define SIM_STATE_FORMAT 1
 #define SIM_NUMBER_MAX 99999999u
 #define SIM_PIN_CAP 32
+#define SIM_OFFLINE_HOURS_MAX 100000
 #define GENERAL_TAXPAYER "一般纳税人"
 #define SMALL_TAXPAYER "小规模纳税人"
 
@@ -62,6 +66,7 @@ struct sim {
     int64_t limit_fen, offline_hours, offline_amount_fen;
     char cleared_through[8];
     int64_t lock_date;
+    char platform_key[CRYPTO_PUBLIC_B64_MAX];   /* the pinned platform key; "" none yet */
     uint64_t signed_count;
 
     /* the number reserved by issue_begin, consumed by issue_sign; code "" for none */
@@ -300,6 +305,7 @@ static enum fa_err sim_save(struct sim *s)
     json_object_set_new(o, "limits", lim);
     json_object_set_new(o, "cleared_through", json_string(s->cleared_through));
     json_object_set_new(o, "lock_date", json_string(clock_iso_cst(s->lock_date, lock)));
+    json_object_set_new(o, "platform_key", json_string(s->platform_key));
     text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(o);
     if (!text)
@@ -349,6 +355,35 @@ static int json_uint32(json_t *v, uint32_t *out)
         return -1;
     *out = (uint32_t)i;
     return 0;
+}
+
+/* The key in the form the state file keeps (base64 of its DER, as
+ * crypto_public_b64 writes it), so that comparing two keys is comparing
+ * text; "" stays "".  0, or -1 unless `b64` is an SM2 public key. */
+static int canonical_platform_key(const char *b64, char out[CRYPTO_PUBLIC_B64_MAX])
+{
+    EVP_PKEY *key;
+    int rc;
+
+    out[0] = 0;
+    if (!b64[0])
+        return 0;
+    key = crypto_public_from_b64(b64);
+    rc = key ? crypto_public_b64(key, out, CRYPTO_PUBLIC_B64_MAX) : -1;
+    EVP_PKEY_free(key);
+    if (rc)
+        out[0] = 0;
+    return rc;
+}
+
+/* The field is absent from files written before 反写 existed: none pinned. */
+static int load_platform_key(struct sim *s, json_t *v)
+{
+    char text[CRYPTO_PUBLIC_B64_MAX];
+    s->platform_key[0] = 0;
+    if (!v)
+        return 0;
+    return copy_str(text, sizeof text, v) || canonical_platform_key(text, s->platform_key) ? -1 : 0;
 }
 
 /* Fill `s` from its state file; nothing else of `s` is touched on failure
@@ -412,6 +447,8 @@ static int sim_load(struct sim *s, char *why, size_t whylen)
     else if (!json_is_string(json_object_get(o, "lock_date")) ||
              clock_parse_iso(json_string_value(json_object_get(o, "lock_date")), &s->lock_date))
         field = "lock_date";
+    else if (load_platform_key(s, json_object_get(o, "platform_key")))
+        field = "platform_key";
     if (field) {
         snprintf(why, whylen, "device state %s: field %s is missing or invalid", s->path, field);
         goto out;
@@ -721,6 +758,8 @@ void sim_params_demo(struct sim_params *p)
 
 static int check_params(const struct sim_params *p, char *why, size_t whylen)
 {
+    char key[CRYPTO_PUBLIC_B64_MAX];
+
     if (check_tax_id(p->seller_tax_id, why, whylen) ||
         check_text("seller_name", p->seller_name, sizeof p->seller_name, false, why, whylen) ||
         check_text("seller_address_phone", p->seller_address_phone,
@@ -741,6 +780,9 @@ static int check_params(const struct sim_params *p, char *why, size_t whylen)
         snprintf(why, whylen, "offline limits must not be negative");
     else if (p->cleared_through[0] && !valid_period(p->cleared_through))
         snprintf(why, whylen, "cleared_through \"%s\": want YYYY-MM", p->cleared_through);
+    else if (canonical_platform_key(p->platform_key, key))
+        snprintf(why, whylen, "platform_key \"%.40s%s\": not the base64 DER of an SM2 public key",
+                 p->platform_key, strlen(p->platform_key) > 40 ? "..." : "");
     else
         return 0;
     return -1;
@@ -784,6 +826,7 @@ enum fa_err sim_create(const char *path, const struct sim_params *p, char *why, 
     else
         clock_month_period(clock_month_index(clock_now()) - 1, s->cleared_through);
     s->lock_date = p->lock_date ? p->lock_date : lock_date_after(s->cleared_through);
+    canonical_platform_key(p->platform_key, s->platform_key);   /* checked above */
     s->key_pem = crypto_sm2_generate_pem();
     if (!s->key_pem) {
         snprintf(why, whylen, "cannot generate an SM2 key (OpenSSL without SM2?)");
@@ -864,6 +907,7 @@ static enum fa_err sim_refresh(struct sim *s)
     s->offline_amount_fen = t->offline_amount_fen;
     memcpy(s->cleared_through, t->cleared_through, sizeof s->cleared_through);
     s->lock_date = t->lock_date;
+    memcpy(s->platform_key, t->platform_key, sizeof s->platform_key);
     for (i = 0; i < t->nrolls; i++)
         s->rolls[i] = t->rolls[i];
     s->nrolls = t->nrolls;
@@ -931,7 +975,9 @@ static enum fa_err sim_list_rolls(struct device *d, struct device_roll *out, int
 }
 
 /* A wrong PIN costs one try; with none left the device is PIN-locked and
- * refuses even the right PIN until an administrator resets it. */
+ * refuses even the right PIN until an administrator resets it.  A wrong PIN
+ * does not log out a session that the right one opened (while tries are
+ * left): a mistyped `clear pin=...` must not stop issuing. */
 static enum fa_err sim_verify_pin(struct device *d, const char *pin)
 {
     struct sim *s = (struct sim *)d;
@@ -944,7 +990,8 @@ static enum fa_err sim_verify_pin(struct device *d, const char *pin)
         err = FA_DEV_PIN;
     } else if (strcmp(pin, s->pin)) {
         s->pin_retries_left--;
-        s->pin_ok = false;
+        if (s->pin_retries_left <= 0)
+            s->pin_ok = false;
         err = sim_save(s);
         if (err == FA_OK)
             err = FA_DEV_PIN;
@@ -1147,13 +1194,177 @@ static enum fa_err sim_set_clock(struct device *d, int64_t now)
     return FA_OK;
 }
 
-/* 反写 comes with card clearing (SPEC §5.4), which is not built yet. */
+/* ---- 反写: the platform's clearance answer ------------------------------ */
+
+/* A string of 1 to cap-1 bytes without spaces or control characters: the
+ * signed text is these values joined by single spaces, so none may hide one. */
+static const char *json_token(json_t *v, size_t cap)
+{
+    const char *t = json_string_value(v);
+    size_t i, n = t ? strlen(t) : 0;
+
+    if (n == 0 || n >= cap)
+        return NULL;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)t[i] <= ' ' || t[i] == 0x7f)
+            return NULL;
+    return t;
+}
+
+/* A token into a char[cap] field of struct sim_clearance; NULL when absent or bad. */
+static const char *copy_token(char *dst, size_t cap, json_t *v)
+{
+    const char *t = json_token(v, cap);
+
+    if (!t)
+        return NULL;
+    memcpy(dst, t, strlen(t) + 1);
+    return dst;
+}
+
+/* Every field present and well formed; 0, or -1 (FA_INVAL). */
+static int parse_clearance(json_t *o, struct sim_clearance *c)
+{
+    json_t *lim = json_object_get(o, "limits"), *hours = json_object_get(lim, "offline_hours");
+    json_t *key = json_object_get(o, "platform_public_key");
+    const char *key_text = json_token(key, CRYPTO_PUBLIC_B64_MAX);
+    const char *period, *machine, *lock_text, *per_invoice, *offline_amount, *signature;
+
+    memset(c, 0, sizeof *c);
+    period = copy_token(c->period, sizeof c->period, json_object_get(o, "period"));
+    machine = copy_token(c->machine_number, sizeof c->machine_number, json_object_get(o, "machine_number"));
+    lock_text = copy_token(c->lock_text, sizeof c->lock_text, json_object_get(o, "lock_date"));
+    per_invoice = copy_token(c->per_invoice, sizeof c->per_invoice, json_object_get(lim, "per_invoice"));
+    offline_amount = copy_token(c->offline_amount, sizeof c->offline_amount,
+                                json_object_get(lim, "offline_amount"));
+    signature = copy_token(c->signature, sizeof c->signature, json_object_get(o, "signature"));
+    if (!json_is_object(o) || !json_is_true(json_object_get(o, "cleared")) || !period ||
+        !valid_period(period) || !machine || !all_digits(machine, 12) || !lock_text ||
+        clock_parse_iso(lock_text, &c->lock_date) || !signature ||
+        parse_amount(per_invoice, &c->limit_fen) || c->limit_fen <= 0 ||
+        parse_amount(offline_amount, &c->offline_amount_fen) || !json_is_integer(hours) ||
+        json_integer_value(hours) < 0 || json_integer_value(hours) > SIM_OFFLINE_HOURS_MAX ||
+        (key && !key_text))
+        return -1;
+    c->offline_hours = json_integer_value(hours);
+    if (key_text && !(c->supplied_key = crypto_public_from_b64(key_text)))
+        return -1;
+    return 0;
+}
+
+enum fa_err sim_parse_clearance(const char *answer, size_t len, struct sim_clearance *out)
+{
+    json_t *o;
+    int n;
+
+    memset(out, 0, sizeof *out);
+    if (!answer || len == 0 || len > PROTO_CLEARANCE_MAX)
+        return FA_INVAL;
+    o = json_loadb(answer, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!o || parse_clearance(o, out)) {
+        json_decref(o);
+        sim_clearance_free(out);
+        memset(out, 0, sizeof *out);
+        return FA_INVAL;
+    }
+    json_decref(o);
+    n = snprintf(out->text, sizeof out->text, "CLEARANCE %s %s %s %s %lld %s", out->period,
+                 out->machine_number, out->lock_text, out->per_invoice, (long long)out->offline_hours,
+                 out->offline_amount);
+    assert(n > 0 && (size_t)n < sizeof out->text);   /* every field is bounded */
+    out->text_len = (size_t)n;
+    return FA_OK;
+}
+
+void sim_clearance_free(struct sim_clearance *c)
+{
+    EVP_PKEY_free(c->supplied_key);
+    c->supplied_key = NULL;
+}
+
+/* The month after `period` (YYYY-MM, valid) into next. */
+static void month_after(const char *period, char next[8])
+{
+    int y = (period[0] - '0') * 1000 + (period[1] - '0') * 100 + (period[2] - '0') * 10 +
+            (period[3] - '0');
+    int m = (period[5] - '0') * 10 + (period[6] - '0');
+    clock_month_period(y * 12 + m - 1 + 1, next);
+}
+
+/* The checks in the order of sim.h; the pinned key decides, and a device
+ * without one enrols the answer's platform_public_key (trust on first use)
+ * once an answer signed by it is applied.  An answer already applied is
+ * FA_OK and changes nothing, so a clearing run again after a crash passes. */
 static enum fa_err sim_apply_clearance(struct device *d, const char *answer, size_t len)
 {
-    (void)d;
-    (void)answer;
-    (void)len;
-    return FA_INVAL;
+    struct sim *s = (struct sim *)d;
+    struct sim_clearance c;
+    EVP_PKEY *pinned = NULL, *key;
+    char next[8], enrol[CRYPTO_PUBLIC_B64_MAX] = "", old_cleared[8];
+    char old_key[CRYPTO_PUBLIC_B64_MAX];
+    int64_t old_lock, old_limit, old_hours, old_amount;
+    enum fa_err err;
+
+    if (sim_parse_clearance(answer, len, &c))
+        return FA_INVAL;
+    err = sim_enter(s);
+    if (err)
+        goto out;
+    if (s->platform_key[0])
+        pinned = crypto_public_from_b64(s->platform_key);   /* checked when loaded */
+    key = s->platform_key[0] ? pinned : c.supplied_key;
+    if (strcmp(c.machine_number, s->info.machine_number) || !key) {
+        err = FA_PERM;   /* not ours, or no key to check it with */
+        goto out;
+    }
+    if (crypto_sm2_verify_b64(key, c.text, c.text_len, c.signature)) {
+        ERR_clear_error();
+        err = FA_PERM;
+        goto out;
+    }
+    month_after(s->cleared_through, next);
+    if (strcmp(c.period, s->cleared_through) <= 0)
+        goto out;        /* already applied */
+    if (strcmp(c.period, next)) {
+        err = FA_INVAL;  /* out of order: a period would be skipped */
+        goto out;
+    }
+    if (!s->pin_ok || s->pin_retries_left <= 0) {
+        err = FA_DEV_PIN;
+        goto out;
+    }
+    if (!s->platform_key[0] && crypto_public_b64(key, enrol, sizeof enrol)) {
+        err = FA_DEV_IO;
+        goto out;
+    }
+    memcpy(old_cleared, s->cleared_through, sizeof old_cleared);
+    memcpy(old_key, s->platform_key, sizeof old_key);
+    old_lock = s->lock_date;
+    old_limit = s->limit_fen;
+    old_hours = s->offline_hours;
+    old_amount = s->offline_amount_fen;
+    memcpy(s->cleared_through, c.period, sizeof s->cleared_through);
+    s->lock_date = c.lock_date;
+    s->limit_fen = c.limit_fen;
+    s->offline_hours = c.offline_hours;
+    s->offline_amount_fen = c.offline_amount_fen;
+    if (enrol[0])
+        memcpy(s->platform_key, enrol, sizeof s->platform_key);
+    err = sim_save(s);
+    if (err) {
+        /* not written: a retry must apply it again, not find it applied */
+        memcpy(s->cleared_through, old_cleared, sizeof s->cleared_through);
+        memcpy(s->platform_key, old_key, sizeof s->platform_key);
+        s->lock_date = old_lock;
+        s->limit_fen = old_limit;
+        s->offline_hours = old_hours;
+        s->offline_amount_fen = old_amount;
+    }
+out:
+    sim_leave(s);
+    EVP_PKEY_free(pinned);
+    sim_clearance_free(&c);
+    return err;
 }
 
 static void sim_close(struct device *d)
@@ -1323,8 +1534,9 @@ static int admin_assign(struct sim *s, const char *kv, char *why, size_t whylen)
     } else if (!strcmp(key, "offline_hours") || !strcmp(key, "offline_hours_limit")) {
         errno = 0;
         n = strtoll(v, &end, 10);
-        if (!*v || *end || errno || n < 0 || n > 100000) {
-            snprintf(why, whylen, "%s: \"%s\" is not a number of hours (0 to 100000)", key, v);
+        if (!*v || *end || errno || n < 0 || n > SIM_OFFLINE_HOURS_MAX) {
+            snprintf(why, whylen, "%s: \"%s\" is not a number of hours (0 to %d)", key, v,
+                     SIM_OFFLINE_HOURS_MAX);
             return -1;
         }
         s->offline_hours = n;
@@ -1369,6 +1581,14 @@ static int admin_assign(struct sim *s, const char *kv, char *why, size_t whylen)
                        whylen))
             return -1;
         snprintf(dst, sizeof s->info.seller_name, "%s", v);
+    } else if (!strcmp(key, "platform_key")) {
+        char pk[CRYPTO_PUBLIC_B64_MAX];
+        if (canonical_platform_key(v, pk)) {
+            snprintf(why, whylen, "platform_key: \"%.40s%s\" is not the base64 DER of an SM2 public "
+                     "key (GET /v1/platform-key), nor empty", v, strlen(v) > 40 ? "..." : "");
+            return -1;
+        }
+        memcpy(s->platform_key, pk, sizeof s->platform_key);
     } else if (!strcmp(key, "taxpayer_kind")) {
         if (check_kind(v, why, whylen))
             return -1;
@@ -1392,7 +1612,7 @@ static int admin_assign(struct sim *s, const char *kv, char *why, size_t whylen)
         s->rolls[i].last = last;
     } else {
         snprintf(why, whylen, "unknown key \"%s\" (limit, offline_hours, offline_amount, lock_date, "
-                 "cleared_through, pin, pin_retries_left, seller_tax_id, seller_name, "
+                 "cleared_through, platform_key, pin, pin_retries_left, seller_tax_id, seller_name, "
                  "seller_address_phone, seller_bank_account, taxpayer_kind, roll.CODE.last)", key);
         return -1;
     }
@@ -1483,6 +1703,8 @@ enum fa_err sim_admin_show(const char *path, FILE *out, char *why, size_t whylen
             clock_now() > s->lock_date ? "yes" : "no", fen_text(s->limit_fen, a),
             (long long)s->offline_hours, fen_text(s->offline_amount_fen, b), s->pin_retries_left,
             s->pin_retries_left <= 0 ? "yes" : "no", (unsigned long long)s->signed_count);
+    fprintf(out, "platform_key: %s\n",
+            s->platform_key[0] ? s->platform_key : "none (enrolled at the first clearing)");
     for (i = 0; i < s->nrolls; i++) {
         const struct device_roll *r = &s->rolls[i];
         fprintf(out, "roll: %s %s %08u %08u %08u %u\n", r->type, r->code, r->first, r->last,

@@ -13,15 +13,35 @@
  * stats the state file before every command: when someone else wrote it
  * (inode, size or times changed), it reloads what an administrator may
  * change — seller, taxpayer kind, PIN and its retry counter, limits, lock
- * date, cleared period, rolls — but never lets a roll's next number go
- * back below what its own journal has signed.  Identity (machine number,
- * key) is never reloaded.
+ * date, cleared period, platform key, rolls — but never lets a roll's next
+ * number go back below what its own journal has signed.  Identity (machine
+ * number, key) is never reloaded.
+ *
+ * 反写 (SPEC §5.4 step 6, device_apply_clearance): the answer is the
+ * platform's clearance JSON (platform/sim.c, clearance_answer), at most
+ * 64 KiB, plus an optional "platform_public_key" (base64 DER SPKI, what
+ * GET /v1/platform-key returns).  Its signature (SM2/SM3, id
+ * 1234567812345678) covers the one line
+ *   CLEARANCE PERIOD MACHINE LOCK_DATE PER_INVOICE OFFLINE_HOURS OFFLINE_AMOUNT
+ * and is checked with the device's pinned platform key; a device without
+ * one (platform_key "") pins the supplied key once an answer it signed is
+ * applied (trust on first use), and a supplied key that differs from the
+ * pinned one is ignored.  Checks and answers, in this order:
+ *   malformed JSON, a field missing or bad      FA_INVAL
+ *   machine_number not this device's            FA_PERM
+ *   no key to check with, bad signature         FA_PERM
+ *   period <= cleared_through (already applied) FA_OK, nothing changes
+ *   period not the month after cleared_through  FA_INVAL
+ *   PIN not verified in this session, PIN-locked FA_DEV_PIN
+ * then cleared_through, lock date and limits are the answer's, written
+ * crash-safely.
  */
 #ifndef FAPIAO_DEVICE_SIM_H
 #define FAPIAO_DEVICE_SIM_H
 
 #include <stdio.h>
 #include "device/device.h"
+#include "engine/decimal.h"
 
 #define SIM_DEMO_PIN "12345678"
 #define SIM_PIN_TRIES 5
@@ -43,6 +63,10 @@ struct sim_params {
     int64_t offline_amount_fen;
     char cleared_through[8];      /* YYYY-MM; "" means the month before now */
     int64_t lock_date;            /* 0: the 15th of the month after next, 23:59:59 +08:00 */
+    /* base64 DER SPKI of the platform's SM2 key (GET /v1/platform-key), which
+     * the answers of 反写 must be signed with; "": none, the first clearing
+     * enrols the key it brings */
+    char platform_key[CRYPTO_PUBLIC_B64_MAX];
 };
 
 void sim_params_demo(struct sim_params *p);
@@ -53,21 +77,51 @@ enum fa_err sim_create(const char *path, const struct sim_params *p, char *why, 
 enum fa_err sim_create_demo(const char *path, char *why, size_t whylen);
 enum fa_err sim_open(const char *path, struct device **out, char *why, size_t whylen);
 
+/* ---- 反写: the platform's clearance answer ------------------------------ */
+
+#define SIM_CLEARANCE_TEXT_MAX 256
+
+/* A clearance answer as apply_clearance reads it, before it looks at the
+ * device: every field present and well formed (the first row of the checks
+ * above), each a token without spaces or control characters, so that
+ * `text`, the line the signature covers, is exactly these values joined by
+ * single spaces. */
+struct sim_clearance {
+    char period[8];               /* YYYY-MM */
+    char machine_number[16];      /* 12 digits */
+    char lock_text[40];           /* lock_date as written (ISO 8601) */
+    char per_invoice[DEC_FMT_MAX], offline_amount[DEC_FMT_MAX];   /* as written */
+    char signature[CRYPTO_SIG_B64_MAX];
+    int64_t lock_date, limit_fen, offline_hours, offline_amount_fen;
+    EVP_PKEY *supplied_key;       /* platform_public_key, or NULL when absent */
+    char text[SIM_CLEARANCE_TEXT_MAX];
+    size_t text_len;
+};
+
+/* Parse `len` bytes of answer (at most PROTO_CLEARANCE_MAX, 64 KiB; not
+ * necessarily NUL-terminated).  FA_OK, or FA_INVAL with *out zeroed.  No
+ * device, no file, no signature check: sim_clearance_free() after FA_OK. */
+enum fa_err sim_parse_clearance(const char *answer, size_t len, struct sim_clearance *out);
+void sim_clearance_free(struct sim_clearance *c);
+
 /* ---- administration: each call is one locked read-modify-write ---------- */
 
 /* "TYPE:CODE:FIRST:LAST", e.g. "026:031001900111:1:100000"; 0 or -1 with why. */
 int sim_parse_roll(const char *spec, struct device_roll *out, char *why, size_t whylen);
 /* Assignments "KEY=VALUE", all applied or none.  Keys: limit, offline_hours,
- * offline_amount, lock_date (ISO 8601), cleared_through (YYYY-MM), pin,
- * pin_retries_left (0..5), seller_tax_id, seller_name, seller_address_phone,
- * seller_bank_account, taxpayer_kind, roll.CODE.last. */
+ * offline_amount, lock_date (ISO 8601), cleared_through (YYYY-MM),
+ * platform_key (base64 DER SPKI of an SM2 key; empty: forget it, the next
+ * clearing enrols one again), pin, pin_retries_left (0..5), seller_tax_id,
+ * seller_name, seller_address_phone, seller_bank_account, taxpayer_kind,
+ * roll.CODE.last. */
 enum fa_err sim_admin_set(const char *path, char *const *assignments, int n, char *why,
                           size_t whylen);
 /* The retry counter back to SIM_PIN_TRIES: the device is no longer PIN-locked. */
 enum fa_err sim_admin_reset_pin(const char *path, char *why, size_t whylen);
 enum fa_err sim_admin_add_roll(const char *path, const struct device_roll *roll, char *why,
                                size_t whylen);
-/* "key: value" lines, one "roll: TYPE CODE FIRST LAST NEXT REMAINING" per roll. */
+/* "key: value" lines (platform_key: B64, or "none (enrolled at the first
+ * clearing)"), one "roll: TYPE CODE FIRST LAST NEXT REMAINING" per roll. */
 enum fa_err sim_admin_show(const char *path, FILE *out, char *why, size_t whylen);
 
 #endif

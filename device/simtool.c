@@ -4,7 +4,8 @@
  *   fapiaofs-sim create STATE [options]     a new device (refuses to overwrite one)
  *   fapiaofs-sim show STATE                 key: value lines, rolls, journal count
  *   fapiaofs-sim reset-pin STATE            PIN retry counter back to 5
- *   fapiaofs-sim set STATE KEY=VALUE...     monitoring data, PIN, seller, roll ends
+ *   fapiaofs-sim set STATE KEY=VALUE...     monitoring data, PIN, seller, roll ends,
+ *                                           the pinned platform key
  *   fapiaofs-sim add-roll STATE TYPE:CODE:FIRST:LAST
  *
  * Every command is one call of the sim_admin_* functions of device/sim.c,
@@ -45,10 +46,17 @@ static const char usage[] =
     "      --cleared-through YYYY-MM   (the month before now); the lock date is the 15th of\n"
     "                                  the month after next, 23:59:59 +08:00\n"
     "      --lock-date ISO             instead of that lock date\n"
-    "  show STATE                    the device as key: value lines\n"
+    "      --platform-key B64          the platform's SM2 public key, base64 DER (what\n"
+    "                                  GET /v1/platform-key returns), that clearance answers\n"
+    "                                  must be signed with; without it the first clearing\n"
+    "                                  enrols the key the answer brings (trust on first use)\n"
+    "  show STATE                    the device as key: value lines (platform_key: the pinned\n"
+    "                                key, or none until the first clearing enrols one)\n"
     "  reset-pin STATE               the PIN retry counter back to 5 (unlocks a PIN-locked device)\n"
     "  set STATE KEY=VALUE...        change, all or nothing; keys: limit, offline_hours,\n"
     "                                offline_amount, lock_date (ISO 8601), cleared_through (YYYY-MM),\n"
+    "                                platform_key (base64 DER SM2 public key; platform_key= forgets\n"
+    "                                it and the next clearing enrols one again),\n"
     "                                pin, pin_retries_left (0..5), seller_tax_id, seller_name,\n"
     "                                seller_address_phone, seller_bank_account, taxpayer_kind,\n"
     "                                roll.CODE.last\n"
@@ -163,7 +171,9 @@ static int cmd_create(const char *state, int argc, char **argv)
                         "2024-12-15T23:59:59+08:00\n", v);
                 return 1;
             }
-        } else
+        } else if (!strcmp(name, "--platform-key"))
+            bad = set_field(p.platform_key, sizeof p.platform_key, v);
+        else
             return fail_usage("create: unknown option %s", name);
         if (bad) {
             fprintf(stderr, "fapiaofs-sim: %s: \"%s\" is too long\n", name, v);

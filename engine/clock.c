@@ -111,3 +111,20 @@ char *clock_month_period(int month_index, char buf[8])
     snprintf(buf, 8, "%04u-%02u", (idx / 12) % 10000u, (idx % 12 + 1) % 100u);
     return buf;
 }
+
+int clock_parse_period(const char *period, int *month_index)
+{
+    int i;
+
+    if (!period || strlen(period) != 7 || period[4] != '-')
+        return -1;
+    for (i = 0; i < 7; i++)
+        if (i != 4 && (period[i] < '0' || period[i] > '9'))
+            return -1;
+    i = (period[5] - '0') * 10 + (period[6] - '0');
+    if (i < 1 || i > 12)
+        return -1;
+    *month_index = ((period[0] - '0') * 1000 + (period[1] - '0') * 100 + (period[2] - '0') * 10 +
+                    (period[3] - '0')) * 12 + i - 1;
+    return 0;
+}

@@ -26,5 +26,7 @@ int   clock_parse_iso(const char *s, int64_t *out);
 /* Month index (year*12 + month-1) of t in CST, and back to "YYYY-MM". */
 int   clock_month_index(int64_t t);
 char *clock_month_period(int month_index, char buf[8]);
+/* "YYYY-MM" to a month index; 0, or -1 if it is not a period. */
+int   clock_parse_period(const char *period, int *month_index);
 
 #endif

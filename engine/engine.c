@@ -12,6 +12,7 @@
  * hash to it: reconciliation at mount restores the invoice from the two.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "engine/engine.h"
 #include "engine/invoice.h"
 #include "engine/red.h"
+#include "engine/summary.h"
 
 struct engine {
     struct config cfg;
@@ -32,6 +34,9 @@ struct engine {
     pthread_mutex_t issue_lock;   /* one draft at a time through the device */
     struct engine_reconcile rec;  /* under issue_lock */
     bool fault_after_sign;        /* tests: die between signing and commit */
+    int fault_clear_step;         /* tests: die after this step of a clearing */
+    pthread_mutex_t clear_lock;   /* one clearing at a time */
+    atomic_bool clearing;         /* held: for the open() of a second writer */
 };
 
 #define RECONCILE_BATCH 64
@@ -47,6 +52,7 @@ enum fa_err engine_open(const struct config *c, enum engine_mode mode, struct en
         return FA_NOMEM;
     e->cfg = *c;
     pthread_mutex_init(&e->issue_lock, NULL);
+    pthread_mutex_init(&e->clear_lock, NULL);
     clock_set_file(c->clock_file);
     err = store_open(c->store_path, &e->store, why, whylen);
     if (err == FA_OK)
@@ -54,6 +60,8 @@ enum fa_err engine_open(const struct config *c, enum engine_mode mode, struct en
     /* test-only fault injection: FAPIAOFS_FAULT=after-sign makes the daemon
      * die like kill -9 right after the device signed, before the commit */
     e->fault_after_sign = getenv("FAPIAOFS_FAULT") && !strcmp(getenv("FAPIAOFS_FAULT"), "after-sign");
+    if (getenv("FAPIAOFS_FAULT") && !strncmp(getenv("FAPIAOFS_FAULT"), "clear-after-", 12))
+        e->fault_clear_step = (int)strtol(getenv("FAPIAOFS_FAULT") + 12, NULL, 10);
     if (err == FA_OK && mode == ENGINE_RUN) {
         engine_log(e, "open", "device opened, store %s", c->store_path);
         err = engine_reconcile(e) == FA_NOMEM ? FA_NOMEM : FA_OK;
@@ -79,6 +87,7 @@ void engine_close(struct engine *e)
     device_close(e->dev);
     store_close(e->store);
     pthread_mutex_destroy(&e->issue_lock);
+    pthread_mutex_destroy(&e->clear_lock);
     free(e);
 }
 
@@ -121,13 +130,40 @@ static int draft_hash(const struct draft *d, char hex[65])
 
 void engine_log(struct engine *e, const char *operation, const char *fmt, ...)
 {
-    char result[512];
+    char result[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(result, sizeof result, fmt, ap);
     va_end(ap);
     store_log(e->store, clock_now(), (int64_t)getuid(), operation, result);
 }
+
+void engine_log_as(struct engine *e, int64_t uid, const char *operation, const char *fmt, ...)
+{
+    char result[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(result, sizeof result, fmt, ap);
+    va_end(ap);
+    store_log(e->store, clock_now(), uid, operation, result);
+}
+
+bool engine_clear_begin(struct engine *e)
+{
+    if (pthread_mutex_trylock(&e->clear_lock))
+        return false;
+    atomic_store(&e->clearing, true);
+    return true;
+}
+
+void engine_clear_end(struct engine *e)
+{
+    atomic_store(&e->clearing, false);
+    pthread_mutex_unlock(&e->clear_lock);
+}
+
+bool engine_clear_running(struct engine *e) { return atomic_load(&e->clearing); }
+int engine_clear_fault_step(struct engine *e) { return e->fault_clear_step; }
 
 static void alarm_for(struct engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void alarm_for(struct engine *e, const char *fmt, ...)
@@ -148,8 +184,9 @@ static void restore_invoice(struct engine *e, const struct device_journal_entry 
     struct problems problems = { 0 };
     struct store_intent in;
     struct draft d = { 0 };
+    struct device_summary lines = { 0 };
     unsigned char digest[32];
-    char hex[65], path[96], *file = NULL, *receipt = NULL;
+    char hex[65], path[96], problem[160], *file = NULL, *receipt = NULL;
     const char *period, *total, *request_id;
     size_t file_len = 0, receipt_len = 0;
     json_t *inv = NULL, *red;
@@ -179,6 +216,10 @@ static void restore_invoice(struct engine *e, const struct device_journal_entry 
     if (draft_parse(in.body, in.body_len, &defs, &d, &problems) != FA_OK || draft_hash(&d, hex))
         crypto_hex(digest, 32, hex);   /* cannot happen: the draft was valid when issued */
     red = json_object_get(inv, "red");
+    if (summary_add_invoice(&lines, inv, problem, sizeof problem)) {
+        alarm_for(e, "cannot restore %s-%s: %s", j->code, j->number, problem);
+        goto out;
+    }
     file = invoice_render(inv, j->signature, &file_len);
     snprintf(path, sizeof path, "issued/%s/%s-%s.json", period, j->code, j->number);
     receipt = receipt_render(in.draft_name, request_id, "issued", j->code, j->number, path,
@@ -190,7 +231,8 @@ static void restore_invoice(struct engine *e, const struct device_journal_entry 
               .request_id = request_id, .draft_hash = hex, .total_fen = dec_to_fen(total_dec),
               .json = file, .json_len = file_len, .receipt = receipt, .receipt_len = receipt_len,
               .red_code = json_string_value(json_object_get(red, "code")),
-              .red_number = json_string_value(json_object_get(red, "number")) }, &iid, &rid);
+              .red_number = json_string_value(json_object_get(red, "number")),
+              .lines = &lines }, &iid, &rid);
     if (err) {
         alarm_for(e, "cannot restore %s-%s: %s", j->code, j->number, fa_err_str(err));
         goto out;
@@ -354,6 +396,21 @@ static enum fa_err check_offline(struct engine *e, const struct device_issue_req
     return FA_OK;
 }
 
+/* SPEC §5.3: what a draft waiting for a locked device says in status. */
+static void locked_reason(struct engine *e, char *reason, size_t len)
+{
+    struct device_status ds;
+    char period[8];
+    int month;
+
+    if (device_get_status(e->dev, &ds) != FA_OK || clock_parse_period(ds.cleared_through, &month)) {
+        snprintf(reason, len, "device locked: lock date passed (echo clear > device/clear)");
+        return;
+    }
+    snprintf(reason, len, "device locked: period %s not cleared (echo clear > device/clear)",
+             clock_month_period(month + 1, period));
+}
+
 /* A red draft against its blue invoice (SPEC §3.5); FA_OK to go on. */
 static enum fa_err resolve_red(struct engine *e, int64_t draft_id, const char *name,
                                const void *body, size_t len, struct draft *d,
@@ -386,6 +443,7 @@ static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *n
 {
     struct device_issue_fields f;
     struct device_info info;
+    struct device_summary lines = { 0 };
     struct invoice_meta meta;
     struct device_issue_req req;
     char sig[CRYPTO_SIG_B64_MAX], hash[65], path[80], total[DEC_FMT_MAX];
@@ -421,7 +479,9 @@ static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *n
     }
     if (fa_err_is_wait(err)) {
         out->kind = OUTCOME_WAITING;
-        if (err != FA_DEV_OFFLINE_LIMIT)   /* that one has its own words already */
+        if (err == FA_DEV_LOCKED)
+            locked_reason(e, out->reason, sizeof out->reason);
+        else if (err != FA_DEV_OFFLINE_LIMIT)   /* that one has its own words already */
             snprintf(out->reason, sizeof out->reason, "%s", fa_err_str(err));
         err = store_set_draft_waiting(e->store, draft_id, out->reason);
         return err;
@@ -435,6 +495,10 @@ static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *n
     canonical = inv ? invoice_canonical(inv, &canonical_len) : NULL;
     if (!canonical) {
         err = FA_NOMEM;
+        goto out;
+    }
+    if (summary_add_invoice(&lines, inv, out->reason, sizeof out->reason)) {
+        err = FA_IO;   /* cannot happen: a valid draft has every field it needs */
         goto out;
     }
     err = store_put_intent(e->store, draft_id, f.code, f.number, canonical, canonical_len,
@@ -468,7 +532,8 @@ static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *n
                                 .json = file, .json_len = file_len,
                                 .receipt = receipt, .receipt_len = receipt_len,
                                 .red_code = d->red.present ? d->red.code : NULL,
-                                .red_number = d->red.present ? d->red.number : NULL },
+                                .red_number = d->red.present ? d->red.number : NULL,
+                                .lines = &lines },
                             &out->invoice_id, &out->receipt_id);
     if (err == FA_OK)
         out->kind = OUTCOME_ISSUED;

@@ -11,6 +11,7 @@
 #ifndef FAPIAO_ENGINE_H
 #define FAPIAO_ENGINE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "device/device.h"
 #include "engine/config.h"
@@ -71,9 +72,19 @@ struct engine_reconcile {
 enum fa_err engine_reconcile(struct engine *e);
 void engine_reconcile_report(struct engine *e, struct engine_reconcile *out);
 
-/* A line in device/log. */
+/* A line in device/log, by the daemon's user or by uid (who wrote a command). */
 void engine_log(struct engine *e, const char *operation, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+void engine_log_as(struct engine *e, int64_t uid, const char *operation, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* One clearing at a time (engine/clearing.c): false if one is running. */
+bool engine_clear_begin(struct engine *e);
+void engine_clear_end(struct engine *e);
+bool engine_clear_running(struct engine *e);
+/* Tests: FAPIAOFS_FAULT=clear-after-N makes the daemon die like kill -9
+ * after step N of a clearing (0: no fault). */
+int engine_clear_fault_step(struct engine *e);
 
 store_t *engine_store(struct engine *e);
 struct device *engine_device(struct engine *e);

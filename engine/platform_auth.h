@@ -1,6 +1,6 @@
 /*
  * platform_auth.h — request signatures of SPEC §6, shared by the client
- * (engine/upload.c) and the platform simulator (platform/sim.c):
+ * (engine/platform.c) and the platform simulator (platform/sim.c):
  *
  *   X-Signature = base64(HMAC-SHA256(app_secret,
  *                   method "\n" path "\n" timestamp "\n" nonce "\n" body))

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "engine/store.h"
+#include "engine/summary.h"
 
 static const char *const store_migrations[] = {
     /* 1: the first schema */
@@ -60,6 +61,12 @@ static const char *const store_migrations[] = {
     /* 4: device/log, the history of device operations */
     "CREATE TABLE device_log(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, uid INTEGER NOT NULL,"
     "  operation TEXT NOT NULL, result TEXT NOT NULL);",
+    /* 5: the period summary (reports/, clearing) kept up to date with every invoice;
+     * the lines of invoices issued before are added by build_period_lines() */
+    "CREATE TABLE period_lines(period TEXT NOT NULL, type TEXT NOT NULL, red INTEGER NOT NULL,"
+    "  rate_pm INTEGER NOT NULL, count INTEGER NOT NULL, amount_fen INTEGER NOT NULL,"
+    "  tax_fen INTEGER NOT NULL, PRIMARY KEY(period, type, red, rate_pm)) WITHOUT ROWID;"
+    "INSERT INTO meta VALUES('period_lines', 'rebuild');",
 };
 #define STORE_MIGRATIONS (int)(sizeof store_migrations / sizeof store_migrations[0])
 
@@ -74,6 +81,8 @@ enum stmt_id {
     S_LIST_PERIODS, S_HAS_PERIOD, S_LAST_TIMES, S_PERIOD_LAST, S_GET_META, S_PUT_META,
     S_COUNT_INVOICES, S_COUNT_WAITING, S_COUNT_REJECTED, S_COUNT_QUEUE, S_COUNT_LOG,
     S_NEXT_UPLOAD, S_UPLOAD_DEL, S_UPLOAD_DONE, S_UPLOAD_FAILED, S_UPLOAD_DUE,
+    S_PUT_LINE, S_PERIOD_LINES, S_NEXT_QUEUED_IN, S_COUNT_QUEUED_IN, S_ALL_INVOICES,
+    S_PERIOD_INVOICES,
     /* per collection: list, lookup, stat, read, hide (COLL_COUNT of each) */
     S_COLL_BASE,
     S_COUNT = S_COLL_BASE + 5 * COLL_COUNT
@@ -142,6 +151,20 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_UPLOAD_FAILED] = "UPDATE upload_queue SET attempts = attempts + 1, next_at = ?2,"
                         " last_error = ?3 WHERE invoice_id = ?1",
     [S_UPLOAD_DUE] = "SELECT next_at FROM upload_queue ORDER BY invoice_id LIMIT 1",
+    [S_PUT_LINE] = "INSERT INTO period_lines(period, type, red, rate_pm, count, amount_fen, tax_fen)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(period, type, red, rate_pm)"
+                   " DO UPDATE SET count = count + excluded.count,"
+                   " amount_fen = amount_fen + excluded.amount_fen, tax_fen = tax_fen + excluded.tax_fen",
+    [S_PERIOD_LINES] = "SELECT type, red, rate_pm, count, amount_fen, tax_fen FROM period_lines"
+                       " WHERE period = ?1 ORDER BY type, red, rate_pm",
+    [S_NEXT_QUEUED_IN] = "SELECT q.invoice_id, i.code, i.number, i.json, q.attempts"
+                         " FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id"
+                         " WHERE i.period = ?1 AND q.invoice_id > ?2 ORDER BY q.invoice_id LIMIT 1",
+    [S_COUNT_QUEUED_IN] = "SELECT count(*) FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id"
+                          " WHERE i.period = ?1",
+    [S_ALL_INVOICES] = "SELECT id, period, json FROM invoices WHERE id > ?1 ORDER BY id LIMIT 256",
+    [S_PERIOD_INVOICES] = "SELECT id, code, number, json FROM invoices WHERE period = ?1 AND id > ?2"
+                          " ORDER BY id LIMIT 1",
 };
 
 /* The collections behind issued/, receipts/ and rejected/.  ?1 is the scope
@@ -296,6 +319,68 @@ static int migrate(sqlite3 *db, char *why, size_t whylen)
     return SQLITE_OK;
 }
 
+static int tx_begin(store_t *s);
+static int tx_end(store_t *s, int rc);
+static enum fa_err invoice_row(sqlite3_stmt *q, struct store_upload *u);
+
+/* Add an invoice's summary lines to period_lines; lock held. */
+static int put_lines(store_t *s, const char *period, const struct device_summary *lines)
+{
+    int rc = SQLITE_OK, i;
+
+    for (i = 0; lines && i < lines->nlines && rc == SQLITE_OK; i++) {
+        const struct device_summary_line *l = &lines->lines[i];
+        rc = bind_run(s, S_PUT_LINE, "ttiiiii", period, l->type, (int64_t)l->red, (int64_t)l->rate_pm,
+                      l->count, l->amount_fen, l->tax_fen);
+    }
+    return rc;
+}
+
+/* Migration 5 made period_lines empty: sum the invoices issued before it,
+ * once, in one transaction with the mark that it is done. */
+static int build_period_lines(store_t *s, char *why, size_t whylen)
+{
+    sqlite3_stmt *q = st(s, S_GET_META);
+    int64_t after = 0;
+    bool needed;
+    int rc;
+
+    sqlite3_bind_text(q, 1, "period_lines", -1, SQLITE_STATIC);
+    needed = sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0) &&
+             !strcmp((const char *)sqlite3_column_text(q, 0), "rebuild");
+    sqlite3_reset(q);
+    if (!needed)
+        return SQLITE_OK;
+    rc = tx_begin(s);
+    while (rc == SQLITE_OK) {
+        int rows = 0;
+        q = st(s, S_ALL_INVOICES);
+        sqlite3_bind_int64(q, 1, after);
+        while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+            struct device_summary one = { 0 };
+            char period[8], problem[160];
+            json_t *inv = json_loadb(sqlite3_column_blob(q, 2), (size_t)sqlite3_column_bytes(q, 2),
+                                     0, NULL);
+            rows++;
+            after = sqlite3_column_int64(q, 0);
+            snprintf(period, sizeof period, "%s", (const char *)sqlite3_column_text(q, 1));
+            rc = inv && !summary_add_invoice(&one, inv, problem, sizeof problem) ? SQLITE_OK : SQLITE_CORRUPT;
+            json_decref(inv);
+            if (rc == SQLITE_OK)
+                rc = put_lines(s, period, &one);
+            else
+                snprintf(why, whylen, "store: invoice %lld cannot be summed for reports/",
+                         (long long)after);
+        }
+        sqlite3_reset(q);
+        if (rc == SQLITE_DONE)
+            rc = rows ? SQLITE_OK : SQLITE_DONE;
+    }
+    if (rc == SQLITE_DONE)
+        rc = bind_run(s, S_PUT_META, "tt", "period_lines", "ok");
+    return tx_end(s, rc);
+}
+
 enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen)
 {
     store_t *s = calloc(1, sizeof *s);
@@ -338,6 +423,9 @@ enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen
             goto fail;
         }
     }
+    rc = build_period_lines(s, why, whylen);
+    if (rc != SQLITE_OK)
+        goto fail;
     *out = s;
     return FA_OK;
 fail:
@@ -649,6 +737,8 @@ enum fa_err store_put_invoice(store_t *s, const struct store_issued *inv,
     }
     if (rc == SQLITE_OK)
         rc = bind_run(s, S_PUT_PERIOD, "i", month_of_period(inv->period));
+    if (rc == SQLITE_OK)
+        rc = put_lines(s, inv->period, inv->lines);
     if (rc == SQLITE_OK)
         rc = bind_run(s, S_DRAFT_ISSUED, "ii", inv->draft_id, iid);
     if (rc == SQLITE_OK)
@@ -967,18 +1057,8 @@ enum fa_err store_next_upload(store_t *s, int64_t now, struct store_upload *u)
     rc = sqlite3_step(q);
     /* Strict issue order: only the head of the queue may go, when it is due. */
     if (rc == SQLITE_ROW && sqlite3_column_int64(q, 5) <= now) {
-        size_t n = (size_t)sqlite3_column_bytes(q, 3);
-        u->invoice_id = sqlite3_column_int64(q, 0);
-        snprintf(u->code, sizeof u->code, "%s", (const char *)sqlite3_column_text(q, 1));
-        snprintf(u->number, sizeof u->number, "%s", (const char *)sqlite3_column_text(q, 2));
+        err = invoice_row(q, u);
         u->attempts = sqlite3_column_int(q, 4);
-        u->json = malloc(n + 1);
-        err = u->json ? FA_OK : FA_NOMEM;
-        if (u->json) {
-            memcpy(u->json, sqlite3_column_blob(q, 3), n);
-            u->json[n] = 0;
-            u->len = n;
-        }
     } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         err = sqlite_to_fa(rc);
     }
@@ -1027,4 +1107,124 @@ enum fa_err store_upload_next_due(store_t *s, int64_t *when)
     sqlite3_reset(q);
     pthread_mutex_unlock(&s->lock);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? FA_OK : sqlite_to_fa(rc);
+}
+
+/* ---- period summaries and clearing -------------------------------------- */
+
+enum fa_err store_period_summary(store_t *s, const char *period, struct device_summary *out)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    snprintf(out->period, sizeof out->period, "%s", period);
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_PERIOD_LINES);
+    sqlite3_bind_text(q, 1, period, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW && out->nlines < DEVICE_SUMMARY_LINES) {
+        struct device_summary_line *l = &out->lines[out->nlines++];
+        snprintf(l->type, sizeof l->type, "%s", (const char *)sqlite3_column_text(q, 0));
+        l->red = sqlite3_column_int(q, 1) != 0;
+        l->rate_pm = sqlite3_column_int(q, 2);
+        l->count = sqlite3_column_int64(q, 3);
+        l->amount_fen = sqlite3_column_int64(q, 4);
+        l->tax_fen = sqlite3_column_int64(q, 5);
+    }
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? FA_OK : sqlite_to_fa(rc);
+}
+
+/* The first columns of q (id, code, number, json) into u; lock held. */
+static enum fa_err invoice_row(sqlite3_stmt *q, struct store_upload *u)
+{
+    size_t n = (size_t)sqlite3_column_bytes(q, 3);
+
+    u->invoice_id = sqlite3_column_int64(q, 0);
+    snprintf(u->code, sizeof u->code, "%s", (const char *)sqlite3_column_text(q, 1));
+    snprintf(u->number, sizeof u->number, "%s", (const char *)sqlite3_column_text(q, 2));
+    u->json = malloc(n + 1);
+    if (!u->json)
+        return FA_NOMEM;
+    memcpy(u->json, sqlite3_column_blob(q, 3), n);
+    u->json[n] = 0;
+    u->len = n;
+    return FA_OK;
+}
+
+static enum fa_err next_in_period(store_t *s, int id, const char *period, int64_t after_id,
+                                  struct store_upload *u)
+{
+    enum fa_err err = FA_NOTFOUND;
+    sqlite3_stmt *q;
+    int rc;
+
+    memset(u, 0, sizeof *u);
+    pthread_mutex_lock(&s->lock);
+    q = st(s, id);
+    sqlite3_bind_text(q, 1, period, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, after_id);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW)
+        err = invoice_row(q, u);
+    else if (rc != SQLITE_DONE)
+        err = sqlite_to_fa(rc);
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
+enum fa_err store_next_queued_in_period(store_t *s, const char *period, int64_t after_id,
+                                        struct store_upload *u)
+{
+    return next_in_period(s, S_NEXT_QUEUED_IN, period, after_id, u);
+}
+
+enum fa_err store_next_invoice_in_period(store_t *s, const char *period, int64_t after_id,
+                                         struct store_upload *u)
+{
+    return next_in_period(s, S_PERIOD_INVOICES, period, after_id, u);
+}
+
+int64_t store_count_queued_in_period(store_t *s, const char *period)
+{
+    sqlite3_stmt *q;
+    int64_t n;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_COUNT_QUEUED_IN);
+    sqlite3_bind_text(q, 1, period, -1, SQLITE_STATIC);
+    n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+enum fa_err store_get_meta(store_t *s, const char *key, char **value)
+{
+    enum fa_err err = FA_NOTFOUND;
+    sqlite3_stmt *q;
+    int rc;
+
+    *value = NULL;
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_GET_META);
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW && sqlite3_column_text(q, 0)) {
+        *value = strdup((const char *)sqlite3_column_text(q, 0));
+        err = *value ? FA_OK : FA_NOMEM;
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        err = sqlite_to_fa(rc);
+    }
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
+enum fa_err store_put_meta(store_t *s, const char *key, const char *value)
+{
+    int rc;
+    EXEC_ONE(s, NULL, S_PUT_META, "tt", key, value);
+    return sqlite_to_fa(rc);
 }

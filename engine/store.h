@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "device/device.h"
 #include "engine/err.h"
 
 #define STORE_NAME_MAX 256
@@ -103,6 +104,8 @@ struct store_issued {
     const void *json; size_t json_len;   /* the invoice file */
     const void *receipt; size_t receipt_len;
     const char *red_code, *red_number;   /* a red invoice: the blue one it reverses */
+    const struct device_summary *lines;  /* what it adds to its period's summary
+                                          * (summary_add_invoice) */
 };
 /* One transaction: invoice, receipt (replacing an older one of that name),
  * draft state, upload queue entry, intent removed. */
@@ -183,6 +186,27 @@ struct store_counts {
 enum fa_err store_counts(store_t *s, struct store_counts *c);
 /* Only the upload_* fields: cheap enough for every draft (no count of all invoices). */
 enum fa_err store_queue_counts(store_t *s, struct store_counts *c);
+
+/* ---- period summaries and clearing (SPEC §5.4) -------------------------- */
+
+struct store_upload;   /* below, with the upload queue */
+
+/* The period's summary as the store's invoices make it (reports/YYYY-MM.csv),
+ * lines in canonical order; no signature. */
+enum fa_err store_period_summary(store_t *s, const char *period, struct device_summary *out);
+/* The next invoice of period still in the upload queue with id > after_id,
+ * whether due or not (a clearing uploads them now).  FA_NOTFOUND: none. */
+enum fa_err store_next_queued_in_period(store_t *s, const char *period, int64_t after_id,
+                                        struct store_upload *u);
+/* The next invoice of period with id > after_id, queued or not.  FA_NOTFOUND: none. */
+enum fa_err store_next_invoice_in_period(store_t *s, const char *period, int64_t after_id,
+                                         struct store_upload *u);
+/* Invoices of period in the upload queue (-1 on error). */
+int64_t store_count_queued_in_period(store_t *s, const char *period);
+
+/* Small named values that must survive a remount (the last clearing's result). */
+enum fa_err store_get_meta(store_t *s, const char *key, char **value);   /* malloc'd */
+enum fa_err store_put_meta(store_t *s, const char *key, const char *value);
 
 /* ---- upload queue (issue order) --------------------------------------- */
 

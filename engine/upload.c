@@ -1,16 +1,17 @@
 /*
  * upload.c — the background uploader of SPEC §6; see upload.h.
  *
- * One thread, one reused libcurl easy handle (so the connection to the
- * platform stays alive between invoices), and the store's queue as the only
- * memory of what is left to do: the thread keeps no list of its own, so a
- * crash or a restart loses nothing and the order is the store's (strict issue
- * order: only the head of the queue goes, when it is due).
+ * One thread, its own platform client (engine/platform.c: one reused curl
+ * handle, so the connection stays alive between invoices), and the store's
+ * queue as the only memory of what is left to do: the thread keeps no list
+ * of its own, so a crash or a restart loses nothing and the order is the
+ * store's (strict issue order: only the head of the queue goes, when it is
+ * due).
  *
  * Retrying is scheduled in the store too.  A failed attempt writes next_at =
- * now (the first failure), then 2^(attempts-1) seconds (capped at 30) plus up to 25% random jitter, so
- * that many machines coming back after the same outage do not all call at
- * once.  Because only the head may go, its backoff is also the pause of the
+ * now (the first failure), then 2^(attempts-1) seconds (capped at 30) plus
+ * up to 25% random jitter, so that many machines coming back after the same
+ * outage do not all call at once.  Because only the head may go, its backoff is also the pause of the
  * whole queue: while the platform is down we call it at that slowing pace and
  * no faster, however many invoices are issued meanwhile (a kick only makes the
  * thread look at the queue again; it does not bring a retry forward).
@@ -18,18 +19,16 @@
  * Times: due times and "now" come from clock_now(), the clock the store and
  * the rest of fapiaofs use (tests may replace it with a file).  Waiting is
  * done in real seconds on CLOCK_MONOTONIC and never longer than 30 s, so a
- * test clock that jumps is noticed soon.  X-Timestamp alone is the real
- * time(): it is a wire-level freshness stamp that a real platform checks
- * against its own real clock.
+ * test clock that jumps is noticed soon.  (The request's X-Timestamp is the
+ * real time(): platform.c says why.)
  *
- * Stopping: uploader_stop() sets a flag that curl's progress callback reads,
- * so a call in progress (even one waiting out a 5 s timeout) is abandoned
- * within about a second instead of running to its end.
+ * Stopping: uploader_stop() abandons the client (platform_client_abandon),
+ * so a call in progress (even one waiting out a 5 s timeout) ends within
+ * about a second instead of running to its end, and records no failure.
  */
 #include "engine/upload.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -38,48 +37,30 @@
 #include <string.h>
 #include <time.h>
 
-#include <curl/curl.h>
-#include <jansson.h>
-#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "engine/clock.h"
-#include "engine/platform_auth.h"
+#include "engine/platform.h"
 
-#define DEFAULT_TIMEOUT_MS   5000L
 #define BACKOFF_CAP_S        30   /* a platform back after an outage is noticed within ~40 s */
 #define IDLE_WAIT_S          30      /* look at the queue at least this often */
 #define STORE_ERROR_WAIT_S   5       /* after the store itself failed */
-#define REPLY_KEEP           2048    /* bytes of an answer kept for the error text */
 #define INVOICES_PATH        "/v1/invoices"
 #define SENTENCE_MAX         1024    /* an error sentence before it meets status */
 
 struct uploader {
     store_t *store;
 
-    /* Configuration, copied: the caller's struct config may not outlive us. */
-    char base_url[512];           /* the platform url without trailing '/' */
-    char invoices_url[600];
-    char invoices_path[600];      /* the path part of invoices_url, as signed */
-    char app_key[128];
-    char app_secret[256];
-    char ca_file[PATH_MAX];
-    long timeout_ms;
+    platform_client_t *pc;        /* used by the thread only */
 
     pthread_t thread;
     bool thread_running;
-    atomic_bool stopping;         /* also read by curl's progress callback */
+    atomic_bool stopping;
 
     pthread_mutex_t lock;         /* guards kicked and status */
     pthread_cond_t wake;          /* CLOCK_MONOTONIC */
     bool kicked;
     struct platform_status status;
-
-    /* Used by the thread only. */
-    CURL *curl;
-    char curl_error[CURL_ERROR_SIZE];
-    char reply[REPLY_KEEP + 1];
-    size_t reply_len;
 };
 
 /* How one attempt ended. */
@@ -139,149 +120,15 @@ static int64_t backoff_seconds(int failures)
     return base + (int64_t)(random_u32() % (uint32_t)(base / 4 + 1));
 }
 
-static int make_nonce(char out[33])
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char raw[16];
-
-    if (RAND_bytes(raw, sizeof raw) != 1)
-        return -1;
-    for (size_t i = 0; i < sizeof raw; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[32] = '\0';
-    return 0;
-}
-
-/* The path a URL asks for: "https://h:1/api/v1/x" -> "/api/v1/x".  The
- * platform verifies the signature over the path it receives, so that is the
- * one to sign, including any prefix in the configured url. */
-static const char *url_path(const char *url)
-{
-    const char *scheme_end = strstr(url, "://");
-    const char *start = scheme_end != NULL ? scheme_end + 3 : url;
-    const char *slash = strchr(start, '/');
-
-    return slash != NULL ? slash : INVOICES_PATH;
-}
-
-/* The "error" member of a JSON answer, if any, into buf ("" otherwise). */
-static void reply_error_code(const char *reply, size_t len, char *buf, size_t size)
-{
-    json_t *doc = json_loadb(reply, len, 0, NULL);
-    const char *code = json_string_value(json_object_get(doc, "error"));
-
-    snprintf(buf, size, "%s", code != NULL ? code : "");
-    json_decref(doc);
-}
-
-/* ---- libcurl callbacks ----------------------------------------------- */
-
-/* Keeps the beginning of the answer, for the error text; drops the rest. */
-static size_t keep_reply(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct uploader *u = arg;
-    size_t n = size * nmemb, room = REPLY_KEEP - u->reply_len;
-    size_t take = n < room ? n : room;
-
-    memcpy(u->reply + u->reply_len, data, take);
-    u->reply_len += take;
-    u->reply[u->reply_len] = '\0';
-    return n;
-}
-
-/* Called by libcurl at least once a second during a transfer, including
- * while it waits to connect: non-zero abandons the transfer. */
-static int abandon_if_stopping(void *arg, curl_off_t dltotal, curl_off_t dlnow,
-                               curl_off_t ultotal, curl_off_t ulnow)
-{
-    struct uploader *u = arg;
-
-    (void)dltotal;
-    (void)dlnow;
-    (void)ultotal;
-    (void)ulnow;
-    return atomic_load(&u->stopping) ? 1 : 0;
-}
-
-static int setup_curl(struct uploader *u)
-{
-    CURL *c = curl_easy_init();
-    int bad = 0;
-
-    if (c == NULL)
-        return -1;
-    u->curl = c;
-    bad |= curl_easy_setopt(c, CURLOPT_URL, u->invoices_url) != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;   /* we are a thread */
-    bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, u->timeout_ms) != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, u->timeout_ms) != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
-    if (u->ca_file[0] != '\0')
-        bad |= curl_easy_setopt(c, CURLOPT_CAINFO, u->ca_file) != CURLE_OK;
-#if LIBCURL_VERSION_NUM >= 0x075500
-    bad |= curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
-#else
-    bad |= curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) != CURLE_OK;
-#endif
-    bad |= curl_easy_setopt(c, CURLOPT_USERAGENT, "fapiaofs") != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, u->curl_error) != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_reply) != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_WRITEDATA, u) != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, abandon_if_stopping) != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_XFERINFODATA, u) != CURLE_OK;
-    return bad ? -1 : 0;
-}
-
 /* ---- one upload ------------------------------------------------------ */
 
-/* A sentence for a call that got no HTTP answer. */
-static void describe_transport_error(struct uploader *u, CURLcode cc, char *buf, size_t size)
-{
-    long os_errno = 0;
-    const char *detail = u->curl_error[0] != '\0' ? u->curl_error : curl_easy_strerror(cc);
-
-    curl_easy_getinfo(u->curl, CURLINFO_OS_ERRNO, &os_errno);
-    switch (cc) {
-    case CURLE_COULDNT_CONNECT:
-        if (os_errno == ECONNREFUSED)
-            snprintf(buf, size, "connection refused to %s", u->base_url);
-        else
-            snprintf(buf, size, "cannot connect to %s: %s", u->base_url, detail);
-        break;
-    case CURLE_OPERATION_TIMEDOUT:
-        snprintf(buf, size, "no answer from %s within %ld ms", u->base_url, u->timeout_ms);
-        break;
-    case CURLE_COULDNT_RESOLVE_HOST:
-        snprintf(buf, size, "cannot resolve the host of %s", u->base_url);
-        break;
-    case CURLE_GOT_NOTHING:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-        snprintf(buf, size, "%s closed the connection without an answer", u->base_url);
-        break;
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CERTPROBLEM:
-        snprintf(buf, size, "TLS failure with %s: %s", u->base_url, detail);
-        break;
-    default:
-        snprintf(buf, size, "%s: %s", u->base_url, detail);
-        break;
-    }
-}
-
 /* A sentence for an HTTP answer other than 200/201. */
-static void describe_http_error(struct uploader *u, long http, const struct store_upload *item,
+static void describe_http_error(const struct platform_reply *r, const struct store_upload *item,
                                 char *buf, size_t size)
 {
-    char code[64];
+    long http = r->http;
+    const char *code = r->code;
 
-    reply_error_code(u->reply, u->reply_len, code, sizeof code);
     switch (http) {
     case 409:
         snprintf(buf, size, "HTTP 409: the platform has other bytes for %s-%s (integrity alarm)",
@@ -306,70 +153,24 @@ static void describe_http_error(struct uploader *u, long http, const struct stor
     }
 }
 
-/* POSTs one invoice, signed (SPEC §6).  Returns the curl result; *http is
- * the status when there was an HTTP answer. */
-static CURLcode post_invoice(struct uploader *u, const struct store_upload *item, long *http)
-{
-    char timestamp[24], nonce[33], signature[PLATFORM_SIG_MAX];
-    char line[sizeof u->app_key + PLATFORM_SIG_MAX + 32];
-    struct curl_slist *headers = NULL, *grown;
-    const char *fixed[] = { "Content-Type: application/json",
-                            "Expect:" };   /* no 100-continue round trip */
-    CURLcode cc = CURLE_OUT_OF_MEMORY;
-
-    *http = 0;
-    snprintf(timestamp, sizeof timestamp, "%lld", (long long)time(NULL));
-    if (make_nonce(nonce) != 0 ||
-        platform_sign(u->app_secret, "POST", u->invoices_path, timestamp, nonce,
-                      item->json, item->len, signature) != 0) {
-        snprintf(u->curl_error, sizeof u->curl_error, "cannot sign the request (OpenSSL failed)");
-        return CURLE_FAILED_INIT;
-    }
-    for (int i = 0; i < 6; i++) {
-        switch (i) {
-        case 0: snprintf(line, sizeof line, "X-App-Key: %s", u->app_key); break;
-        case 1: snprintf(line, sizeof line, "X-Timestamp: %s", timestamp); break;
-        case 2: snprintf(line, sizeof line, "X-Nonce: %s", nonce); break;
-        case 3: snprintf(line, sizeof line, "X-Signature: %s", signature); break;
-        default: snprintf(line, sizeof line, "%s", fixed[i - 4]); break;
-        }
-        grown = curl_slist_append(headers, line);
-        if (grown == NULL)
-            goto out;
-        headers = grown;
-    }
-    u->curl_error[0] = '\0';
-    u->reply_len = 0;
-    u->reply[0] = '\0';
-    curl_easy_setopt(u->curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(u->curl, CURLOPT_POSTFIELDS, (const char *)item->json);
-    curl_easy_setopt(u->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)item->len);
-    cc = curl_easy_perform(u->curl);
-    if (cc == CURLE_OK)
-        curl_easy_getinfo(u->curl, CURLINFO_RESPONSE_CODE, http);
-    /* The handle outlives both: do not leave it pointing at freed memory. */
-    curl_easy_setopt(u->curl, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(u->curl, CURLOPT_POSTFIELDS, NULL);
-out:
-    curl_slist_free_all(headers);
-    return cc;
-}
-
 /* One attempt at the head of the queue, with its bookkeeping in the store
  * and in the status. */
 static enum attempt upload_one(struct uploader *u, const struct store_upload *item)
 {
     char error[SENTENCE_MAX];
-    long http = 0;
-    CURLcode cc;
+    struct platform_reply r;
+    bool answered;
     int64_t now, next_at;
     enum fa_err err;
 
-    cc = post_invoice(u, item, &http);
-    if (atomic_load(&u->stopping))
+    answered = platform_call(u->pc, "POST", INVOICES_PATH, item->json, item->len, &r) == 0;
+    if (atomic_load(&u->stopping)) {
+        platform_reply_free(&r);
         return ATTEMPT_STOPPED;   /* not the platform's doing: no failure recorded */
+    }
     now = clock_now();
-    if (cc == CURLE_OK && (http == 200 || http == 201)) {
+    if (answered && (r.http == 200 || r.http == 201)) {
+        platform_reply_free(&r);
         err = store_upload_done(u->store, item->invoice_id, now);
         pthread_mutex_lock(&u->lock);
         u->status.reachable = true;
@@ -388,16 +189,17 @@ static enum attempt upload_one(struct uploader *u, const struct store_upload *it
         return err == FA_OK ? ATTEMPT_ACCEPTED : ATTEMPT_STORE_FAILED;
     }
 
-    if (cc == CURLE_OK)
-        describe_http_error(u, http, item, error, sizeof error);
+    if (answered)
+        describe_http_error(&r, item, error, sizeof error);
     else
-        describe_transport_error(u, cc, error, sizeof error);
+        copy_cut(error, sizeof error, r.error);
+    platform_reply_free(&r);
     /* attempts counts the earlier failures: this one makes it attempts + 1. */
     next_at = now + backoff_seconds(item->attempts + 1);
     err = store_upload_failed(u->store, item->invoice_id, next_at, error);
     pthread_mutex_lock(&u->lock);
-    u->status.reachable = cc == CURLE_OK;
-    if (cc == CURLE_OK)
+    u->status.reachable = answered;
+    if (answered)
         u->status.last_contact = now;
     u->status.next_retry = next_at;
     if (strncmp(u->status.last_error, error, sizeof u->status.last_error - 1))
@@ -482,21 +284,11 @@ static void *uploader_main(void *arg)
 
 /* ---- the interface --------------------------------------------------- */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_global_result = CURLE_FAILED_INIT;
-
-static void init_curl_once(void)
-{
-    curl_global_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static void uploader_free(struct uploader *u)
 {
-    if (u->curl != NULL)
-        curl_easy_cleanup(u->curl);
+    platform_client_close(u->pc);
     pthread_cond_destroy(&u->wake);
     pthread_mutex_destroy(&u->lock);
-    OPENSSL_cleanse(u->app_secret, sizeof u->app_secret);
     free(u);
 }
 
@@ -504,7 +296,6 @@ int uploader_start(store_t *s, const struct config *c, uploader_t **out)
 {
     struct uploader *u;
     pthread_condattr_t attr;
-    size_t len;
     int rc;
 
     *out = NULL;
@@ -527,27 +318,15 @@ int uploader_start(store_t *s, const struct config *c, uploader_t **out)
         return -1;
     }
 
-    snprintf(u->base_url, sizeof u->base_url, "%s", c->platform_url);
-    len = strlen(u->base_url);
-    while (len > 0 && u->base_url[len - 1] == '/')
-        u->base_url[--len] = '\0';
-    snprintf(u->status.url, sizeof u->status.url, "%s", u->base_url);
-    if (u->base_url[0] == '\0') {
+    if (platform_client_open(c, &u->pc) != 0) {
+        uploader_free(u);
+        return -1;
+    }
+    snprintf(u->status.url, sizeof u->status.url, "%s", platform_url(u->pc));
+    if (!platform_configured(u->pc)) {
         /* Not configured: an uploader that never uploads; status shows it. */
         *out = u;
         return 0;
-    }
-    snprintf(u->invoices_url, sizeof u->invoices_url, "%s" INVOICES_PATH, u->base_url);
-    snprintf(u->invoices_path, sizeof u->invoices_path, "%s", url_path(u->invoices_url));
-    snprintf(u->app_key, sizeof u->app_key, "%s", c->app_key);
-    snprintf(u->app_secret, sizeof u->app_secret, "%s", c->app_secret);
-    snprintf(u->ca_file, sizeof u->ca_file, "%s", c->ca_file);
-    u->timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : DEFAULT_TIMEOUT_MS;
-
-    pthread_once(&curl_once, init_curl_once);
-    if (curl_global_result != CURLE_OK || setup_curl(u) != 0) {
-        uploader_free(u);
-        return -1;
     }
     if (pthread_create(&u->thread, NULL, uploader_main, u) != 0) {
         uploader_free(u);
@@ -576,6 +355,7 @@ void uploader_stop(uploader_t *u)
     atomic_store(&u->stopping, true);
     pthread_cond_broadcast(&u->wake);
     pthread_mutex_unlock(&u->lock);
+    platform_client_abandon(u->pc);
     if (u->thread_running)
         pthread_join(u->thread, NULL);
     uploader_free(u);

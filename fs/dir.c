@@ -1,5 +1,6 @@
 /* dir.c — readdir with cursor offsets; see dir.h. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "engine/clock.h"
@@ -106,6 +107,14 @@ static int month_entry(void *ctx, int month)
                  S_IFDIR, (off_t)month + KEY_BASE);
 }
 
+static int report_entry(void *ctx, int month)
+{
+    struct dirbuf *b = ctx;
+    char period[8], name[16];
+    snprintf(name, sizeof name, "%s.csv", clock_month_period(month, period));
+    return !emit(b, name, ino_make(SPACE_REPORT, (uint64_t)month), S_IFREG, (off_t)month + KEY_BASE);
+}
+
 static int pending_entry(void *ctx, uint64_t id, const char *name)
 {
     return !emit(ctx, name, ino_make(SPACE_PENDING, id), S_IFREG, (off_t)(id + KEY_BASE));
@@ -153,6 +162,10 @@ void dir_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off)
     case FIXED_ISSUED:
         err = store_list_periods(engine_store(g_fs.engine), after < 0 ? -1 : (int)after,
                                  month_entry, &b);
+        break;
+    case FIXED_REPORTS:   /* one report per period with invoices */
+        err = store_list_periods(engine_store(g_fs.engine), after < 0 ? -1 : (int)after,
+                                 report_entry, &b);
         break;
     default:
         for (i = 1; i < FIXED_COUNT && !b.full; i++) {

@@ -17,6 +17,7 @@
  *   5      rejects.id                       rejected/NAME.error
  *   6      per-mount sequence               pending/NAME (lives in daemon memory;
  *                                           numbers restart at each mount)
+ *   7      month index (year*12 + month-1)  reports/YYYY-MM.csv
  *
  * Store ids are SQLite rowids, far below 2^56.
  */
@@ -33,6 +34,7 @@ enum ino_space {
     SPACE_REJECT_BODY = 4,
     SPACE_REJECT_ERROR = 5,
     SPACE_PENDING = 6,
+    SPACE_REPORT = 7,
 };
 
 #define INO_SPACE_SHIFT 56
@@ -64,6 +66,7 @@ enum fixed_node {
     FIXED_PLATFORM_TAG,
     FIXED_PLATFORM_STATUS,
     FIXED_DEVICE_LOG,         /* new nodes go last: fixed numbers never move */
+    FIXED_DEVICE_CLEAR,
     FIXED_COUNT
 };
 

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include "engine/clock.h"
+#include "fs/control.h"
 #include "fs/dir.h"
 #include "fs/fs.h"
 #include "fs/pending.h"
@@ -54,6 +55,8 @@ static const struct fixed {
     [FIXED_PLATFORM_TAG] = { "CACHEDIR.TAG", FIXED_PLATFORM, S_IFREG | 0444 },
     [FIXED_PLATFORM_STATUS] = { "status", FIXED_PLATFORM, S_IFREG | 0444 },
     [FIXED_DEVICE_LOG] = { "log", FIXED_DEVICE, S_IFREG | 0444 },
+    /* owner rw, the configured group rw, others nothing (SPEC §2.3) */
+    [FIXED_DEVICE_CLEAR] = { "clear", FIXED_DEVICE, S_IFREG | 0660 },
 };
 
 static bool is_fixed(uint64_t ino)
@@ -124,13 +127,17 @@ bool fixed_stat(uint64_t ino, pid_t pid, struct stat *st)
 {
     uint64_t size = 0;
     int64_t mtime;
+    mode_t mode;
     if (!is_fixed(ino))
         return false;
-    if (S_ISDIR(fixed_nodes[ino].mode))
+    mode = fixed_nodes[ino].mode;
+    if (ino == FIXED_DEVICE_CLEAR && !engine_config(g_fs.engine)->fs_group[0])
+        mode &= ~(mode_t)S_IRWXG;   /* no group configured: the owner only */
+    if (S_ISDIR(mode))
         mtime = fixed_dir_mtime(ino);
     else
         render_meta(ino, pid, &size, &mtime);
-    fill_attr(st, ino, fixed_nodes[ino].mode, size, mtime);
+    fill_attr(st, ino, mode, size, mtime);
     return true;
 }
 
@@ -179,6 +186,15 @@ static int stat_ino(uint64_t ino, pid_t pid, struct stat *st, double *timeout)
         return coll_stat(COLL_REJECT_ERROR, ino, S_IFREG | 0644, st);
     case SPACE_PENDING:
         return pending_stat(g_fs.pending, ino_id(ino), st);
+    case SPACE_REPORT: {
+        uint64_t size;
+        int64_t mtime;
+        if (!store_has_period(engine_store(g_fs.engine), (int)ino_id(ino)))
+            return ENOENT;
+        render_meta(ino, pid, &size, &mtime);
+        fill_attr(st, ino, S_IFREG | 0444, size, mtime);
+        return 0;
+    }
     }
     return ENOENT;
 }
@@ -186,6 +202,11 @@ static int stat_ino(uint64_t ino, pid_t pid, struct stat *st, double *timeout)
 static pid_t req_pid(fuse_req_t req)
 {
     return fuse_req_ctx(req)->pid;
+}
+
+static int64_t req_uid(fuse_req_t req)
+{
+    return (int64_t)fuse_req_ctx(req)->uid;
 }
 
 static void reply_entry(fuse_req_t req, uint64_t ino)
@@ -205,6 +226,7 @@ struct open_file {
     char *buf;                 /* a snapshot or the stored content */
     size_t len;
     struct pending_handle *ph; /* pending/ files */
+    struct control_buf *cb;    /* device/clear opened for writing */
 };
 
 static struct open_file *of_of(struct fuse_file_info *fi)
@@ -254,6 +276,18 @@ static void fa_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         bool err_file = n > 6 && !strcmp(name + n - 6, ".error");
         rc = lookup_coll(err_file ? COLL_REJECT_ERROR : COLL_REJECT_BODY, NULL, name,
                          err_file ? SPACE_REJECT_ERROR : SPACE_REJECT_BODY, &ino);
+    } else if (parent == FIXED_REPORTS) {
+        char period_name[8];
+        month = -1;
+        if (n == 11 && !strcmp(name + 7, ".csv")) {
+            memcpy(period_name, name, 7);
+            period_name[7] = 0;
+            month = parse_period(period_name);
+        }
+        if (month < 0 || !store_has_period(engine_store(g_fs.engine), month))
+            rc = ENOENT;
+        else
+            ino = ino_make(SPACE_REPORT, (uint64_t)month);
     } else if (parent == FIXED_ISSUED) {
         month = parse_period(name);
         if (month < 0 || !store_has_period(engine_store(g_fs.engine), month))
@@ -314,9 +348,20 @@ static void fa_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         rc = pending_open(g_fs.pending, ino_id(ino), fi->flags, &of->ph);
         break;
     case SPACE_FIXED:
-        rc = writing ? EACCES : render_snapshot(ino, req_pid(req), &of->buf, &of->len);
+        if (writing && ino == FIXED_DEVICE_CLEAR) {
+            of->cb = control_new();
+            rc = of->cb ? control_open(req_uid(req)) : ENOMEM;
+        } else {
+            rc = writing ? EACCES : 0;
+        }
+        if (!rc && (fi->flags & O_ACCMODE) != O_WRONLY)
+            rc = render_snapshot(ino, req_pid(req), &of->buf, &of->len);
         /* each reader has its own snapshot (render.h): reads must come here,
          * not from a page cache or an i_size another reader's stat left */
+        fi->direct_io = 1;
+        break;
+    case SPACE_REPORT:
+        rc = writing ? EACCES : render_snapshot(ino, req_pid(req), &of->buf, &of->len);
         fi->direct_io = 1;
         break;
     case SPACE_INVOICE:
@@ -345,6 +390,7 @@ static void fa_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     if (!rc && err)
         rc = fa_err_errno(err);
     if (rc) {
+        control_free(of->cb);
         free(of->buf);
         free(of);
         fuse_reply_err(req, rc);
@@ -394,11 +440,13 @@ static void fa_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     struct open_file *of = of_of(fi);
     ssize_t n;
     (void)ino;
-    if (!of->ph) {
+    if (!of->ph && !of->cb) {
         fuse_reply_err(req, EBADF);
         return;
     }
-    n = pending_write(of->ph, buf, size, off);
+    /* a command's result is the result of the write() that ends it */
+    n = of->cb ? control_write(of->cb, buf, size, req_uid(req))
+               : pending_write(of->ph, buf, size, off);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else
@@ -411,7 +459,8 @@ static void fa_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct open_file *of = of_of(fi);
     (void)ino;
-    fuse_reply_err(req, of->ph ? pending_flush(of->ph) : 0);
+    fuse_reply_err(req, of->ph ? pending_flush(of->ph)
+                        : of->cb ? control_flush(of->cb, req_uid(req)) : 0);
 }
 
 static void fa_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -420,6 +469,7 @@ static void fa_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     (void)ino;
     if (of->ph)
         pending_release(of->ph);
+    control_free(of->cb);
     free(of->buf);
     free(of);
     fuse_reply_err(req, 0);
@@ -479,8 +529,8 @@ static void fa_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
             rc = pending_touch(g_fs.pending, ino_id(ino),
                                (to_set & FUSE_SET_ATTR_MTIME_NOW) ? clock_now()
                                                                   : attr->st_mtim.tv_sec, &st);
-    } else if (to_set & FUSE_SET_ATTR_SIZE) {
-        rc = EACCES;
+    } else if ((to_set & FUSE_SET_ATTR_SIZE) && ino != FIXED_DEVICE_CLEAR) {
+        rc = EACCES;   /* device/clear: `>` truncates before writing a command; nothing to do */
     }
     if (!rc && fi && ino_space(ino) == SPACE_PENDING && of_of(fi)->ph)
         pending_handle_stat(of_of(fi)->ph, &st);

@@ -286,6 +286,13 @@ static void retry_waiting(struct pending_dir *d)
     }
 }
 
+void pending_retry_now(struct pending_dir *d)
+{
+    pthread_mutex_lock(&d->lock);
+    pthread_cond_signal(&d->retry_cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
 static void *retry_main(void *arg)
 {
     struct pending_dir *d = arg;

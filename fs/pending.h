@@ -24,6 +24,8 @@ struct pending_dir *pending_new(struct engine *e);
 void pending_free(struct pending_dir *d);
 /* Waiting drafts of an earlier mount; then the retry thread starts. */
 int  pending_start(struct pending_dir *d);
+/* The cause of waiting may be gone (a clearing): retry now, not in 2 s. */
+void pending_retry_now(struct pending_dir *d);
 
 /* A draft name: ends in .json (any case), does not start with '.'. */
 bool pending_is_draft_name(const char *name);

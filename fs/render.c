@@ -14,7 +14,9 @@
 #include <time.h>
 #include "device/crypto.h"
 #include "engine/clock.h"
+#include "engine/clearing.h"
 #include "engine/decimal.h"
+#include "engine/summary.h"
 #include "fs/fs.h"
 #include "fs/pending.h"
 #include "fs/render.h"
@@ -91,8 +93,11 @@ static void render_readme(struct text *t)
         "  receipts/NAME     outcome of each issued draft (JSON); rm to acknowledge\n"
         "  rejected/NAME     a rejected draft as dropped, and NAME.error, why; rm to acknowledge\n"
         "  issued/YYYY-MM/   the invoices, CODE-NUMBER.json, immutable and signed by the device\n"
-        "  reports/          period summaries\n"
-        "  device/           the tax-control device: info, status, rolls\n"
+        "  reports/          YYYY-MM.csv: each period's summary, what clearing reports\n"
+        "  device/           the tax-control device: info, status, rolls, log\n"
+        "  device/clear      echo clear > device/clear  clears the card (清卡) for the\n"
+        "                    finished period, once its tax return is filed; cat it to\n"
+        "                    see what the last clearing did and why it failed\n"
         "  platform/status   uploads to the tax platform\n"
         "\n"
         "Every draft ever received stays in the store for audit, also after rm.\n"
@@ -250,8 +255,16 @@ struct pin {
     struct timespec at;
 };
 
+/* The current snapshot of each file: fixed nodes, and the reports of the
+ * periods read lately (a report not read for a while is re-rendered). */
+#define SLOTS (FIXED_COUNT + 32)
+struct slot {
+    uint64_t ino;
+    struct snapshot *snap;
+};
+
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct snapshot *current[FIXED_COUNT];
+static struct slot slots[SLOTS];
 static struct pin pins[PINS];
 
 static long elapsed_ms(const struct timespec *from)
@@ -274,9 +287,38 @@ static bool is_static(uint64_t ino)
     return ino == FIXED_README || ino == FIXED_DEVICE_TAG || ino == FIXED_PLATFORM_TAG;
 }
 
-/* Render ino into text; 0 or ENOENT. */
+/* reports/YYYY-MM.csv: the period's summary from the store (SPEC §5.4). */
+static int render_report(uint64_t month, struct text *t)
+{
+    struct device_summary sum;
+    char period[8], *csv;
+    size_t len = 0;
+
+    if (!store_has_period(engine_store(g_fs.engine), (int)month))
+        return ENOENT;
+    if (store_period_summary(engine_store(g_fs.engine), clock_month_period((int)month, period), &sum))
+        return EIO;
+    csv = summary_csv(&sum, &len);
+    if (!csv)
+        return ENOMEM;
+    put(t, "%.*s", (int)len, csv);
+    free(csv);
+    return 0;
+}
+
+static void render_device_clear(struct text *t)
+{
+    char *text = clear_last_text(g_fs.engine);
+    if (text)
+        put(t, "%s", text);
+    free(text);
+}
+
+/* Render ino into text; 0 or an errno. */
 static int render(uint64_t ino, struct text *t)
 {
+    if (ino_space(ino) == SPACE_REPORT)
+        return render_report(ino_id(ino), t);
     switch (ino) {
     case FIXED_README: render_readme(t); break;
     case FIXED_STATUS: render_status(t); break;
@@ -285,6 +327,7 @@ static int render(uint64_t ino, struct text *t)
     case FIXED_DEVICE_ROLLS: render_device_rolls(t); break;
     case FIXED_PLATFORM_STATUS: render_platform_status(t); break;
     case FIXED_DEVICE_LOG: render_device_log(t); break;
+    case FIXED_DEVICE_CLEAR: render_device_clear(t); break;
     case FIXED_DEVICE_TAG:
     case FIXED_PLATFORM_TAG:
         /* https://bford.info/cachedir/: the signature line, then a comment */
@@ -304,18 +347,47 @@ static int64_t bytes_mtime(uint64_t ino, const char *buf, size_t len)
     char hex[65], name[64];
     uint64_t parent = FIXED_ROOT, unused;
     const char *leaf = fixed_name(ino, &parent);
+    char period[8];
 
     crypto_sha256(buf, len, digest);
     crypto_hex(digest, 16, hex);
-    snprintf(name, sizeof name, "%s/%s", parent == FIXED_ROOT ? "" : fixed_name(parent, &unused),
-             leaf ? leaf : "?");
+    if (ino_space(ino) == SPACE_REPORT)
+        snprintf(name, sizeof name, "reports/%s.csv", clock_month_period((int)ino_id(ino), period));
+    else
+        snprintf(name, sizeof name, "%s/%s", parent == FIXED_ROOT ? "" : fixed_name(parent, &unused),
+                 leaf ? leaf : "?");
     return store_render_mtime(engine_store(g_fs.engine), name, hex, clock_now());
+}
+
+/* The slot of ino: its own, a free one, or the one read longest ago. */
+static struct slot *slot_of(uint64_t ino)
+{
+    struct slot *free_slot = NULL, *oldest = NULL;
+    int i;
+
+    if (ino_space(ino) == SPACE_FIXED)
+        return &slots[ino];
+    for (i = FIXED_COUNT; i < SLOTS; i++) {
+        struct slot *sl = &slots[i];
+        if (sl->snap && sl->ino == ino)
+            return sl;
+        if (!sl->snap && !free_slot)
+            free_slot = sl;
+        if (sl->snap && (!oldest || sl->snap->at.tv_sec < oldest->snap->at.tv_sec))
+            oldest = sl;
+    }
+    if (free_slot)
+        return free_slot;
+    snap_unref(oldest->snap);
+    oldest->snap = NULL;
+    return oldest;
 }
 
 /* The current snapshot of ino, re-rendered if older than a second; lock held. */
 static struct snapshot *current_snapshot(uint64_t ino, int *err)
 {
-    struct snapshot *s = current[ino], *n;
+    struct slot *sl = slot_of(ino);
+    struct snapshot *s = sl->snap, *n;
     struct text t = { 0 };
 
     if (s && (is_static(ino) || elapsed_ms(&s->at) < SNAPSHOT_MS))
@@ -344,7 +416,8 @@ static struct snapshot *current_snapshot(uint64_t ino, int *err)
     n->mtime = is_static(ino) ? g_fs.created_at : bytes_mtime(ino, t.buf, t.len);
     clock_gettime(CLOCK_MONOTONIC, &n->at);
     snap_unref(s);
-    current[ino] = n;
+    sl->ino = ino;
+    sl->snap = n;
     return n;
 }
 
@@ -376,12 +449,18 @@ static struct snapshot *reader_snapshot(uint64_t ino, pid_t pid, int *err)
     return s;
 }
 
+/* Files rendered here: the fixed ones, and reports. */
+static bool renderable(uint64_t ino)
+{
+    return (ino_space(ino) == SPACE_FIXED && ino < FIXED_COUNT) || ino_space(ino) == SPACE_REPORT;
+}
+
 int render_snapshot(uint64_t ino, pid_t pid, char **buf, size_t *len)
 {
     struct snapshot *s;
     int rc = 0;
 
-    if (ino >= FIXED_COUNT)
+    if (!renderable(ino))
         return ENOENT;
     pthread_mutex_lock(&snap_lock);
     s = reader_snapshot(ino, pid, &rc);
@@ -405,7 +484,7 @@ void render_meta(uint64_t ino, pid_t pid, uint64_t *size, int64_t *mtime)
 
     *size = 0;
     *mtime = g_fs.created_at;
-    if (ino >= FIXED_COUNT)
+    if (!renderable(ino))
         return;
     pthread_mutex_lock(&snap_lock);
     s = reader_snapshot(ino, pid, &rc);
@@ -420,9 +499,9 @@ void render_invalidate(void)
 {
     int i;
     pthread_mutex_lock(&snap_lock);
-    for (i = 0; i < FIXED_COUNT; i++)
-        if (current[i] && !is_static((uint64_t)i))
-            current[i]->at.tv_sec -= SNAPSHOT_MS / 1000 + 1;   /* expired */
+    for (i = 0; i < SLOTS; i++)
+        if (slots[i].snap && !is_static(slots[i].ino))
+            slots[i].snap->at.tv_sec -= SNAPSHOT_MS / 1000 + 1;   /* expired */
     pthread_mutex_unlock(&snap_lock);
 }
 
@@ -434,9 +513,9 @@ void render_cleanup(void)
         snap_unref(pins[i].snap);
         pins[i].snap = NULL;
     }
-    for (i = 0; i < FIXED_COUNT; i++) {
-        snap_unref(current[i]);
-        current[i] = NULL;
+    for (i = 0; i < SLOTS; i++) {
+        snap_unref(slots[i].snap);
+        slots[i].snap = NULL;
     }
     pthread_mutex_unlock(&snap_lock);
 }

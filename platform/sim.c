@@ -79,6 +79,7 @@
 #include "device/device.h"
 #include "engine/decimal.h"
 #include "engine/platform_auth.h"
+#include "engine/summary.h"
 
 #define PROG "fapiaofs-platform-sim"
 #define DEFAULT_PORT        8470
@@ -527,46 +528,6 @@ static void lock_date_of(const char *period, char out[48])
     snprintf(out, 48, "%04d-%02d-15T23:59:59+08:00", month / 12, month % 12 + 1);
 }
 
-/* An amount as JSON text with at most 2 decimals ("9500.00", "-30.00"), in fen. */
-static bool parse_fen(json_t *v, int64_t *fen)
-{
-    const char *s = json_string_value(v);
-    dec_t d;
-
-    if (s == NULL || dec_parse(s, 2, &d) != DEC_OK)
-        return false;
-    *fen = dec_to_fen(d);
-    return true;
-}
-
-static const char *fen_text(int64_t fen, char buf[32])
-{
-    uint64_t m = fen < 0 ? -(uint64_t)fen : (uint64_t)fen;
-
-    snprintf(buf, 32, "%s%" PRIu64 ".%02" PRIu64, fen < 0 ? "-" : "", m / 100, m % 100);
-    return buf;
-}
-
-/* Index of the line for type, colour and rate, or -1. */
-static int find_line(const struct device_summary *s, const char *type, bool red, int rate_pm)
-{
-    for (int i = 0; i < s->nlines; i++)
-        if (strcmp(s->lines[i].type, type) == 0 && s->lines[i].red == red &&
-            s->lines[i].rate_pm == rate_pm)
-            return i;
-    return -1;
-}
-
-/* Invoices of a type and colour a summary counts. */
-static int64_t count_of(const struct device_summary *s, const char *type, bool red)
-{
-    int64_t n = 0;
-
-    for (int i = 0; i < s->nlines; i++)
-        if (strcmp(s->lines[i].type, type) == 0 && s->lines[i].red == red)
-            n += s->lines[i].count;
-    return n;
-}
 
 /* A summary request: what the device signed, and what travels beside it. */
 struct summary {
@@ -631,8 +592,8 @@ static bool parse_summary(json_t *doc, const char *period, struct summary *out, 
             json_integer_value(rate) < 0 || json_integer_value(rate) > RATE_PM_MAX ||
             !json_is_integer(count) || json_integer_value(count) < 0 ||
             json_integer_value(count) > SUMMARY_COUNT_MAX ||
-            !parse_fen(json_object_get(line, "amount"), &l->amount_fen) ||
-            !parse_fen(json_object_get(line, "tax"), &l->tax_fen)) {
+            !summary_amount_fen(json_object_get(line, "amount"), &l->amount_fen) ||
+            !summary_amount_fen(json_object_get(line, "tax"), &l->tax_fen)) {
             snprintf(why, whylen, "lines[%zu]: needs type (3 digits), red (true or false), "
                      "rate_pm (0 to %d), count (0 to %d), amount and tax (decimal text, "
                      "at most 2 decimals)", i, RATE_PM_MAX, SUMMARY_COUNT_MAX);
@@ -644,134 +605,13 @@ static bool parse_summary(json_t *doc, const char *period, struct summary *out, 
         l->count = json_integer_value(count);
         /* One line per type, colour and rate, as the device makes them: a
          * second one would make "the summary's amount at this rate" ambiguous. */
-        if (find_line(&out->s, l->type, l->red, l->rate_pm) >= 0) {
+        if (summary_find_line(&out->s, l->type, l->red, l->rate_pm) >= 0) {
             snprintf(why, whylen, "lines[%zu]: a second line for %s %s rate_pm %d", i, l->type,
                      l->red ? "red" : "blue", l->rate_pm);
             return false;
         }
         out->s.nlines++;
     }
-    return true;
-}
-
-/* The device's key from the base64 of its DER SubjectPublicKeyInfo; NULL
- * unless that is exactly one SM2 public key. */
-static EVP_PKEY *public_key_from_b64(const char *b64)
-{
-    unsigned char der[PUBLIC_KEY_B64_MAX / 4 * 3 + 3];
-    const unsigned char *p = der;
-    size_t len = strlen(b64);
-    EVP_PKEY *key;
-    int n;
-
-    if (len < 4 || len > PUBLIC_KEY_B64_MAX || len % 4 != 0)
-        return NULL;
-    n = EVP_DecodeBlock(der, (const unsigned char *)b64, (int)len);
-    if (n < 0)
-        return NULL;
-    n -= (b64[len - 1] == '=') + (b64[len - 2] == '=');
-    key = d2i_PUBKEY(NULL, &p, n);
-    if (key != NULL && (!EVP_PKEY_is_a(key, "SM2") || p != der + n)) {
-        EVP_PKEY_free(key);
-        key = NULL;
-    }
-    ERR_clear_error();   /* a refused key leaves OpenSSL's error queue of this thread behind */
-    return key;
-}
-
-/* Adds one received invoice to the summary the device would have made of
- * it (add_to_sums() in device/sim.c): red when its total is negative,
- * amounts and tax by rate from its items, counted once, under the rate of
- * its first item.  False with why when the invoice lacks what that needs. */
-static bool tally_invoice(struct device_summary *t, json_t *inv, char *why, size_t whylen)
-{
-    const char *type = json_string_value(json_object_get(inv, "type"));
-    json_t *items = json_object_get(inv, "items"), *item;
-    int64_t total;
-    size_t i;
-
-    if (!valid_type(type) || !parse_fen(json_object_get(json_object_get(inv, "totals"), "total"), &total) ||
-        !json_is_array(items) || json_array_size(items) == 0) {
-        snprintf(why, whylen, "needs type, totals.total and items");
-        return false;
-    }
-    json_array_foreach(items, i, item) {
-        const char *rate_text = json_string_value(json_object_get(item, "tax_rate"));
-        struct device_summary_line *l;
-        int64_t amount, tax;
-        dec_t rate;
-        int rate_pm, n;
-
-        if (rate_text == NULL || dec_parse(rate_text, DEC_SCALE_DIGITS, &rate) != DEC_OK ||
-            rate.v < 0 || rate.v > DEC_SCALE || !parse_fen(json_object_get(item, "amount"), &amount) ||
-            !parse_fen(json_object_get(item, "tax"), &tax)) {
-            snprintf(why, whylen, "items[%zu]: needs tax_rate, amount and tax", i);
-            return false;
-        }
-        rate_pm = (int)(rate.v / (DEC_SCALE / 1000));   /* as sum_rates() in engine/engine.c */
-        n = find_line(t, type, total < 0, rate_pm);
-        if (n < 0) {
-            if (t->nlines == DEVICE_SUMMARY_LINES) {
-                snprintf(why, whylen, "the period has more than %d lines", DEVICE_SUMMARY_LINES);
-                return false;
-            }
-            n = t->nlines++;
-            memcpy(t->lines[n].type, type, 4);
-            t->lines[n].red = total < 0;
-            t->lines[n].rate_pm = rate_pm;
-        }
-        l = &t->lines[n];
-        if (i == 0)
-            l->count++;
-        if (__builtin_add_overflow(l->amount_fen, amount, &l->amount_fen) ||
-            __builtin_add_overflow(l->tax_fen, tax, &l->tax_fen)) {
-            snprintf(why, whylen, "the sums of the period overflow");
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Whether the summary claimed agrees with the one made from the invoices
- * received; the first difference in detail otherwise.  Counts are compared
- * by type and colour and amounts by type, colour and rate: under which rate
- * an invoice of several rates is counted is the device's convention, and
- * not a fact the platform should hold against it. */
-static bool summaries_agree(const struct device_summary *claimed, const struct device_summary *found,
-                            char *detail, size_t len)
-{
-    const struct device_summary *both[2] = { claimed, found };
-    char a[2][32], t[2][32];
-
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < both[k]->nlines; i++) {
-            const struct device_summary_line *l = &both[k]->lines[i];
-            int64_t c = count_of(claimed, l->type, l->red), f = count_of(found, l->type, l->red);
-
-            if (c != f) {
-                snprintf(detail, len, "%s %s: the summary counts %" PRId64 " invoices, the platform "
-                         "received %" PRId64, l->type, l->red ? "red" : "blue", c, f);
-                return false;
-            }
-        }
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < both[k]->nlines; i++) {
-            const struct device_summary_line *l = &both[k]->lines[i];
-            int c = find_line(claimed, l->type, l->red, l->rate_pm);
-            int f = find_line(found, l->type, l->red, l->rate_pm);
-            int64_t ca = c >= 0 ? claimed->lines[c].amount_fen : 0;
-            int64_t ct = c >= 0 ? claimed->lines[c].tax_fen : 0;
-            int64_t fa = f >= 0 ? found->lines[f].amount_fen : 0;
-            int64_t ft = f >= 0 ? found->lines[f].tax_fen : 0;
-
-            if (ca != fa || ct != ft) {
-                snprintf(detail, len, "%s %s rate_pm %d: the summary says amount %s tax %s, the "
-                         "invoices received add up to amount %s tax %s", l->type,
-                         l->red ? "red" : "blue", l->rate_pm, fen_text(ca, a[0]), fen_text(ct, t[0]),
-                         fen_text(fa, a[1]), fen_text(ft, t[1]));
-                return false;
-            }
-        }
     return true;
 }
 
@@ -991,7 +831,7 @@ static int tally_received(struct sim_db *d, const char *period, const char *mach
         char invalid[160];
 
         (*count)++;
-        if (why[0] == '\0' && !tally_invoice(found, inv, invalid, sizeof invalid))
+        if (why[0] == '\0' && summary_add_invoice(found, inv, invalid, sizeof invalid) != 0)
             snprintf(why, whylen, "invoice %s-%s: %s",
                      (const char *)sqlite3_column_text(d->period_invoices, 0),
                      (const char *)sqlite3_column_text(d->period_invoices, 1), invalid);
@@ -1011,7 +851,7 @@ static void clear_period(struct sim *sim, const char *period, const char *machin
     struct summary claimed;
     char why[512], lock_date[48];
     json_t *doc = NULL;
-    int64_t received, total = 0;
+    int64_t received, total;
     size_t len;
     int filed, rc;
 
@@ -1048,8 +888,7 @@ static void clear_period(struct sim *sim, const char *period, const char *machin
         fprintf(stderr, PROG ": the stored summary of %s no longer parses: %s\n", period, why);
         goto storage;
     }
-    for (int i = 0; i < claimed.s.nlines; i++)
-        total += claimed.s.lines[i].count;
+    total = summary_count(&claimed.s);
     if (tally_received(d, period, machine, &found, &received, why, sizeof why) != 0)
         goto storage;
     if (received < total) {
@@ -1060,7 +899,11 @@ static void clear_period(struct sim *sim, const char *period, const char *machin
     if (why[0] == '\0' && received > total)
         snprintf(why, sizeof why, "the summary counts %" PRId64 " invoices of %s, the platform "
                  "received %" PRId64, total, period, received);
-    if (why[0] != '\0' || !summaries_agree(&claimed.s, &found, why, sizeof why)) {
+    /* Line by line, counts included: the platform sums as the device does
+     * (engine/summary.c), so an invoice of several rates counts under its
+     * first item's rate on both sides. */
+    if (why[0] != '\0' ||
+        !summary_equal(&claimed.s, "the summary", &found, "the platform", why, sizeof why)) {
         refuse(res, MHD_HTTP_FORBIDDEN, json_pack("{s:s,s:s}", "error", "summary_mismatch",
                                                   "detail", why));
         goto out;
@@ -1520,7 +1363,7 @@ static enum MHD_Result post_summary(struct sim *sim, struct MHD_Connection *conn
         ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, "invalid_summary", "detail", why);
         goto out;
     }
-    device_key = public_key_from_b64(sum.device_public_key);
+    device_key = crypto_public_from_b64(sum.device_public_key);
     if (device_key == NULL) {
         ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, "invalid_summary", "detail",
                             "device_public_key: not the base64 DER of an SM2 public key");

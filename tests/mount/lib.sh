@@ -6,6 +6,10 @@
 #   t_setup NAME            state dir, simulator, configuration, mount
 #   ok COND_EXIT_STATUS DESC / check DESC CMD... / check_eq DESC GOT WANT
 #   t_remount               unmount and mount again on the same state
+#   T_CLOCK=ISO t_setup ... the mount runs on a test clock ([clock] file = $T/clock);
+#   t_clock ISO             move it (the daemon and the device re-read it at every use)
+#   T_CONF=$'[fs]\ngroup = g' t_setup ...   lines appended to the configuration before the mount
+#   T_TMP=DIR t_setup ...   the test's folder under DIR instead of tests/tmp
 #   (cleanup runs at exit: unmount, stop the simulator, sanitizer report check)
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -22,7 +26,7 @@ check()    { local d=$1; shift; "$@" >/dev/null 2>&1; ok $? "$d"; }
 check_eq() { if [ "$2" == "$3" ]; then echo "ok - $1"; else echo "not ok - $1 (got '$2', want '$3')"; T_FAILED=1; fi; }
 
 t_setup() {
-  T=$ROOT/tests/tmp/$1.$(basename "$BUILD")
+  T=${T_TMP:-$ROOT/tests/tmp}/$1.$(basename "$BUILD")
   [ -d "$T/mnt" ] && fusermount3 -uz "$T/mnt" 2>/dev/null
   rm -rf "$T"; mkdir -p "$T/state" "$T/mnt"
   MNT=$T/mnt
@@ -42,8 +46,15 @@ app_secret_file = $T/secret
 timeout_ms = 2000
 CONF
   printf 'demo-secret\n' > "$T/secret"
+  if [ -n "${T_CLOCK:-}" ]; then
+    t_clock "$T_CLOCK"
+    printf '[clock]\nfile = %s\n' "$T/clock" >> "$T/fapiaofs.conf"
+  fi
+  if [ -n "${T_CONF:-}" ]; then printf '%s\n' "$T_CONF" >> "$T/fapiaofs.conf"; fi
   t_mount
 }
+
+t_clock() { printf '%s\n' "$1" > "$T/clock.new" && mv "$T/clock.new" "$T/clock"; }
 
 t_platform_start() {
   rm -f "$T/platform.port" "$T/platform.admin"

@@ -204,7 +204,7 @@ api POST /v1/periods/$PERIOD/summary "$T/differ.json"
 check_eq "a summary with other amounts: 200 replaced" "$STATUS $(field 'd["status"]')" "200 replaced"
 api POST /v1/periods/$PERIOD/clearance "$T/clear.json"
 check_eq "amounts that differ: 403 summary_mismatch" "$STATUS $(field 'd["error"]')" "403 summary_mismatch"
-field 'd["detail"]' | grep -q '^026 blue rate_pm 60: the summary says amount 9600.00 tax 576.00, .* amount 9500.00 tax 570.00$'
+field 'd["detail"]' | grep -q '^026 blue 6%: the summary counts 1 invoice, amount 9600.00, tax 576.00; the platform 1, 9500.00, 570.00$'
 ok $? "the mismatch detail names the line and both sums ($(field 'd["detail"]'))"
 
 # ---- the answer ----

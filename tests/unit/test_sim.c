@@ -3,8 +3,10 @@
  * created with chosen parameters, rolls used in order and running out,
  * every refusal (limit, lock date, roll, PIN and PIN lock), the admin
  * commands of fapiaofs-sim seen live by an open device, the journal and the
- * signed period summary, a torn journal line, and the state file and
- * journal surviving SIGKILL at random moments of a signing loop.
+ * signed period summary, a torn journal line, 反写 of platform-signed
+ * clearance answers (trust on first use of the platform key, every refusal,
+ * idempotence), and the state file and journal surviving SIGKILL at random
+ * moments of a signing loop.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -590,6 +592,366 @@ static void test_pin(void)
     device_close(d);
 }
 
+/* ---- 反写: clearance answers ------------------------------------------- */
+
+/* What an answer says; the platform signs exactly these values. */
+struct answer_fields {
+    const char *period, *machine, *lock_date, *per_invoice, *offline_amount;
+    int offline_hours;
+};
+
+static const struct answer_fields nov = { "2026-11", "499099000001", "2027-01-15T23:59:59+08:00",
+                                          "5000000.00", "2000000.00", 48 };
+
+/* The clearance answer of platform/sim.c signed by `signer` over `f`, with
+ * platform_public_key when key_b64 is given and lock_date replaced by
+ * shown_lock (a tampered answer) when that is given.  malloc'd. */
+static char *make_answer(EVP_PKEY *signer, const struct answer_fields *f, const char *key_b64,
+                         const char *shown_lock)
+{
+    char text[256], sig[CRYPTO_SIG_B64_MAX];
+    json_t *o;
+    char *out;
+
+    snprintf(text, sizeof text, "CLEARANCE %s %s %s %s %d %s", f->period, f->machine, f->lock_date,
+             f->per_invoice, f->offline_hours, f->offline_amount);
+    if (crypto_sm2_sign_b64(signer, text, strlen(text), sig, sizeof sig))
+        return NULL;
+    o = json_pack("{s:s,s:s,s:b,s:s,s:{s:s,s:i,s:s},s:s}", "period", f->period,
+                  "machine_number", f->machine, "cleared", 1,
+                  "lock_date", shown_lock ? shown_lock : f->lock_date,
+                  "limits", "per_invoice", f->per_invoice, "offline_hours", f->offline_hours,
+                  "offline_amount", f->offline_amount, "signature", sig);
+    if (key_b64)
+        json_object_set_new(o, "platform_public_key", json_string(key_b64));
+    out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return out;
+}
+
+static enum fa_err apply(struct device *d, const char *answer)
+{
+    return answer ? device_apply_clearance(d, answer, strlen(answer)) : FA_NOMEM;
+}
+
+/* apply() of an answer made and freed in place */
+static enum fa_err apply_made(struct device *d, EVP_PKEY *signer, const struct answer_fields *f,
+                              const char *key_b64, const char *shown_lock)
+{
+    char *a = make_answer(signer, f, key_b64, shown_lock);
+    enum fa_err err = apply(d, a);
+    free(a);
+    return err;
+}
+
+/* A fresh SM2 key pair standing for the platform's, and its base64 SPKI. */
+static EVP_PKEY *platform_key(char b64[CRYPTO_PUBLIC_B64_MAX])
+{
+    char *pem = crypto_sm2_generate_pem();
+    EVP_PKEY *key = pem ? crypto_key_from_pem(pem, 1) : NULL;
+    free(pem);
+    if (key && crypto_public_b64(key, b64, CRYPTO_PUBLIC_B64_MAX)) {
+        EVP_PKEY_free(key);
+        key = NULL;
+    }
+    return key;
+}
+
+static void set_clock_file(const char *file, const char *when)
+{
+    write_all(file, when);
+    clock_set_file(file);
+}
+
+/* Malformed answers, all FA_INVAL, on a logged-in device without a key. */
+static void clearance_malformed(struct device *d, EVP_PKEY *pk, const char *pk_b64)
+{
+    static const char *bad[] = {
+        "{", "[]", "null", "{\"period\":\"2026-11\"}",
+        "{\"period\":\"2026-11\",\"period\":\"2026-11\"}",
+    };
+    struct answer_fields a;
+    json_t *o, *lim;
+    char *ans, *mod;
+    size_t i;
+
+    CHECK_INT(device_apply_clearance(d, "", 0), FA_INVAL);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(apply(d, bad[i]) == FA_INVAL, "malformed answer %s is FA_INVAL", bad[i]);
+    a = nov;
+    a.period = "2026-13";
+    CHECK_INT(apply_made(d, pk, &a, pk_b64, NULL), FA_INVAL);
+    a = nov;
+    a.per_invoice = "1.234";
+    CHECK_INT(apply_made(d, pk, &a, pk_b64, NULL), FA_INVAL);
+    a = nov;
+    a.per_invoice = "0.00";
+    CHECK_INT(apply_made(d, pk, &a, pk_b64, NULL), FA_INVAL);
+    a = nov;
+    a.offline_amount = "-1.00";
+    CHECK_INT(apply_made(d, pk, &a, pk_b64, NULL), FA_INVAL);
+    a = nov;
+    a.offline_hours = -1;
+    CHECK_INT(apply_made(d, pk, &a, pk_b64, NULL), FA_INVAL);
+    a = nov;
+    a.lock_date = "2027-01-15 23:59:59";
+    CHECK_INT(apply_made(d, pk, &a, pk_b64, NULL), FA_INVAL);
+    a = nov;
+    a.lock_date = " 2027-01-15T23:59:59+08:00";   /* would slip a space into the signed text */
+    CHECK_INT(apply_made(d, pk, &a, pk_b64, NULL), FA_INVAL);
+    a = nov;
+    a.machine = "49909900000";
+    CHECK_INT(apply_made(d, pk, &a, pk_b64, NULL), FA_INVAL);
+    CHECK_INT(apply_made(d, pk, &nov, "AAAA", NULL), FA_INVAL);   /* not a key */
+
+    ans = make_answer(pk, &nov, pk_b64, NULL);
+    o = ans ? json_loads(ans, 0, NULL) : NULL;
+    lim = json_object_get(o, "limits");
+    CHECK(o != NULL, "answer made");
+    json_object_set_new(lim, "offline_hours", json_string("48"));
+    mod = json_dumps(o, JSON_COMPACT);
+    CHECK(apply(d, mod) == FA_INVAL, "offline_hours as a string is FA_INVAL");
+    free(mod);
+    json_object_set_new(lim, "offline_hours", json_integer(48));
+    json_object_set_new(o, "cleared", json_false());
+    mod = json_dumps(o, JSON_COMPACT);
+    CHECK(apply(d, mod) == FA_INVAL, "\"cleared\": false is FA_INVAL");
+    free(mod);
+    json_object_set_new(o, "cleared", json_true());
+    json_object_del(o, "signature");
+    mod = json_dumps(o, JSON_COMPACT);
+    CHECK(apply(d, mod) == FA_INVAL, "an answer without signature is FA_INVAL");
+    free(mod);
+    json_decref(o);
+    /* above 64 KiB, even when it is the good answer followed by blanks */
+    if (ans) {
+        size_t n = 64 * 1024 + 1, len = strlen(ans);
+        char *big = malloc(n + 1);
+        if (big) {
+            memcpy(big, ans, len);
+            memset(big + len, ' ', n - len);
+            big[n] = 0;
+            CHECK_INT(device_apply_clearance(d, big, n), FA_INVAL);
+            free(big);
+        }
+    }
+    free(ans);
+    CHECK_STR(status_of(d).cleared_through, "2026-10");
+}
+
+static void test_clearance(void)
+{
+    struct sim_params p;
+    struct device *d = NULL;
+    struct device_issue_fields f;
+    struct device_status ds;
+    struct answer_fields a;
+    EVP_PKEY *pk = NULL, *other = NULL;
+    char path[PATH_MAX], clockf[PATH_MAX], why[512], lock[32], pk_b64[CRYPTO_PUBLIC_B64_MAX];
+    char other_b64[CRYPTO_PUBLIC_B64_MAX], want[CRYPTO_PUBLIC_B64_MAX + 32], *text, *before, *after;
+    json_t *raw;
+
+    path_in(path, sizeof path, "clear.json");
+    path_in(clockf, sizeof clockf, "clock");
+    /* the day after the lock date that clearing 2026-10 gave: locked until 2026-11 is cleared */
+    set_clock_file(clockf, "2026-12-16T10:00:00+08:00");
+    pk = platform_key(pk_b64);
+    other = platform_key(other_b64);
+    CHECK(pk && other && strcmp(pk_b64, other_b64), "two platform SM2 keys made");
+    if (!pk || !other)
+        goto out;
+    sim_params_demo(&p);
+    strcpy(p.cleared_through, "2026-10");
+    CHECK_INT(sim_create(path, &p, why, sizeof why), FA_OK);
+    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
+    if (!d)
+        goto out;
+    ds = status_of(d);
+    CHECK_STR(clock_iso_cst(ds.lock_date, lock), "2026-12-15T23:59:59+08:00");
+    CHECK(ds.locked, "2026-12-16 with 2026-11 not cleared: locked");
+    text = show(path);
+    CHECK(text && strstr(text, "platform_key: none (enrolled at the first clearing)\n"),
+          "show: no platform key yet");
+    free(text);
+
+    /* nothing pinned: refused without a key, and without the PIN */
+    CHECK_INT(apply_made(d, pk, &nov, NULL, NULL), FA_PERM);
+    CHECK_INT(apply_made(d, pk, &nov, pk_b64, NULL), FA_DEV_PIN);
+    text = show(path);
+    CHECK(text && strstr(text, "platform_key: none") && strstr(text, "cleared_through: 2026-10\n"),
+          "refused answers neither enrol the key nor clear");
+    free(text);
+    CHECK_INT(d->ops->verify_pin(d, SIM_DEMO_PIN), FA_OK);
+    CHECK_INT(begin(d, "026", 100, clock_now(), &f), FA_DEV_LOCKED);
+    clearance_malformed(d, pk, pk_b64);
+
+    /* signed right but refused */
+    a = nov;
+    a.machine = "499099000002";
+    CHECK_INT(apply_made(d, pk, &a, pk_b64, NULL), FA_PERM);            /* not this device */
+    CHECK_INT(apply_made(d, pk, &nov, pk_b64, "2099-01-15T23:59:59+08:00"), FA_PERM); /* tampered */
+    CHECK_INT(apply_made(d, other, &nov, pk_b64, NULL), FA_PERM);       /* not by the key given */
+    a = nov;
+    a.period = "2026-12";
+    a.lock_date = "2027-02-15T23:59:59+08:00";
+    CHECK_INT(apply_made(d, pk, &a, pk_b64, NULL), FA_INVAL);           /* skips 2026-11 */
+    a.period = "2027-01";
+    CHECK_INT(apply_made(d, pk, &a, pk_b64, NULL), FA_INVAL);
+    ds = status_of(d);
+    CHECK_STR(ds.cleared_through, "2026-10");
+    CHECK_INT(ds.limit_fen, 1000000000);
+
+    /* the good answer: cleared, new lock date and limits, key enrolled */
+    CHECK_INT(apply_made(d, pk, &nov, pk_b64, NULL), FA_OK);
+    ds = status_of(d);
+    CHECK_STR(ds.cleared_through, "2026-11");
+    CHECK_STR(clock_iso_cst(ds.lock_date, lock), "2027-01-15T23:59:59+08:00");
+    CHECK_INT(ds.limit_fen, 500000000);
+    CHECK_INT(ds.offline_hours, 48);
+    CHECK_INT(ds.offline_amount_fen, 200000000);
+    CHECK(!ds.locked, "cleared: no longer locked");
+    CHECK_INT(begin(d, "026", 100, clock_now(), &f), FA_OK);
+    snprintf(want, sizeof want, "platform_key: %s\n", pk_b64);
+    text = show(path);
+    CHECK(text && strstr(text, want), "show: the platform key enrolled");
+    free(text);
+
+    /* the same answer again (a clearing run again after a crash): OK, nothing written */
+    before = read_all(path);
+    CHECK_INT(apply_made(d, pk, &nov, pk_b64, NULL), FA_OK);
+    CHECK_INT(apply_made(d, pk, &nov, NULL, NULL), FA_OK);   /* the pinned key suffices */
+    after = read_all(path);
+    CHECK(before && after && !strcmp(before, after), "an answer applied twice changes nothing");
+    free(before);
+    free(after);
+    a = nov;
+    a.period = "2026-10";
+    a.lock_date = "2026-12-15T23:59:59+08:00";
+    CHECK_INT(apply_made(d, pk, &a, NULL, NULL), FA_OK);     /* an older one: also nothing */
+    ds = status_of(d);
+    CHECK_STR(ds.cleared_through, "2026-11");
+    CHECK_STR(clock_iso_cst(ds.lock_date, lock), "2027-01-15T23:59:59+08:00");
+
+    /* after enrolment another key is refused, even when the answer brings it */
+    a = nov;
+    a.period = "2026-12";
+    a.lock_date = "2027-02-15T23:59:59+08:00";
+    CHECK_INT(apply_made(d, other, &a, other_b64, NULL), FA_PERM);
+    CHECK_STR(status_of(d).cleared_through, "2026-11");
+    device_close(d);
+    d = NULL;
+
+    /* reopened: all kept, the pinned key too */
+    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
+    if (!d)
+        goto out;
+    ds = status_of(d);
+    CHECK_STR(ds.cleared_through, "2026-11");
+    CHECK_STR(clock_iso_cst(ds.lock_date, lock), "2027-01-15T23:59:59+08:00");
+    CHECK_INT(ds.limit_fen, 500000000);
+    raw = json_load_file(path, 0, NULL);
+    CHECK_STR(json_string_value(json_object_get(raw, "platform_key")), pk_b64);
+    json_decref(raw);
+    CHECK_INT(d->ops->verify_pin(d, SIM_DEMO_PIN), FA_OK);
+    /* the pinned key decides: a different supplied key is ignored */
+    CHECK_INT(apply_made(d, pk, &a, other_b64, NULL), FA_OK);
+    CHECK_STR(status_of(d).cleared_through, "2026-12");
+
+    /* the administrator forgets the key: the next clearing enrols one again */
+    CHECK_INT(set1(path, "platform_key=AAAA"), FA_INVAL);
+    CHECK_INT(set1(path, "platform_key=not base64!"), FA_INVAL);
+    CHECK_INT(set1(path, "platform_key="), FA_OK);
+    text = show(path);
+    CHECK(text && strstr(text, "platform_key: none (enrolled at the first clearing)\n"),
+          "show: key forgotten");
+    free(text);
+    a.period = "2027-01";
+    a.lock_date = "2027-03-15T23:59:59+08:00";
+    CHECK_INT(apply_made(d, other, &a, other_b64, NULL), FA_OK);
+    snprintf(want, sizeof want, "platform_key: %s\n", other_b64);
+    text = show(path);
+    CHECK(text && strstr(text, want), "show: the other key enrolled by the open device");
+    free(text);
+    device_close(d);
+    d = NULL;
+
+    /* an old state file without the field loads: no key */
+    raw = json_load_file(path, 0, NULL);
+    json_object_del(raw, "platform_key");
+    CHECK(raw && json_dump_file(raw, path, JSON_INDENT(2)) == 0, "state without platform_key");
+    json_decref(raw);
+    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
+    if (d)
+        CHECK_STR(status_of(d).cleared_through, "2027-01");
+    text = show(path);
+    CHECK(text && strstr(text, "platform_key: none"), "an old state file: no key pinned");
+    free(text);
+    {
+        char kv[CRYPTO_PUBLIC_B64_MAX + 16];
+        snprintf(kv, sizeof kv, "platform_key=%s", pk_b64);
+        CHECK_INT(set1(path, kv), FA_OK);
+        snprintf(want, sizeof want, "platform_key: %s\n", pk_b64);
+        text = show(path);
+        CHECK(text && strstr(text, want), "set platform_key=B64 pins it");
+        free(text);
+    }
+
+    /* created with a key */
+    {
+        char other_path[PATH_MAX];
+        path_in(other_path, sizeof other_path, "clear2.json");
+        sim_params_demo(&p);
+        strcpy(p.platform_key, "AAAA");
+        CHECK_INT(sim_create(other_path, &p, why, sizeof why), FA_INVAL);
+        CHECK(strstr(why, "platform_key") != NULL, "a bad key is named: %s", why);
+        strcpy(p.platform_key, other_b64);
+        CHECK_INT(sim_create(other_path, &p, why, sizeof why), FA_OK);
+        snprintf(want, sizeof want, "platform_key: %s\n", other_b64);
+        text = show(other_path);
+        CHECK(text && strstr(text, want), "create with a platform key pins it");
+        free(text);
+    }
+out:
+    if (d)
+        device_close(d);
+    EVP_PKEY_free(pk);
+    EVP_PKEY_free(other);
+    clock_set_file(NULL);
+}
+
+/* A wrong PIN costs a try but does not log out the session of the right one. */
+static void test_pin_session(void)
+{
+    struct sim_params p;
+    struct device *d = NULL;
+    struct device_issue_fields f;
+    char path[PATH_MAX], why[512];
+    int i;
+
+    path_in(path, sizeof path, "session.json");
+    sim_params_demo(&p);
+    CHECK_INT(sim_create(path, &p, why, sizeof why), FA_OK);
+    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
+    if (!d)
+        return;
+    CHECK_INT(d->ops->verify_pin(d, SIM_DEMO_PIN), FA_OK);
+    CHECK_INT(d->ops->verify_pin(d, "WRONG"), FA_DEV_PIN);
+    CHECK_INT(status_of(d).pin_retries_left, 4);
+    CHECK_INT(begin(d, "026", 100, clock_now(), &f), FA_OK);
+    for (i = 3; i >= 1; i--)
+        CHECK_INT(d->ops->verify_pin(d, "WRONG"), FA_DEV_PIN);
+    CHECK_INT(status_of(d).pin_retries_left, 1);
+    CHECK_INT(begin(d, "026", 100, clock_now(), &f), FA_OK);
+    CHECK_INT(d->ops->verify_pin(d, "WRONG"), FA_DEV_PIN);   /* the last try: PIN-locked */
+    CHECK_INT(status_of(d).pin_retries_left, 0);
+    CHECK_INT(begin(d, "026", 100, clock_now(), &f), FA_DEV_PIN);
+    CHECK_INT(sim_admin_reset_pin(path, why, sizeof why), FA_OK);
+    CHECK_INT(begin(d, "026", 100, clock_now(), &f), FA_DEV_PIN);   /* logged out by the lock */
+    CHECK_INT(d->ops->verify_pin(d, SIM_DEMO_PIN), FA_OK);
+    CHECK_INT(begin(d, "026", 100, clock_now(), &f), FA_OK);
+    device_close(d);
+}
+
 /* ---- SIGKILL at random moments ----------------------------------------- */
 
 static void crash_child(const char *path)
@@ -721,6 +1083,8 @@ int main(void)
     test_journal(path);
     test_torn(path);
     test_pin();
+    test_pin_session();
+    test_clearance();
     test_crash();
     rm_dir(dir);
     return unit_done();

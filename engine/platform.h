@@ -1,0 +1,50 @@
+/*
+ * platform.h — the client side of the platform API (SPEC §6): one signed
+ * HTTP call at a time over libcurl.
+ *
+ * A client owns one curl easy handle (the connection stays alive between
+ * calls) and is used by one thread at a time: the uploader has its own,
+ * and so does a clearing.  Every request carries X-App-Key, X-Timestamp,
+ * X-Nonce and X-Signature (engine/platform_auth.h); TLS is verified (with
+ * [platform] ca_file when set); timeouts are [platform] timeout_ms.
+ */
+#ifndef FAPIAO_PLATFORM_H
+#define FAPIAO_PLATFORM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "engine/config.h"
+
+typedef struct platform_client platform_client_t;
+
+#define PLATFORM_REPLY_MAX (1024 * 1024)   /* an answer longer than this is cut */
+
+struct platform_reply {
+    long http;            /* the HTTP status; 0 when there was no HTTP answer */
+    char *body;           /* the answer, NUL-terminated, malloc'd (may be NULL) */
+    size_t len;
+    char code[64];        /* the "error" member of a JSON answer, or "" */
+    char error[512];      /* http == 0: why, in words ("connection refused to URL") */
+};
+
+/* A client for the configured platform.  0, or -1 (out of memory, curl). */
+int platform_client_open(const struct config *c, platform_client_t **out);
+void platform_client_close(platform_client_t *pc);
+/* Whether a platform url is configured at all. */
+bool platform_configured(const platform_client_t *pc);
+/* The configured url without a trailing '/', for messages. */
+const char *platform_url(const platform_client_t *pc);
+/* Makes the call in progress (and any later one) give up within about a
+ * second: for stopping a thread that may be waiting out a timeout. */
+void platform_client_abandon(platform_client_t *pc);
+
+/* One signed call.  path is relative to the configured url and starts with
+ * '/' ("/v1/periods/2026-11/summary"); body may be NULL for GET.  Returns 0
+ * when an HTTP answer came (whatever its status: see r->http), -1 when none
+ * did (r->error says why; also when no url is configured).  Free r with
+ * platform_reply_free() in both cases. */
+int platform_call(platform_client_t *pc, const char *method, const char *path, const void *body,
+                  size_t len, struct platform_reply *r);
+void platform_reply_free(struct platform_reply *r);
+
+#endif
