@@ -2,10 +2,13 @@
  * sim.h — the simulated tax-control device (SPEC §5.1, §5.2 `sim`).
  *
  * State lives in one JSON file, rewritten crash-safely (new file, fsync,
- * rename, fsync of the directory) whenever it changes; the journal of
- * signed invoices is a second, append-only file beside it (STATE.journal),
- * fsync'd before the state that consumes the number.  Its clock is
- * clock_now(), so the test clock moves it too.
+ * rename, fsync of the directory) whenever a setting changes; the journal
+ * of signed invoices is a second, append-only file beside it
+ * (STATE.journal), fdatasync'd at every signature.  The journal alone
+ * records which numbers are consumed: a roll's next number is always at
+ * least one past the highest the journal signed, so signing does not
+ * rewrite the state file.  Its clock is clock_now(), so the test clock
+ * moves it too.
  *
  * Administration (fapiaofs-sim, tests) goes through the sim_admin_*
  * functions while a daemon may have the device open.  Both sides take an

@@ -82,7 +82,7 @@ enum stmt_id {
     S_COUNT_INVOICES, S_COUNT_WAITING, S_COUNT_REJECTED, S_COUNT_QUEUE, S_COUNT_LOG,
     S_NEXT_UPLOAD, S_UPLOAD_DEL, S_UPLOAD_DONE, S_UPLOAD_FAILED, S_UPLOAD_DUE,
     S_PUT_LINE, S_PERIOD_LINES, S_NEXT_QUEUED_IN, S_COUNT_QUEUED_IN, S_ALL_INVOICES,
-    S_PERIOD_INVOICES,
+    S_PERIOD_INVOICES, S_SYNC_NORMAL, S_SYNC_FULL,
     /* per collection: list, lookup, stat, read, hide (COLL_COUNT of each) */
     S_COLL_BASE,
     S_COUNT = S_COLL_BASE + 5 * COLL_COUNT
@@ -151,6 +151,8 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_UPLOAD_FAILED] = "UPDATE upload_queue SET attempts = attempts + 1, next_at = ?2,"
                         " last_error = ?3 WHERE invoice_id = ?1",
     [S_UPLOAD_DUE] = "SELECT next_at FROM upload_queue ORDER BY invoice_id LIMIT 1",
+    [S_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
+    [S_SYNC_FULL] = "PRAGMA synchronous = FULL",
     [S_PUT_LINE] = "INSERT INTO period_lines(period, type, red, rate_pm, count, amount_fen, tax_fen)"
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(period, type, red, rate_pm)"
                    " DO UPDATE SET count = count + excluded.count,"
@@ -447,12 +449,26 @@ void store_close(store_t *s)
 
 /* ---- drafts ---------------------------------------------------------- */
 
+/* The one commit that is not synced: a draft is recorded so that every
+ * draft received stays for audit, but until its outcome is committed its
+ * close() has not returned and the writer still holds it.  In WAL mode the
+ * next synchronous=FULL commit (the outcome, or the write-ahead intent)
+ * syncs the log up to and including this record, so it costs no fsync of
+ * its own, and a kill -9 loses nothing: the log is in the page cache. */
 enum fa_err store_add_draft(store_t *s, const char *name, const void *body, size_t len,
                             int64_t now, int64_t *draft_id)
 {
-    int rc;
-    EXEC_ONE(s, draft_id, S_ADD_DRAFT, "tib", name, now, body, len);
-    return sqlite_to_fa(rc);
+    int rc, restore;
+
+    pthread_mutex_lock(&s->lock);
+    rc = run(st(s, S_SYNC_NORMAL));
+    if (rc == SQLITE_OK)
+        rc = bind_run(s, S_ADD_DRAFT, "tib", name, now, body, len);
+    if (rc == SQLITE_OK)
+        *draft_id = sqlite3_last_insert_rowid(s->db);
+    restore = run(st(s, S_SYNC_FULL));   /* every other commit is durable */
+    pthread_mutex_unlock(&s->lock);
+    return sqlite_to_fa(rc != SQLITE_OK ? rc : restore);
 }
 
 enum fa_err store_set_draft_waiting(store_t *s, int64_t draft_id, const char *reason)
