@@ -503,6 +503,8 @@ void draft_totals(struct draft *d, struct problems *p)
     }
     if (!dec_add(d->total_amount, d->total_tax, &d->total))
         problems_add(p, "items: totals out of range");
+    else if (d->total.v == 0)   /* it would use up a number and mean nothing */
+        problems_add(p, "items: the invoice's total is 0.00; an invoice must have an amount");
     if (dec_abs(d->tax_deviation).v > DRAFT_INVOICE_TOLERANCE_FEN * DEC_FEN)
         problems_add(p, "items: the given taxes differ from the computed ones by %s in total; "
                         "at most ±1.27 per invoice", dec_format(d->tax_deviation, 2, a));

@@ -226,6 +226,17 @@ enum fa_err text_to_utf8(const void *in, size_t len, char **out, size_t *out_len
     if (base)
         return text_reject(why, whylen, "(document): has a UTF-8 byte order mark but is not UTF-8 (%s); "
                            "save the draft as UTF-8", utf8_what);
+    /* UTF-8 Chinese before the bad byte: a UTF-8 file with a stray byte, which
+     * GB18030 would "decode" into nonsense that the device then signs.  Real
+     * GBK text rarely forms even one valid 3-byte UTF-8 sequence by chance
+     * (about 2 % per character); two before the first invalid byte is taken
+     * as proof of UTF-8. */
+    size_t i, wide = 0;
+    for (i = base; i < bad; i++)
+        wide += b[i] >= 0xE0;   /* in valid UTF-8, the lead byte of 3 or 4 bytes */
+    if (wide >= 2)
+        return text_reject(why, whylen, "(document): not UTF-8 (%s) after UTF-8 text; the file mixes "
+                           "encodings: save the draft as UTF-8", utf8_what);
 
     char gb_what[96] = "";
     size_t gb_bad = 0;

@@ -60,6 +60,7 @@ struct pending_dir {
     struct pending_entry **orphans;
     size_t norphans, cap_orphans;
     uint64_t next_id;
+    size_t held;                  /* bytes of memory holding file contents */
     /* the retry thread for waiting drafts */
     pthread_t retry_thread;
     bool retry_running, stopping;
@@ -67,6 +68,9 @@ struct pending_dir {
 };
 
 #define RETRY_SECONDS 2
+/* What pending/ may hold in memory, all files together: without a bound, a
+ * writer could fill the daemon's memory with scratch files. */
+#define PENDING_MEMORY_MAX ((size_t)256 << 20)
 
 bool pending_is_draft_name(const char *name)
 {
@@ -87,8 +91,28 @@ static void entry_unref(struct pending_entry *e)
             d->orphans[i] = d->orphans[--d->norphans];
             break;
         }
+    d->held -= e->cap;
     free(e->data);
     free(e);
+}
+
+/* Room for cap bytes of content; 0, ENOSPC past PENDING_MEMORY_MAX, ENOMEM.
+ * Lock held. */
+static int grow_entry(struct pending_dir *d, struct pending_entry *e, size_t cap)
+{
+    unsigned char *p;
+
+    if (cap <= e->cap)
+        return 0;
+    if (d->held - e->cap + cap > PENDING_MEMORY_MAX)
+        return ENOSPC;
+    p = realloc(e->data, cap);
+    if (!p)
+        return ENOMEM;
+    d->held += cap - e->cap;
+    e->data = p;
+    e->cap = cap;
+    return 0;
 }
 
 /* Index of the entry named `name`, or -1; lock held. */
@@ -336,6 +360,7 @@ static int load_waiting(void *ctx, struct store_draft *sd)
     }
     e->data = sd->body;
     e->size = e->cap = sd->len;
+    d->held += e->cap;
     e->mtime = sd->received_at;
     e->state = ENTRY_WAITING;
     e->draft_id = sd->id;
@@ -518,16 +543,14 @@ ssize_t pending_write(struct pending_handle *h, const char *buf, size_t size, of
     }
     if (end > e->cap) {
         size_t cap = e->cap ? e->cap : 4096;
-        unsigned char *p;
+        int err;
         while (cap < end)
             cap *= 2;
-        p = realloc(e->data, cap);
-        if (!p) {
-            rc = -ENOMEM;
+        err = grow_entry(d, e, cap);
+        if (err) {
+            rc = -err;
             goto out;
         }
-        e->data = p;
-        e->cap = cap;
     }
     if ((size_t)off > e->size)   /* a hole reads as zeros */
         memset(e->data + e->size, 0, (size_t)off - e->size);
@@ -575,17 +598,15 @@ void pending_release(struct pending_handle *h)
 /* lock held */
 static int truncate_entry(struct pending_entry *e, off_t size, struct stat *st)
 {
+    int err;
+
     if (size < 0 || size > DRAFT_MAX_BYTES)
         return EFBIG;
     if (e->state == ENTRY_WAITING)
         return EACCES;
-    if ((size_t)size > e->cap) {
-        unsigned char *p = realloc(e->data, (size_t)size);
-        if (!p)
-            return ENOMEM;
-        e->data = p;
-        e->cap = (size_t)size;
-    }
+    err = grow_entry(e->dir, e, (size_t)size);
+    if (err)
+        return err;
     if ((size_t)size > e->size)
         memset(e->data + e->size, 0, (size_t)size - e->size);
     e->size = (size_t)size;

@@ -150,6 +150,11 @@ static void test_gb18030(void)
 
 static void test_rejected(void)
 {
+    /* 上海 in UTF-8, then a Latin-1 é: also "valid" GB18030 (E4 B8 | 8A E6 | B5 B7 | E9 22),
+     * which would issue nonsense; UTF-8 text before the bad byte settles it. */
+    check_rejected("mixed encodings", B("{\"remark\": \"\xE4\xB8\x8A\xE6\xB5\xB7" "caf\xE9\"}"),
+                   "not UTF-8 (invalid byte 0xE9 at offset 21)", "mixes encodings",
+                   "save the draft as UTF-8");
     /* 17 bytes of ASCII, then C3 and a space: bad in both encodings. */
     check_rejected("invalid in both", B("{\"drawer\": \"Bob X\xC3 \"}"),
                    "not UTF-8 (invalid byte 0xC3 at offset 17)",
