@@ -86,28 +86,48 @@ clean:
 	rm -rf build build-asan tests/tmp
 .SECONDARY:
 
+# The crash harness (make crash) and the benchmarks (make bench) keep their
+# rules beside their code.
+-include tests/crash/crash.mk
+-include tests/bench/bench.mk
+
 # ---- fuzzing: clang + libFuzzer, ASan + UBSan (tests/fuzz/) -------------------
 #
-#   make fuzz          build build-fuzz/fuzz_draft and fuzz draft_parse() for FUZZ_SECONDS (60)
-#                      on a copy of tests/fuzz/corpus/draft in build-fuzz/corpus-draft;
-#                      exits non-zero on a crash, leak, timeout or broken invariant and
-#                      leaves the input in build-fuzz/artifacts/
-#   make fuzz-smoke    the same for 5 s; one "ok -"/"not ok -" line for tests/run
-#   make fuzz-merge    fold what the runs found into the checked-in corpus (minimised)
+# Targets (tests/fuzz/fuzz_TARGET.c, corpus tests/fuzz/corpus/TARGET):
+#   draft      the draft parser and validator (engine/draft.h)
+#   proto      the device protocol: BOT wrappers, CDBs, requests, responses, and whole
+#              sessions of the host (remote.c) and of the device (loopback.c)
+#   clearance  the platform's clearance answer as the device parses it, invoice summaries
+#   command    the device/clear command line (clear_parse_command)
+#
+#   make fuzz          build every target and run each for FUZZ_SECONDS (60) on a copy of its
+#                      corpus in build-fuzz/corpus-TARGET; one line of figures per target (runs,
+#                      exec/s, coverage, corpus); exits non-zero on a crash, leak, timeout or broken
+#                      invariant and leaves the input in build-fuzz/artifacts/TARGET-*
+#   make fuzz-smoke    each target for FUZZ_SMOKE_SECONDS (2) from its checked-in corpus alone
+#                      (about 13 s in all: libFuzzer adds a second); one "ok -"/"not ok -" line
+#                      per target, for tests/run
+#   make fuzz-merge    fold what the runs found into the checked-in corpora (minimised)
+#   make fuzz-seeds    write the seeds of proto, clearance and command again (make_seeds.c)
+#   FUZZ_TARGETS="proto command" limits any of them to those targets.  tests/fuzz/run.sh runs
+#   the fuzzers (per-target dictionary and input size) and reads their figures.
 
+FUZZ_TARGETS ?= draft proto clearance command
 FUZZ_SECONDS ?= 60
-FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_SMOKE_SECONDS ?= 2
 FUZZ_CC    ?= clang
 FUZZ_BUILD  = build-fuzz
 # UBSan must not recover, or libFuzzer would never see (and save) its findings.
 FUZZ_SAN    = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Wall -Wextra -g -O1 -I. \
               $(shell pkg-config --cflags $(PKGS))
+# the harnesses themselves are held to the project's warnings
+FUZZ_WARN   = -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers
 FUZZ_OBJS   = $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
-FUZZ_ARGS   = -dict=tests/fuzz/draft.dict -max_len=65536 -timeout=10 -rss_limit_mb=2048
-FUZZ_CORPUS = $(FUZZ_BUILD)/corpus-draft
+FUZZ_BINS   = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_RUN    = bash tests/fuzz/run.sh
 
-.PHONY: fuzz fuzz-smoke fuzz-merge fuzz-toolchain fuzz-clean
+.PHONY: fuzz fuzz-build fuzz-smoke fuzz-merge fuzz-seeds fuzz-toolchain fuzz-clean
 
 # A clear message instead of a compiler error when clang or libFuzzer is missing.
 fuzz-toolchain:
@@ -129,35 +149,41 @@ $(FUZZ_BUILD)/%.o: %.c $(wildcard */*.h) | fuzz-toolchain
 $(FUZZ_BUILD)/libfapiao.a: $(FUZZ_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(FUZZ_BUILD)/fuzz_draft: tests/fuzz/fuzz_draft.c $(FUZZ_BUILD)/libfapiao.a $(wildcard */*.h) \
-                          | fuzz-toolchain
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_BUILD)/libfapiao.a $(wildcard */*.h) \
+                      | fuzz-toolchain
 	@$(if $(Q),echo "  FUZZER  $@")
-	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(FUZZ_BUILD)/libfapiao.a \
-	  $(LDLIBS)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_WARN) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< \
+	  $(FUZZ_BUILD)/libfapiao.a $(LDLIBS)
 
-fuzz: $(FUZZ_BUILD)/fuzz_draft
-	@mkdir -p $(FUZZ_CORPUS) $(FUZZ_BUILD)/artifacts
-	@cp -n tests/fuzz/corpus/draft/* $(FUZZ_CORPUS)/
-	$(FUZZ_BUILD)/fuzz_draft $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  -artifact_prefix=$(FUZZ_BUILD)/artifacts/ $(FUZZ_CORPUS)
+# The seed writer is an ordinary program over the same (instrumented) library.
+$(FUZZ_BUILD)/make_seeds: tests/fuzz/make_seeds.c $(FUZZ_BUILD)/libfapiao.a $(wildcard */*.h) | fuzz-toolchain
+	@$(if $(Q),echo "  CLANG   $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_WARN) -fsanitize=fuzzer-no-link $(FUZZ_SAN) -o $@ $< \
+	  $(FUZZ_BUILD)/libfapiao.a $(LDLIBS)
 
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@$(FUZZ_RUN) run $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# A build failure is one "not ok" line per target, like a crash.
 fuzz-smoke:
-	@mkdir -p $(FUZZ_BUILD); log=$(FUZZ_BUILD)/fuzz-smoke.log; \
-	if $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) >$$log 2>&1; then \
-	  echo "ok - fuzz draft parser $(FUZZ_SMOKE_SECONDS) s, no crash"; \
+	@mkdir -p $(FUZZ_BUILD); log=$(FUZZ_BUILD)/fuzz-build.log; \
+	if $(MAKE) --no-print-directory fuzz-build >$$log 2>&1; then \
+	  $(FUZZ_RUN) smoke $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS); \
 	else \
 	  if grep -q '^fuzz: ' $$log; then why="clang with libFuzzer is not available"; \
-	  elif grep -qE 'Test unit written|^SUMMARY|ERROR: libFuzzer' $$log; then \
-	    why="crash, leak, timeout or broken invariant; inputs in $(FUZZ_BUILD)/artifacts/"; \
-	  else why="build or run failed"; fi; \
-	  echo "not ok - fuzz draft parser $(FUZZ_SMOKE_SECONDS) s: $$why (log: $$log)"; \
-	  grep -E '^(fuzz|fuzz_draft):|error:|ERROR|SUMMARY|runtime error|^    #[0-9]|Test unit written' \
-	    $$log | head -n 30; \
+	  else why="the build failed"; fi; \
+	  for t in $(FUZZ_TARGETS); do echo "not ok - fuzz $$t: $$why (log: $$log)"; done; \
+	  grep -E '^fuzz:|error:' $$log | head -n 20; \
 	  exit 1; \
 	fi
 
-fuzz-merge: $(FUZZ_BUILD)/fuzz_draft
-	$(FUZZ_BUILD)/fuzz_draft $(FUZZ_ARGS) -merge=1 tests/fuzz/corpus/draft $(FUZZ_CORPUS)
+fuzz-merge: fuzz-build
+	@$(FUZZ_RUN) merge $(FUZZ_BUILD) 0 $(FUZZ_TARGETS)
+
+fuzz-seeds: $(FUZZ_BUILD)/make_seeds
+	$(FUZZ_BUILD)/make_seeds tests/fuzz/corpus
 
 fuzz-clean:
 	rm -rf $(FUZZ_BUILD)
