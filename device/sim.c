@@ -633,14 +633,18 @@ static int grow_offsets(struct sim *s)
  * journal append but before the state write must not hand a number out
  * twice.  Reading it also rebuilds the offsets index, the highest number
  * per code and the period sums. */
-static int sim_replay_journal(struct sim *s)
+static int sim_replay_journal(struct sim *s, uint64_t start)
 {
     FILE *f = fopen(s->journal_path, "re");
     char line[1024];
-    long pos = 0;
+    long pos = (long)start;
 
     if (!f)
         return errno == ENOENT ? 0 : -1;
+    if (start && fseek(f, (long)start, SEEK_SET)) {
+        fclose(f);
+        return -1;
+    }
     while (fgets(line, sizeof line, f)) {
         struct device_journal_entry e;
         struct device_rate_sum rates[DEVICE_MAX_RATES];
@@ -662,6 +666,165 @@ static int sim_replay_journal(struct sim *s)
     fclose(f);
     rolls_follow_journal(s);
     return 0;
+}
+
+
+/*
+ * The journal index (STATE.journal.idx): what a replay of the journal builds
+ * (the offset of every entry, the highest number per roll, the period sums),
+ * written when the daemon closes the device, so that the next mount replays
+ * only the entries after it instead of the whole journal: mount time stays
+ * flat however many invoices were signed.  It is a cache: it is trusted only
+ * if it is this build's layout and it still matches the journal (the journal
+ * is at least as long, and the last entry it covers hashes the same); after a
+ * crash the old index is still valid for the prefix it covers.
+ */
+#define INDEX_MAGIC "FAPJIX01"
+
+struct index_header {
+    char magic[8];
+    uint64_t journal_size, signed_count, nused, nsums;
+    uint64_t sizeof_used, sizeof_sum;
+    uint64_t last_hash;           /* FNV-1a of the last entry's line */
+};
+
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    while (n--)
+        h = (h ^ *p++) * 0x100000001b3u;
+    return h;
+}
+
+/* FNV-1a of journal bytes [from, to) (one line); 0 or -1. */
+static int journal_hash(int fd, uint64_t from, uint64_t to, uint64_t *h)
+{
+    unsigned char line[1024];
+
+    if (to <= from || to - from > sizeof line ||
+        pread(fd, line, (size_t)(to - from), (off_t)from) != (ssize_t)(to - from))
+        return -1;
+    *h = fnv1a(line, (size_t)(to - from));
+    return 0;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* At close: best effort; a failure only means a slower next mount. */
+static void sim_write_index(struct sim *s)
+{
+    struct index_header h = { .magic = INDEX_MAGIC };
+    char path[sizeof s->journal_path + 8], tmp[sizeof path + 8];
+    off_t end;
+    int fd, bad;
+
+    snprintf(path, sizeof path, "%s.idx", s->journal_path);
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    end = s->journal_rd >= 0 ? lseek(s->journal_rd, 0, SEEK_END) : -1;
+    if (end <= 0 || s->signed_count == 0 || (uint64_t)end <= s->offsets[s->signed_count - 1] ||
+        journal_hash(s->journal_rd, s->offsets[s->signed_count - 1], (uint64_t)end, &h.last_hash)) {
+        unlink(path);
+        return;
+    }
+    h.journal_size = (uint64_t)end;
+    h.signed_count = s->signed_count;
+    h.nused = s->nused;
+    h.nsums = s->nsums;
+    h.sizeof_used = sizeof *s->used;
+    h.sizeof_sum = sizeof *s->sums;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    bad = write_all(fd, &h, sizeof h) || write_all(fd, s->used, s->nused * sizeof *s->used) ||
+          write_all(fd, s->sums, s->nsums * sizeof *s->sums) ||
+          write_all(fd, s->offsets, s->signed_count * sizeof *s->offsets);
+    bad |= close(fd);
+    if (bad || rename(tmp, path))
+        unlink(tmp);
+}
+
+static int read_all(int fd, void *p, size_t n)
+{
+    return read(fd, p, n) == (ssize_t)n ? 0 : -1;
+}
+
+/* Load the index if it matches the journal: 0 with *start where the replay
+ * goes on, or -1 (nothing changed in s). */
+static int sim_load_index(struct sim *s, uint64_t *start)
+{
+    struct index_header h;
+    char path[sizeof s->journal_path + 8], extra;
+    struct sim_used *used = NULL;
+    struct device_summary *sums = NULL;
+    uint64_t *offsets = NULL, hash;
+    struct stat st;
+    int fd, jfd = -1, rc = -1;
+
+    snprintf(path, sizeof path, "%s.idx", s->journal_path);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (read_all(fd, &h, sizeof h) || memcmp(h.magic, INDEX_MAGIC, 8) ||
+        h.sizeof_used != sizeof *used || h.sizeof_sum != sizeof *sums || h.signed_count == 0 ||
+        h.signed_count > SIZE_MAX / 16 || h.nused > 1024 || h.nsums > 100000)
+        goto out;
+    used = calloc(h.nused ? h.nused : 1, sizeof *used);
+    sums = calloc(h.nsums ? h.nsums : 1, sizeof *sums);
+    offsets = malloc(h.signed_count * sizeof *offsets);
+    if (!used || !sums || !offsets || read_all(fd, used, h.nused * sizeof *used) ||
+        read_all(fd, sums, h.nsums * sizeof *sums) ||
+        read_all(fd, offsets, h.signed_count * sizeof *offsets) || read(fd, &extra, 1) != 0)
+        goto out;
+    jfd = open(s->journal_path, O_RDONLY | O_CLOEXEC);
+    if (jfd < 0 || fstat(jfd, &st) || (uint64_t)st.st_size < h.journal_size ||
+        journal_hash(jfd, offsets[h.signed_count - 1], h.journal_size, &hash) || hash != h.last_hash)
+        goto out;
+    free(s->offsets);
+    free(s->used);
+    free(s->sums);
+    s->offsets = offsets;
+    s->cap_offsets = h.signed_count;
+    s->signed_count = h.signed_count;
+    s->used = used;
+    s->nused = h.nused;
+    s->sums = sums;
+    s->nsums = h.nsums;
+    offsets = NULL;
+    used = NULL;
+    sums = NULL;
+    *start = h.journal_size;
+    rc = 0;
+out:
+    if (jfd >= 0)
+        close(jfd);
+    close(fd);
+    free(offsets);
+    free(used);
+    free(sums);
+    return rc;
+}
+
+/* Replay the journal, from the index when it is usable. */
+static int sim_read_journal_state(struct sim *s)
+{
+    uint64_t start = 0;
+
+    if (sim_load_index(s, &start))
+        start = 0;
+    return sim_replay_journal(s, start);
 }
 
 /* A crash in the middle of an append leaves a last line without its newline;
@@ -844,6 +1007,9 @@ enum fa_err sim_create(const char *path, const struct sim_params *p, char *why, 
                  state ? "" : " (the journal of an earlier device: move it away first)");
         err = FA_EXISTS;
     } else {
+        char index[sizeof s->journal_path + 8];
+        snprintf(index, sizeof index, "%s.idx", s->journal_path);
+        unlink(index);   /* an earlier device's, if any: a new journal starts empty */
         err = sim_save(s);
         if (err)
             snprintf(why, whylen, "cannot write device state %s: %s", path, strerror(errno));
@@ -1372,6 +1538,7 @@ out:
 
 static void sim_close(struct device *d)
 {
+    sim_write_index((struct sim *)d);
     sim_free((struct sim *)d);
 }
 
@@ -1407,7 +1574,7 @@ enum fa_err sim_open(const char *path, struct device **out, char *why, size_t wh
         unlock_file(s->lock_fd);
         goto fail;
     }
-    if (trim_torn_tail(s->journal_path) || sim_replay_journal(s)) {
+    if (trim_torn_tail(s->journal_path) || sim_read_journal_state(s)) {
         snprintf(why, whylen, "device journal %s: %s", s->journal_path, strerror(errno));
         unlock_file(s->lock_fd);
         goto fail;
@@ -1448,7 +1615,7 @@ static enum fa_err admin_begin(const char *path, struct sim **out, char *why, si
     lock_file(s->lock_fd);
     if (sim_load(s, why, whylen))
         goto fail;
-    if (sim_replay_journal(s)) {
+    if (sim_read_journal_state(s)) {
         snprintf(why, whylen, "device journal %s: %s", s->journal_path, strerror(errno));
         goto fail;
     }
