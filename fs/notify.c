@@ -1,10 +1,9 @@
 /*
  * notify.c — the invalidation thread; see notify.h.
  *
- * A ring of pending notifications protected by a mutex.  Order does not
- * matter between entries (each is idempotent), so when the ring is full a
- * new entry replaces nothing: it is turned into an inval_inode of its
- * parent, which the ring keeps in a small always-present set.
+ * A ring of pending inode invalidations protected by a mutex.  Order does
+ * not matter between them (each is idempotent), so when the ring is full a
+ * new one goes into a small always-present set instead.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,14 +13,9 @@
 #include "fs/notify.h"
 
 #define NOTIFY_RING 1024
-#define NOTIFY_NAME_MAX 256
-
-enum notify_kind { N_ENTRY, N_GONE, N_INODE };
 
 struct notification {
-    enum notify_kind kind;
-    uint64_t parent, ino;
-    char name[NOTIFY_NAME_MAX];
+    uint64_t ino;
 };
 
 static struct {
@@ -37,7 +31,7 @@ static struct {
     unsigned noverflow;
 } nq = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
-static void push(enum notify_kind kind, uint64_t parent, uint64_t ino, const char *name)
+void notify_inode(uint64_t ino)
 {
     struct notification *n;
     unsigned i;
@@ -48,43 +42,25 @@ static void push(enum notify_kind kind, uint64_t parent, uint64_t ino, const cha
         return;
     }
     if (nq.count == NOTIFY_RING) {
-        uint64_t dir = kind == N_INODE ? ino : parent;
-        for (i = 0; i < nq.noverflow && nq.overflow[i] != dir; i++)
+        for (i = 0; i < nq.noverflow && nq.overflow[i] != ino; i++)
             ;
         if (i == nq.noverflow && nq.noverflow < sizeof nq.overflow / sizeof nq.overflow[0])
-            nq.overflow[nq.noverflow++] = dir;
+            nq.overflow[nq.noverflow++] = ino;
     } else {
         n = &nq.ring[(nq.head + nq.count++) % NOTIFY_RING];
-        n->kind = kind;
-        n->parent = parent;
         n->ino = ino;
-        strncpy(n->name, name ? name : "", sizeof n->name - 1);
-        n->name[sizeof n->name - 1] = 0;
     }
     pthread_cond_signal(&nq.cond);
     pthread_mutex_unlock(&nq.lock);
 }
 
-void notify_entry(uint64_t parent, const char *name) { push(N_ENTRY, parent, 0, name); }
-void notify_gone(uint64_t parent, uint64_t ino, const char *name) { push(N_GONE, parent, ino, name); }
-void notify_inode(uint64_t ino) { push(N_INODE, 0, ino, NULL); }
-
 static void send(struct fuse_session *se, const struct notification *n)
 {
-    /* ENOENT: the kernel had nothing cached, which is fine */
-    switch (n->kind) {
-    case N_ENTRY:
-        fuse_lowlevel_notify_inval_entry(se, n->parent, n->name, strlen(n->name));
-        break;
-    case N_GONE:
-        if (fuse_lowlevel_notify_delete(se, n->parent, n->ino, n->name, strlen(n->name)) ==
-            -ENOSYS)
-            fuse_lowlevel_notify_inval_entry(se, n->parent, n->name, strlen(n->name));
-        break;
-    case N_INODE:
-        fuse_lowlevel_notify_inval_inode(se, n->ino, 0, 0);
-        break;
-    }
+    /* Attributes only (offset -1): no page of ours changes in place (new
+     * content gets a new inode), and invalidating pages would wait for the
+     * lock of a page a reader is filling — the same kill -9 hazard as names.
+     * ENOENT: the kernel had nothing cached, which is fine. */
+    fuse_lowlevel_notify_inval_inode(se, n->ino, -1, 0);
 }
 
 static void *notify_main(void *arg)
@@ -102,7 +78,7 @@ static void *notify_main(void *arg)
             nq.head = (nq.head + 1) % NOTIFY_RING;
             nq.count--;
         } else {
-            n = (struct notification){ .kind = N_INODE, .ino = nq.overflow[--nq.noverflow] };
+            n = (struct notification){ .ino = nq.overflow[--nq.noverflow] };
         }
         pthread_mutex_unlock(&nq.lock);
         send(nq.se, &n);

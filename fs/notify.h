@@ -7,6 +7,17 @@
  * handlers only queue what changed, and one thread sends the notifications.
  * The queue is bounded; when it is full the oldest work is merged into a
  * full invalidation of the affected directories, never dropped silently.
+ *
+ * Only inodes are invalidated, never names (inval_entry, notify_delete).
+ * Every name that can appear or vanish (pending/, receipts/, rejected/) is
+ * given a zero entry timeout, so the kernel asks again at every lookup and a
+ * name invalidation would add nothing; and inval_entry takes the directory's
+ * lock in the kernel.  A writer in open(O_CREAT) holds that lock while it
+ * waits for our answer: if the daemon is killed at that moment, the notify
+ * thread sleeps uninterruptibly on the lock, keeps /dev/fuse open, the
+ * connection is never aborted and the writer never answered — a kill -9
+ * that leaves a zombie and a hung mount (found by tests/crash).
+ * inval_inode takes no directory lock.
  */
 #ifndef FAPIAO_FS_NOTIFY_H
 #define FAPIAO_FS_NOTIFY_H
@@ -17,10 +28,6 @@
 int  notify_start(struct fuse_session *se);
 void notify_stop(void);
 
-/* The entry `name` in `parent` changed or appeared (inval_entry). */
-void notify_entry(uint64_t parent, const char *name);
-/* The entry `name` (inode ino) in `parent` is gone (notify_delete). */
-void notify_gone(uint64_t parent, uint64_t ino, const char *name);
 /* The attributes or the listing of inode ino changed (inval_inode). */
 void notify_inode(uint64_t ino);
 

@@ -215,27 +215,21 @@ int64_t pending_mtime(struct pending_dir *d)
 /* Tell the kernel what an outcome changed (queued: see notify.h). */
 static void announce(const char *name, uint64_t ino, const struct engine_outcome *out, int err)
 {
-    char error_name[270];
     int y, m;
 
+    (void)name;
     render_invalidate();   /* status, device/ and platform/ files show the change at once */
-    if (err == FA_OK && out->kind == OUTCOME_WAITING) {
-        notify_entry(FIXED_PENDING, name);   /* now read-only */
+    notify_inode(ino);     /* a waiting draft is now read-only; a processed one is gone */
+    if (err == FA_OK && out->kind == OUTCOME_WAITING)
         return;
-    }
-    notify_gone(FIXED_PENDING, ino, name);
     notify_inode(FIXED_PENDING);
     if (err == FA_OK) {
-        notify_entry(FIXED_RECEIPTS, name);
         notify_inode(FIXED_RECEIPTS);
         if (out->kind == OUTCOME_ISSUED && sscanf(out->period, "%4d-%2d", &y, &m) == 2) {
             notify_inode(FIXED_ISSUED);
             notify_inode(ino_make(SPACE_MONTH, (uint64_t)(y * 12 + m - 1)));
         }
     } else if (err == FA_REJECTED) {
-        snprintf(error_name, sizeof error_name, "%s.error", name);
-        notify_entry(FIXED_REJECTED, name);
-        notify_entry(FIXED_REJECTED, error_name);
         notify_inode(FIXED_REJECTED);
     }
 }
@@ -576,7 +570,7 @@ int pending_flush(struct pending_handle *h)
         /* nothing partial is left behind: the writer learns EFBIG again */
         unlink_entry(d, h->e);
         pthread_mutex_unlock(&d->lock);
-        notify_gone(FIXED_PENDING, ino_make(SPACE_PENDING, h->e->id), h->e->name);
+        notify_inode(FIXED_PENDING);
         return EFBIG;
     }
     process = h->wrote && h->e->linked && h->e->state == ENTRY_OPEN &&
