@@ -15,20 +15,44 @@ struct dirbuf {
     char *buf;
     size_t size, pos;
     bool full;
+    bool plus;                    /* readdirplus: entries carry attributes */
 };
 
-/* Add one entry; false (and full) when it does not fit. */
-static bool emit(struct dirbuf *b, const char *name, uint64_t ino, mode_t mode, off_t next)
+/* Add one entry with its attributes (readdirplus) when attr is not NULL;
+ * false (and full) when it does not fit. */
+static bool emit_attr(struct dirbuf *b, const char *name, uint64_t ino, mode_t mode, off_t next,
+                      const struct stat *attr, double timeout)
 {
-    struct stat st = { .st_ino = ino, .st_mode = mode };
-    size_t need = fuse_add_direntry(b->req, NULL, 0, name, NULL, 0);
-    if (b->pos + need > b->size) {
-        b->full = true;
-        return false;
+    struct fuse_entry_param e = { .attr = { .st_ino = ino, .st_mode = mode } };
+    size_t need;
+
+    if (!b->plus) {
+        need = fuse_add_direntry(b->req, NULL, 0, name, NULL, 0);
+        if (b->pos + need > b->size)
+            goto full;
+        fuse_add_direntry(b->req, b->buf + b->pos, b->size - b->pos, name, &e.attr, next);
+    } else {
+        /* ino 0: "no attributes for this one", and the kernel looks it up as usual */
+        if (attr) {
+            e.ino = ino;
+            e.attr = *attr;
+            e.attr_timeout = e.entry_timeout = timeout;
+        }
+        need = fuse_add_direntry_plus(b->req, NULL, 0, name, NULL, 0);
+        if (b->pos + need > b->size)
+            goto full;
+        fuse_add_direntry_plus(b->req, b->buf + b->pos, b->size - b->pos, name, &e, next);
     }
-    fuse_add_direntry(b->req, b->buf + b->pos, b->size - b->pos, name, &st, next);
     b->pos += need;
     return true;
+full:
+    b->full = true;
+    return false;
+}
+
+static bool emit(struct dirbuf *b, const char *name, uint64_t ino, mode_t mode, off_t next)
+{
+    return emit_attr(b, name, ino, mode, next, NULL, 0);
 }
 
 struct coll_walk {
@@ -41,10 +65,17 @@ struct coll_walk {
 static int coll_entry(void *ctx, const struct store_entry *e)
 {
     struct coll_walk *w = ctx;
+    uint64_t ino = ino_make(w->space, (uint64_t)e->id);
+    struct stat st;
+
     w->count++;
     w->last_id = e->id;
-    return !emit(w->b, e->name, ino_make(w->space, (uint64_t)e->id), S_IFREG,
-                 (off_t)e->id + KEY_BASE);
+    if (w->space != SPACE_INVOICE)
+        return !emit(w->b, e->name, ino, S_IFREG, (off_t)e->id + KEY_BASE);
+    /* Invoices never change: with their attributes in the listing, ls -l,
+     * tar and rsync of a month need no lookup per file. */
+    fill_attr(&st, ino, S_IFREG | 0444, e->size, e->mtime);
+    return !emit_attr(w->b, e->name, ino, S_IFREG, (off_t)e->id + KEY_BASE, &st, TIMEOUT_IMMUTABLE);
 }
 
 /* List a store collection from cursor `after` in batches until the buffer is full. */
@@ -120,9 +151,9 @@ static int pending_entry(void *ctx, uint64_t id, const char *name)
     return !emit(ctx, name, ino_make(SPACE_PENDING, id), S_IFREG, (off_t)(id + KEY_BASE));
 }
 
-void dir_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off)
+void dir_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
-    struct dirbuf b = { .req = req, .size = size };
+    struct dirbuf b = { .req = req, .size = size, .plus = plus };
     int64_t after = off >= KEY_BASE ? (int64_t)off - KEY_BASE : -1;
     uint64_t parent = FIXED_ROOT, i;
     enum fa_err err = FA_OK;

@@ -11,9 +11,12 @@
 #ifndef FAPIAO_FS_DIR_H
 #define FAPIAO_FS_DIR_H
 
+#include <stdbool.h>
 #include "fs/fs.h"
 
-/* Replies to the request (fuse_reply_buf or fuse_reply_err). */
-void dir_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off);
+/* Replies to the request (fuse_reply_buf or fuse_reply_err).  With plus
+ * (readdirplus), invoices come with their attributes; other entries come
+ * without, and the kernel looks them up as it would after a readdir. */
+void dir_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus);
 
 #endif

@@ -642,7 +642,14 @@ static void fa_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
     (void)fi;
-    dir_readdir(req, ino, size, off);
+    dir_readdir(req, ino, size, off, false);
+}
+
+static void fa_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+    (void)fi;
+    dir_readdir(req, ino, size, off, true);
 }
 
 static void fa_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -719,6 +726,7 @@ const struct fuse_lowlevel_ops fapiaofs_ops = {
     .rmdir = fa_rmdir,
     .opendir = fa_opendir,
     .readdir = fa_readdir,
+    .readdirplus = fa_readdirplus,
     .statfs = fa_statfs,
     .getxattr = fa_getxattr,
     .listxattr = fa_listxattr,
