@@ -227,7 +227,8 @@ int main(int argc, char *argv[])
         fuse_loop_cfg_set_clone_fd(lc, opts.clone_fd);
         if (opts.max_threads > 0 && opts.max_threads <= 100000)   /* unset: libfuse's default */
             fuse_loop_cfg_set_max_threads(lc, opts.max_threads);
-        fuse_loop_cfg_set_idle_threads(lc, opts.max_idle_threads);
+        if (opts.max_idle_threads <= 100000)   /* UINT_MAX: not given, and libfuse complains */
+            fuse_loop_cfg_set_idle_threads(lc, opts.max_idle_threads);
         rc = fuse_session_loop_mt(se, lc);
         fuse_loop_cfg_destroy(lc);
     }
