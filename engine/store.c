@@ -67,6 +67,36 @@ static const char *const store_migrations[] = {
     "  rate_pm INTEGER NOT NULL, count INTEGER NOT NULL, amount_fen INTEGER NOT NULL,"
     "  tax_fen INTEGER NOT NULL, PRIMARY KEY(period, type, red, rate_pm)) WITHOUT ROWID;"
     "INSERT INTO meta VALUES('period_lines', 'rebuild');",
+    /* 6: running tallies, so that status and the offline check per draft do
+     * not scan a million invoices or a long upload queue */
+    "CREATE TABLE tallies(id INTEGER PRIMARY KEY CHECK (id = 1), invoices INTEGER NOT NULL,"
+    "  queued INTEGER NOT NULL, queued_fen INTEGER NOT NULL, queued_blue_fen INTEGER NOT NULL);"
+    "INSERT INTO tallies SELECT 1, (SELECT count(*) FROM invoices), (SELECT count(*) FROM upload_queue),"
+    "  (SELECT coalesce(sum(i.total_fen), 0) FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id),"
+    "  (SELECT coalesce(sum(max(i.total_fen, 0)), 0) FROM upload_queue q"
+    "   JOIN invoices i ON i.id = q.invoice_id);"
+    "CREATE TRIGGER tally_invoice AFTER INSERT ON invoices BEGIN"
+    "  UPDATE tallies SET invoices = invoices + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER tally_queued AFTER INSERT ON upload_queue BEGIN"
+    "  UPDATE tallies SET queued = queued + 1,"
+    "    queued_fen = queued_fen + (SELECT total_fen FROM invoices WHERE id = NEW.invoice_id),"
+    "    queued_blue_fen = queued_blue_fen + (SELECT max(total_fen, 0) FROM invoices"
+    "      WHERE id = NEW.invoice_id) WHERE id = 1; END;"
+    "CREATE TRIGGER tally_unqueued AFTER DELETE ON upload_queue BEGIN"
+    "  UPDATE tallies SET queued = queued - 1,"
+    "    queued_fen = queued_fen - (SELECT total_fen FROM invoices WHERE id = OLD.invoice_id),"
+    "    queued_blue_fen = queued_blue_fen - (SELECT max(total_fen, 0) FROM invoices"
+    "      WHERE id = OLD.invoice_id) WHERE id = 1; END;",
+    /* 7: a month is listed from an index alone (name, time, size), without
+     * touching the invoices' pages: ls of a million reads megabytes, not gigabytes */
+    "ALTER TABLE invoices ADD COLUMN size INTEGER;"
+    "UPDATE invoices SET size = length(json);"
+    "CREATE INDEX invoices_list ON invoices(period, id, name, issued_at, size);"
+    "CREATE INDEX invoices_lookup ON invoices(period, name, issued_at, size);"
+    "CREATE TRIGGER invoice_size AFTER INSERT ON invoices WHEN NEW.size IS NULL BEGIN"   /* tools */
+    "  UPDATE invoices SET size = length(json) WHERE id = NEW.id; END;"
+    "DROP INDEX invoices_period;"
+    "DROP INDEX invoices_name;",
 };
 #define STORE_MIGRATIONS (int)(sizeof store_migrations / sizeof store_migrations[0])
 
@@ -113,8 +143,9 @@ static const char *const stmt_sql[S_COLL_BASE] = {
                      " VALUES(?1, ?2, ?3, ?4, ?5)",
     [S_DEL_INTENT] = "DELETE FROM intents WHERE draft_id = ?1",
     [S_PUT_INVOICE] = "INSERT INTO invoices(code, number, name, period, issued_at, draft_id, request_id,"
-                      " draft_hash, total_fen, json, red_code, red_number)"
-                      " VALUES(?1, ?2, ?1 || '-' || ?2 || '.json', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                      " draft_hash, total_fen, json, red_code, red_number, size)"
+                      " VALUES(?1, ?2, ?1 || '-' || ?2 || '.json', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
+                      " length(?9))",
     [S_PUT_PERIOD] = "INSERT OR IGNORE INTO periods(month) VALUES(?1)",
     [S_DRAFT_ISSUED] = "UPDATE drafts SET state = 'issued', invoice_id = ?2, reason = NULL WHERE id = ?1",
     [S_HIDE_RECEIPT_NAME] = "UPDATE receipts SET hidden = 1 WHERE name = ?1 AND hidden = 0",
@@ -136,12 +167,13 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_GET_META] = "SELECT value FROM meta WHERE key = ?1",
     [S_PUT_META] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
     [S_PERIOD_LAST] = "SELECT issued_at FROM invoices WHERE period = ?1 ORDER BY id DESC LIMIT 1",
-    [S_COUNT_INVOICES] = "SELECT count(*) FROM invoices",
+    [S_COUNT_INVOICES] = "SELECT invoices FROM tallies",
     [S_COUNT_WAITING] = "SELECT count(*) FROM drafts WHERE state = 'waiting'",
     [S_COUNT_REJECTED] = "SELECT count(*) FROM rejects",
-    [S_COUNT_QUEUE] = "SELECT count(*), coalesce(sum(i.total_fen), 0), coalesce(min(i.issued_at), 0),"
-                      " coalesce(sum(CASE WHEN i.total_fen > 0 THEN i.total_fen END), 0)"
-                      " FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id",
+    /* the head of the queue is the oldest: invoices are queued in issue order */
+    [S_COUNT_QUEUE] = "SELECT queued, queued_fen, coalesce((SELECT i.issued_at FROM upload_queue q"
+                      " JOIN invoices i ON i.id = q.invoice_id ORDER BY q.invoice_id LIMIT 1), 0),"
+                      " queued_blue_fen FROM tallies",
     [S_COUNT_LOG] = "SELECT count(*), coalesce(max(id), 0) FROM device_log",
     [S_NEXT_UPLOAD] = "SELECT q.invoice_id, i.code, i.number, i.json, q.attempts, q.next_at"
                       " FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id"
@@ -175,10 +207,10 @@ static const struct coll_sql {
     const char *list, *lookup, *stat, *read, *hide;
 } coll_sql[COLL_COUNT] = {
     [COLL_INVOICE] = {
-        "SELECT id, name, issued_at, length(json) FROM invoices WHERE period = ?1 AND id > ?2"
+        "SELECT id, name, issued_at, size FROM invoices WHERE period = ?1 AND id > ?2"
         " ORDER BY id LIMIT ?3",
-        "SELECT id, name, issued_at, length(json) FROM invoices WHERE period = ?1 AND name = ?2",
-        "SELECT id, name, issued_at, length(json) FROM invoices WHERE id = ?1",
+        "SELECT id, name, issued_at, size FROM invoices WHERE period = ?1 AND name = ?2",
+        "SELECT id, name, issued_at, size FROM invoices WHERE id = ?1",
         "SELECT json FROM invoices WHERE id = ?1",
         NULL,
     },
