@@ -18,10 +18,11 @@
  *      the draft hash; issue times spread evenly from the first second of the
  *      month to now.  Invoice 1 is rebuilt the same way first and must come
  *      out byte for byte as the engine made it (else: exit 1, nothing made);
- *   4. they go into the store's tables in one transaction (drafts, invoices,
- *      receipts, uploads — as if the platform had accepted them, so nothing
- *      is left to upload —, period_lines, meta created_at), with the schema
- *      of engine/store.c, and their lines into the device journal in the
+ *   4. they go into the store's tables in one transaction (drafts, invoices
+ *      with their size, receipts, uploads — as if the platform had accepted
+ *      them, so nothing is left to upload —, period_lines, meta created_at;
+ *      the store's triggers keep its tallies), with the schema of
+ *      engine/store.c, and their lines into the device journal in the
  *      sim's format; the state file's roll gets its next number;
  *   5. the engine is opened again: reconciliation must find journal and store
  *      in agreement (N and N, 0 restored, 0 alarms).
@@ -687,9 +688,11 @@ int main(int argc, char **argv)
     exec(db, "BEGIN");
     q_draft = prepare(db, "INSERT INTO drafts(id, name, received_at, body, state, invoice_id)"
                           " VALUES(?1, ?2, ?3, ?4, 'issued', ?5)");
+    /* as store.c's S_PUT_INVOICE, with the id given */
     q_inv = prepare(db, "INSERT INTO invoices(id, code, number, name, period, issued_at, draft_id,"
-                        " request_id, draft_hash, total_fen, json)"
-                        " VALUES(?1, ?2, ?3, ?2 || '-' || ?3 || '.json', ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+                        " request_id, draft_hash, total_fen, json, size)"
+                        " VALUES(?1, ?2, ?3, ?2 || '-' || ?3 || '.json', ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+                        " length(?10))");
     q_receipt = prepare(db, "INSERT INTO receipts(id, name, draft_id, json, mtime) VALUES(?1, ?2, ?3,"
                             " ?4, ?5)");
     q_upload = prepare(db, "INSERT INTO uploads(invoice_id, uploaded_at) VALUES(?1, ?2)");
