@@ -128,43 +128,57 @@ static enum fa_err find_period(struct clearing *c, const struct device_status *d
 
 /* ---- step 2 ---------------------------------------------------------------- */
 
-static enum fa_err upload_period(struct clearing *c)
+/* POST the period's invoices in issue order: those still in the upload queue
+ * (marked uploaded as the platform accepts them), or every one of them.
+ * FA_OK with *sent; FA_PLATFORM_DOWN or a store error with why. */
+static enum fa_err send_period(struct clearing *c, bool queued_only, int64_t *sent, char *why,
+                               size_t len)
 {
-    const char *p = c->r->period;
-    int64_t after = 0, sent = 0, left;
     struct platform_reply reply;
-    char why[600];
-    enum fa_err err = FA_OK;
+    struct store_upload u;
+    int64_t after = 0;
+    char detail[600];
+    enum fa_err err;
 
-    for (;;) {
-        struct store_upload u;
-        err = store_next_queued_in_period(c->store, p, after, &u);
-        if (err == FA_NOTFOUND) {
-            err = FA_OK;
-            break;
-        }
-        if (err)
-            return step_fail(c, STEP_UPLOAD, err, "cannot read the upload queue: %s", fa_err_str(err));
+    *sent = 0;
+    while ((err = queued_only ? store_next_queued_in_period(c->store, c->r->period, after, &u)
+                              : store_next_invoice_in_period(c->store, c->r->period, after, &u)) == FA_OK) {
         after = u.invoice_id;
         if (platform_call(c->pc, "POST", "/v1/invoices", u.json, u.len, &reply) == 0 &&
             (reply.http == 200 || reply.http == 201)) {
-            err = store_upload_done(c->store, u.invoice_id, clock_now());
-            sent++;
+            err = queued_only ? store_upload_done(c->store, u.invoice_id, clock_now()) : FA_OK;
+            (*sent)++;
         } else {
-            describe_reply(&reply, why, sizeof why);
+            describe_reply(&reply, detail, sizeof detail);
+            snprintf(why, len, "%s-%s: %s", u.code, u.number, detail);
             err = FA_PLATFORM_DOWN;
         }
         platform_reply_free(&reply);
-        if (err == FA_PLATFORM_DOWN) {
-            left = store_count_queued_in_period(c->store, p);
-            err = step_fail(c, STEP_UPLOAD, err, "%s-%s: %s; %lld invoice(s) of %s not yet uploaded; "
-                            "run clear again when the platform is back", u.code, u.number, why,
-                            (long long)left, p);
-        }
         store_upload_free(&u);
-        if (err)
+        if (err == FA_PLATFORM_DOWN)
             return err;
+        if (err)
+            break;
     }
+    if (err == FA_NOTFOUND)
+        return FA_OK;
+    snprintf(why, len, "cannot read or update the upload queue: %s", fa_err_str(err));
+    return err;
+}
+
+static enum fa_err upload_period(struct clearing *c)
+{
+    const char *p = c->r->period;
+    char why[700];
+    int64_t sent;
+    enum fa_err err = send_period(c, true, &sent, why, sizeof why);
+
+    if (err == FA_PLATFORM_DOWN)
+        return step_fail(c, STEP_UPLOAD, err, "%s; %lld invoice(s) of %s not yet uploaded; run clear "
+                         "again when the platform is back", why,
+                         (long long)store_count_queued_in_period(c->store, p), p);
+    if (err)
+        return step_fail(c, STEP_UPLOAD, err, "%s", why);
     uploader_kick(engine_uploader(c->e));   /* status shows the shorter queue */
     if (sent)
         step_say(c, STEP_UPLOAD, STEP_OK, "uploaded the last %lld invoice(s) of %s", (long long)sent, p);
@@ -282,31 +296,6 @@ static enum fa_err report_summary(struct clearing *c, const struct device_summar
 
 /* ---- step 5 ---------------------------------------------------------------- */
 
-/* invoices_missing although our queue is empty: the platform lost some.
- * Sending every invoice of the period again is harmless (the platform
- * answers 200 for bytes it has) and is what gets the clearing through. */
-static enum fa_err upload_whole_period(struct clearing *c, int64_t *sent)
-{
-    struct platform_reply reply;
-    struct store_upload u;
-    int64_t after = 0;
-    enum fa_err err;
-
-    *sent = 0;
-    while ((err = store_next_invoice_in_period(c->store, c->r->period, after, &u)) == FA_OK) {
-        after = u.invoice_id;
-        if (platform_call(c->pc, "POST", "/v1/invoices", u.json, u.len, &reply) ||
-            (reply.http != 200 && reply.http != 201))
-            err = FA_PLATFORM_DOWN;
-        platform_reply_free(&reply);
-        store_upload_free(&u);
-        if (err)
-            return err;
-        (*sent)++;
-    }
-    return err == FA_NOTFOUND ? FA_OK : err;
-}
-
 static enum fa_err ask_clearance(struct clearing *c, char **answer)
 {
     struct platform_reply reply;
@@ -348,8 +337,11 @@ static enum fa_err ask_clearance(struct clearing *c, char **answer)
         else if (!strcmp(reply.code, "summary_missing"))
             err = step_fail(c, STEP_CLEARANCE, FA_PLATFORM_REFUSED, "the platform has no summary of "
                             "%s (summary_missing); run clear again", c->r->period);
+        /* invoices_missing although our queue is empty: the platform lost some.
+         * Sending every invoice of the period again is harmless (the platform
+         * answers 200 for bytes it has) and is what gets the clearing through. */
         else if (!strcmp(reply.code, "invoices_missing") && attempt == 0 &&
-                 upload_whole_period(c, &resent) == FA_OK) {
+                 send_period(c, false, &resent, why, sizeof why) == FA_OK) {
             json_decref(doc);
             platform_reply_free(&reply);
             continue;   /* ask again, once */
