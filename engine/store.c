@@ -479,28 +479,39 @@ void store_close(store_t *s)
     free(s);
 }
 
+/* ---- commits that are not synced --------------------------------------- */
+
+/* Two records may wait for the next synced commit instead of paying an
+ * fsync of their own: a received draft (store_add_draft) and an upload's
+ * outcome (store_upload_done).  In WAL mode the next synchronous=FULL
+ * commit syncs the log up to and including them, and a kill -9 loses
+ * nothing (the log is in the page cache); only a power loss can, and what
+ * it can lose is harmless: a draft whose close() had not returned, or the
+ * mark of an upload, which is then sent again and which the platform
+ * answers as a duplicate.  Called with s->lock held. */
+static int unsynced_begin(store_t *s) { return run(st(s, S_SYNC_NORMAL)); }
+static int unsynced_end(store_t *s, int rc)
+{
+    int restore = run(st(s, S_SYNC_FULL));   /* every other commit is durable */
+    return rc != SQLITE_OK ? rc : restore;
+}
+
 /* ---- drafts ---------------------------------------------------------- */
 
-/* The one commit that is not synced: a draft is recorded so that every
- * draft received stays for audit, but until its outcome is committed its
- * close() has not returned and the writer still holds it.  In WAL mode the
- * next synchronous=FULL commit (the outcome, or the write-ahead intent)
- * syncs the log up to and including this record, so it costs no fsync of
- * its own, and a kill -9 loses nothing: the log is in the page cache. */
 enum fa_err store_add_draft(store_t *s, const char *name, const void *body, size_t len,
                             int64_t now, int64_t *draft_id)
 {
-    int rc, restore;
+    int rc;
 
     pthread_mutex_lock(&s->lock);
-    rc = run(st(s, S_SYNC_NORMAL));
+    rc = unsynced_begin(s);
     if (rc == SQLITE_OK)
         rc = bind_run(s, S_ADD_DRAFT, "tib", name, now, body, len);
     if (rc == SQLITE_OK)
         *draft_id = sqlite3_last_insert_rowid(s->db);
-    restore = run(st(s, S_SYNC_FULL));   /* every other commit is durable */
+    rc = unsynced_end(s, rc);
     pthread_mutex_unlock(&s->lock);
-    return sqlite_to_fa(rc != SQLITE_OK ? rc : restore);
+    return sqlite_to_fa(rc);
 }
 
 enum fa_err store_set_draft_waiting(store_t *s, int64_t draft_id, const char *reason)
@@ -1126,12 +1137,16 @@ enum fa_err store_upload_done(store_t *s, int64_t invoice_id, int64_t now)
     int rc;
 
     pthread_mutex_lock(&s->lock);
-    rc = tx_begin(s);
+    rc = unsynced_begin(s);   /* lost only by a power loss: then sent again, a duplicate */
     if (rc == SQLITE_OK)
+        rc = tx_begin(s);
+    if (rc == SQLITE_OK) {
         rc = bind_run(s, S_UPLOAD_DEL, "i", invoice_id);
-    if (rc == SQLITE_OK)
-        rc = bind_run(s, S_UPLOAD_DONE, "ii", invoice_id, now);
-    rc = tx_end(s, rc);
+        if (rc == SQLITE_OK)
+            rc = bind_run(s, S_UPLOAD_DONE, "ii", invoice_id, now);
+        rc = tx_end(s, rc);
+    }
+    rc = unsynced_end(s, rc);
     pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
 }

@@ -664,12 +664,17 @@ static void fa_statfs(fuse_req_t req, fuse_ino_t ino)
         fuse_reply_statfs(req, &sv);
 }
 
+/* No file here has extended attributes.  ENOSYS rather than ENODATA: the
+ * kernel then remembers that this mount has none (fc->no_getxattr) and
+ * answers every later getxattr itself with EOPNOTSUPP — ls -l asks two per
+ * file (security.selinux, system.posix_acl_access) and every write() asks
+ * for security.capability, each a round trip to the daemon otherwise. */
 static void fa_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
     (void)ino;
     (void)name;
     (void)size;
-    fuse_reply_err(req, ENODATA);
+    fuse_reply_err(req, ENOSYS);
 }
 
 static void fa_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)

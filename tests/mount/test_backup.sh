@@ -198,7 +198,12 @@ check_eq "chown to the same uid and gid (Python os.chown)" \
 # ENOTSUP and EOPNOTSUPP are the same number on Linux; Python names it either way
 check_eq "setxattr gives ENOTSUP" \
   "$(py_errno 'os.setxattr(a[0], "user.x", b"1")' "$S" | sed 's/^EOPNOTSUPP$/ENOTSUP/')" ENOTSUP
-check_eq "getxattr gives ENODATA" "$(py_errno 'os.getxattr(a[0], "user.x")' "$S")" ENODATA
+# no extended attributes on this mount: the kernel learns it at the first getxattr (ENOSYS)
+# and answers EOPNOTSUPP from then on without asking the daemon
+check_eq "getxattr gives ENOTSUP" \
+  "$(py_errno 'os.getxattr(a[0], "user.x")' "$S" | sed 's/^EOPNOTSUPP$/ENOTSUP/')" ENOTSUP
+check_eq "getxattr of an invoice gives ENOTSUP" \
+  "$(py_errno 'os.getxattr(a[0], "security.selinux")' "$INV" | sed 's/^EOPNOTSUPP$/ENOTSUP/')" ENOTSUP
 check_eq "listxattr is empty" "$(python3 -c 'import os,sys; print(os.listxattr(sys.argv[1]))' "$S")" "[]"
 check_eq "listxattr of an invoice is empty" \
   "$(python3 -c 'import os,sys; print(os.listxattr(sys.argv[1]))' "$INV")" "[]"
