@@ -10,6 +10,9 @@
  *   6. store_put_invoice      invoice + receipt + upload queue, one commit.
  * A crash between 5 and 6 leaves a journal entry with an intent whose bytes
  * hash to it: reconciliation at mount restores the invoice from the two.
+ * So only 4 and 5 are synced (two syncs per invoice): 1 is made durable by
+ * 4's sync, and 6 by the next synced commit — a power loss that takes 6
+ * with it leaves 4 and 5, the same state as a crash between them.
  */
 #include <pthread.h>
 #include <stdatomic.h>

@@ -481,14 +481,19 @@ void store_close(store_t *s)
 
 /* ---- commits that are not synced --------------------------------------- */
 
-/* Two records may wait for the next synced commit instead of paying an
- * fsync of their own: a received draft (store_add_draft) and an upload's
- * outcome (store_upload_done).  In WAL mode the next synchronous=FULL
- * commit syncs the log up to and including them, and a kill -9 loses
- * nothing (the log is in the page cache); only a power loss can, and what
- * it can lose is harmless: a draft whose close() had not returned, or the
- * mark of an upload, which is then sent again and which the platform
- * answers as a duplicate.  Called with s->lock held. */
+/* Three records may wait for the next synced commit instead of paying an
+ * fsync of their own.  In WAL mode the next synchronous=FULL commit syncs
+ * the log up to and including them, and a kill -9 loses nothing (the log
+ * is in the page cache); only a power loss can, and what it can lose is
+ * either harmless or rebuilt from what is synced:
+ *   - a received draft (store_add_draft): its close() has not returned;
+ *   - an issued invoice (store_put_invoice): its write-ahead intent was
+ *     synced before the device signed and the device journal was synced
+ *     when it signed, so reconciliation at the next mount restores the
+ *     invoice, its receipt and its upload from the two (engine.c);
+ *   - an upload's outcome (store_upload_done): the invoice is then sent
+ *     again, and the platform answers the same bytes as a duplicate.
+ * Called with s->lock held. */
 static int unsynced_begin(store_t *s) { return run(st(s, S_SYNC_NORMAL)); }
 static int unsynced_end(store_t *s, int rc)
 {
@@ -787,7 +792,9 @@ enum fa_err store_put_invoice(store_t *s, const struct store_issued *inv,
     int rc;
 
     pthread_mutex_lock(&s->lock);
-    rc = tx_begin(s);
+    rc = unsynced_begin(s);
+    if (rc == SQLITE_OK)
+        rc = tx_begin(s);
     if (rc == SQLITE_OK) {
         rc = bind_run(s, S_PUT_INVOICE, "tttiittibtt", inv->code, inv->number, inv->period,
                       inv->issued_at, inv->draft_id, inv->request_id, inv->draft_hash,
@@ -808,6 +815,7 @@ enum fa_err store_put_invoice(store_t *s, const struct store_issued *inv,
     if (rc == SQLITE_OK)
         rc = bind_run(s, S_DEL_INTENT, "i", inv->draft_id);
     rc = tx_end(s, rc);
+    rc = unsynced_end(s, rc);
     if (rc == SQLITE_OK)
         *invoice_id = iid;
     pthread_mutex_unlock(&s->lock);
