@@ -24,6 +24,7 @@
 #include "device/crypto.h"
 #include "engine/clock.h"
 #include "engine/draft.h"
+#include "engine/fifolock.h"
 #include "engine/engine.h"
 #include "engine/invoice.h"
 #include "engine/red.h"
@@ -34,7 +35,7 @@ struct engine {
     store_t *store;
     struct device *dev;
     uploader_t *uploader;
-    pthread_mutex_t issue_lock;   /* one draft at a time through the device */
+    struct fifo_lock issue_lock;  /* one draft at a time through the device, in arrival order */
     struct engine_reconcile rec;  /* under issue_lock */
     bool fault_after_sign;        /* tests: die between signing and commit */
     int fault_clear_step;         /* tests: die after this step of a clearing */
@@ -54,7 +55,7 @@ enum fa_err engine_open(const struct config *c, enum engine_mode mode, struct en
     if (!e)
         return FA_NOMEM;
     e->cfg = *c;
-    pthread_mutex_init(&e->issue_lock, NULL);
+    fifo_lock_init(&e->issue_lock);
     pthread_mutex_init(&e->clear_lock, NULL);
     clock_set_file(c->clock_file);
     err = store_open(c->store_path, &e->store, why, whylen);
@@ -89,7 +90,7 @@ void engine_close(struct engine *e)
         uploader_stop(e->uploader);
     device_close(e->dev);
     store_close(e->store);
-    pthread_mutex_destroy(&e->issue_lock);
+    fifo_lock_destroy(&e->issue_lock);
     pthread_mutex_destroy(&e->clear_lock);
     free(e);
 }
@@ -293,17 +294,17 @@ static enum fa_err reconcile_locked(struct engine *e)
 enum fa_err engine_reconcile(struct engine *e)
 {
     enum fa_err err;
-    pthread_mutex_lock(&e->issue_lock);
+    fifo_lock_acquire(&e->issue_lock);
     err = reconcile_locked(e);
-    pthread_mutex_unlock(&e->issue_lock);
+    fifo_lock_release(&e->issue_lock);
     return err;
 }
 
 void engine_reconcile_report(struct engine *e, struct engine_reconcile *out)
 {
-    pthread_mutex_lock(&e->issue_lock);
+    fifo_lock_acquire(&e->issue_lock);
     *out = e->rec;
-    pthread_mutex_unlock(&e->issue_lock);
+    fifo_lock_release(&e->issue_lock);
 }
 
 /* SPEC §2.1 exactly once: an issued request_id gives a "duplicate" receipt for
@@ -563,9 +564,9 @@ static enum fa_err process(struct engine *e, int64_t draft_id, const char *name,
         err = reject(e, draft_id, name, body, len, problems.text ? problems.text : "invalid\n",
                      out);
     } else if (err == FA_OK) {
-        pthread_mutex_lock(&e->issue_lock);
+        fifo_lock_acquire(&e->issue_lock);
         err = issue_valid(e, draft_id, name, body, len, &d, out);
-        pthread_mutex_unlock(&e->issue_lock);
+        fifo_lock_release(&e->issue_lock);
         if (err == FA_OK && out->kind == OUTCOME_ISSUED)
             uploader_kick(e->uploader);
     }
