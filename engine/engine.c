@@ -181,7 +181,9 @@ static void alarm_for(struct engine *e, const char *fmt, ...)
     fprintf(stderr, "fapiaofs: integrity alarm: %s\n", e->rec.last);
 }
 
-/* Restore one signed invoice from its journal entry and write-ahead intent. */
+/* Restore one signed invoice from its journal entry and write-ahead intent
+ * (after a crash between signing and the invoice commit, or a power loss
+ * that took the unsynced invoice commit with it). */
 static void restore_invoice(struct engine *e, const struct device_journal_entry *j)
 {
     struct draft_defaults defs = { .drawer = e->cfg.drawer };
@@ -226,8 +228,14 @@ static void restore_invoice(struct engine *e, const struct device_journal_entry 
     }
     file = invoice_render(inv, j->signature, &file_len);
     snprintf(path, sizeof path, "issued/%s/%s-%s.json", period, j->code, j->number);
-    receipt = receipt_render(in.draft_name, request_id, "issued", j->code, j->number, path,
-                             issued_at, total, NULL, &receipt_len);
+    if (in.receipt) {             /* the one the writer may have read already */
+        receipt = in.receipt;
+        receipt_len = in.receipt_len;
+        in.receipt = NULL;
+    } else {                      /* an intent from before store migration 8: no warnings */
+        receipt = receipt_render(in.draft_name, request_id, "issued", j->code, j->number, path,
+                                 issued_at, total, NULL, &receipt_len);
+    }
     err = !file || !receipt ? FA_NOMEM
         : store_put_invoice(e->store, &(struct store_issued){
               .draft_id = in.draft_id, .draft_name = in.draft_name, .code = j->code,
@@ -505,8 +513,20 @@ static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *n
         err = FA_IO;   /* cannot happen: a valid draft has every field it needs */
         goto out;
     }
+    /* the receipt needs no signature: it goes into the intent, for a restore */
+    clock_period(req.issued_at, out->period);
+    snprintf(out->invoice_name, sizeof out->invoice_name, "%s-%s.json", f.code, f.number);
+    snprintf(path, sizeof path, "issued/%s/%s", out->period, out->invoice_name);
+    dec_format(d->total, 2, total);
+    warnings = problems_json(&d->warnings);
+    receipt = receipt_render(name, d->request_id, "issued", f.code, f.number, path,
+                             req.issued_at, total, warnings, &receipt_len);
+    if (!receipt) {
+        err = FA_NOMEM;
+        goto out;
+    }
     err = store_put_intent(e->store, draft_id, f.code, f.number, canonical, canonical_len,
-                           req.issued_at);
+                           receipt, receipt_len, req.issued_at);
     if (err)
         goto out;
     err = device_issue_sign(e->dev, f.code, f.number, canonical, canonical_len, sig);
@@ -517,14 +537,7 @@ static enum fa_err issue_valid(struct engine *e, int64_t draft_id, const char *n
     if (e->fault_after_sign)
         _exit(86);
     file = invoice_render(inv, sig, &file_len);
-    clock_period(req.issued_at, out->period);
-    snprintf(out->invoice_name, sizeof out->invoice_name, "%s-%s.json", f.code, f.number);
-    snprintf(path, sizeof path, "issued/%s/%s", out->period, out->invoice_name);
-    dec_format(d->total, 2, total);
-    warnings = problems_json(&d->warnings);
-    receipt = receipt_render(name, d->request_id, "issued", f.code, f.number, path,
-                             req.issued_at, total, warnings, &receipt_len);
-    if (!file || !receipt) {
+    if (!file) {
         err = FA_NOMEM;
         goto out;
     }

@@ -97,6 +97,10 @@ static const char *const store_migrations[] = {
     "  UPDATE invoices SET size = length(json) WHERE id = NEW.id; END;"
     "DROP INDEX invoices_period;"
     "DROP INDEX invoices_name;",
+    /* 8: the write-ahead intent keeps the receipt too (it does not depend on
+     * the signature), so an invoice restored by reconciliation gets the very
+     * receipt its writer may already have read, warnings included */
+    "ALTER TABLE intents ADD COLUMN receipt BLOB;",
 };
 #define STORE_MIGRATIONS (int)(sizeof store_migrations / sizeof store_migrations[0])
 
@@ -133,14 +137,14 @@ static const char *const stmt_sql[S_COLL_BASE] = {
                     " WHERE r.red_code = i.code AND r.red_number = i.number)"
                     " FROM invoices i WHERE code = ?1 AND number = ?2",
     [S_HAS_NUMBER] = "SELECT 1 FROM invoices WHERE code = ?1 AND number = ?2",
-    [S_FIND_INTENT] = "SELECT i.draft_id, i.canonical, d.name, d.body FROM intents i"
+    [S_FIND_INTENT] = "SELECT i.draft_id, i.canonical, d.name, d.body, i.receipt FROM intents i"
                       " JOIN drafts d ON d.id = i.draft_id WHERE i.code = ?1 AND i.number = ?2",
     [S_DEL_STALE_INTENTS] = "DELETE FROM intents",
     [S_PUT_LOG] = "INSERT INTO device_log(at, uid, operation, result) VALUES(?1, ?2, ?3, ?4)",
     [S_LIST_LOG] = "SELECT id, at, uid, operation, result FROM device_log WHERE id > ?1 ORDER BY id"
                    " LIMIT ?2",
-    [S_PUT_INTENT] = "INSERT OR REPLACE INTO intents(draft_id, code, number, canonical, created_at)"
-                     " VALUES(?1, ?2, ?3, ?4, ?5)",
+    [S_PUT_INTENT] = "INSERT OR REPLACE INTO intents(draft_id, code, number, canonical, created_at,"
+                     " receipt) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     [S_DEL_INTENT] = "DELETE FROM intents WHERE draft_id = ?1",
     [S_PUT_INVOICE] = "INSERT INTO invoices(code, number, name, period, issued_at, draft_id, request_id,"
                       " draft_hash, total_fen, json, red_code, red_number, size)"
@@ -567,10 +571,12 @@ enum fa_err store_list_waiting(store_t *s, store_draft_cb cb, void *ctx)
 /* ---- issuing --------------------------------------------------------- */
 
 enum fa_err store_put_intent(store_t *s, int64_t draft_id, const char *code, const char *number,
-                             const void *canonical, size_t len, int64_t now)
+                             const void *canonical, size_t len, const void *receipt,
+                             size_t receipt_len, int64_t now)
 {
     int rc;
-    EXEC_ONE(s, NULL, S_PUT_INTENT, "ittbi", draft_id, code, number, canonical, len, now);
+    EXEC_ONE(s, NULL, S_PUT_INTENT, "ittbib", draft_id, code, number, canonical, len, now,
+             receipt, receipt_len);
     return sqlite_to_fa(rc);
 }
 
@@ -679,7 +685,10 @@ enum fa_err store_find_intent(store_t *s, const char *code, const char *number,
         snprintf(in->draft_name, sizeof in->draft_name, "%s",
                  (const char *)sqlite3_column_text(q, 2));
         in->body = column_copy(q, 3, &in->body_len);
-        err = in->canonical && in->body ? FA_OK : FA_NOMEM;
+        if (sqlite3_column_bytes(q, 4) > 0)   /* none in an intent from before migration 8 */
+            in->receipt = column_copy(q, 4, &in->receipt_len);
+        err = in->canonical && in->body && (in->receipt || sqlite3_column_bytes(q, 4) == 0)
+            ? FA_OK : FA_NOMEM;
     } else {
         err = rc == SQLITE_DONE ? FA_NOTFOUND : sqlite_to_fa(rc);
     }
@@ -692,7 +701,8 @@ void store_intent_free(struct store_intent *in)
 {
     free(in->canonical);
     free(in->body);
-    in->canonical = in->body = NULL;
+    free(in->receipt);
+    in->canonical = in->body = in->receipt = NULL;
 }
 
 enum fa_err store_drop_intents(store_t *s)

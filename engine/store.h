@@ -75,6 +75,7 @@ struct store_intent {
     char *canonical; size_t canonical_len;   /* malloc'd */
     char draft_name[STORE_NAME_MAX];
     char *body; size_t body_len;             /* the draft as received, malloc'd */
+    char *receipt; size_t receipt_len;       /* malloc'd; NULL if written before migration 8 */
 };
 enum fa_err store_find_intent(store_t *s, const char *code, const char *number,
                               struct store_intent *in);
@@ -89,9 +90,11 @@ typedef int (*store_log_cb)(void *ctx, int64_t id, int64_t at, int64_t uid, cons
                             const char *result);
 enum fa_err store_list_log(store_t *s, int64_t after_id, int max, store_log_cb cb, void *ctx);
 
-/* Write-ahead: the canonical bytes we are about to ask the device to sign. */
+/* Write-ahead: the canonical bytes we are about to ask the device to sign,
+ * and the receipt the draft gets once they are signed. */
 enum fa_err store_put_intent(store_t *s, int64_t draft_id, const char *code, const char *number,
-                             const void *canonical, size_t len, int64_t now);
+                             const void *canonical, size_t len, const void *receipt,
+                             size_t receipt_len, int64_t now);
 
 struct store_issued {
     int64_t draft_id;
