@@ -1182,8 +1182,9 @@ out:
 }
 
 /* Deterministic digits from an SM3 digest of the invoice identity. */
-static void derive_digits(const struct sim *s, const char *code, uint32_t number, int64_t total_fen,
-                          int64_t at, const char *salt, const char *alphabet, char *out, int n)
+void sim_derive_digits(const char *machine_number, const char *code, uint32_t number,
+                       int64_t total_fen, int64_t at, const char *salt, const char *alphabet,
+                       char *out, int n)
 {
     unsigned char digest[32];
     char seed[256];
@@ -1193,7 +1194,7 @@ static void derive_digits(const struct sim *s, const char *code, uint32_t number
     for (i = 0; i < n; i++) {
         if (i / 32 != block) {
             block = i / 32;
-            snprintf(seed, sizeof seed, "%s|%s|%s|%08u|%lld|%lld|%d", salt, s->info.machine_number,
+            snprintf(seed, sizeof seed, "%s|%s|%s|%08u|%lld|%lld|%d", salt, machine_number,
                      code, number, (long long)total_fen, (long long)at, block);
             crypto_sm3(seed, strlen(seed), digest);
         }
@@ -1229,10 +1230,10 @@ static enum fa_err sim_issue_begin(struct device *d, const struct device_issue_r
         snprintf(out->code, sizeof out->code, "%s", r->code);
         snprintf(out->number, sizeof out->number, "%08u", r->next);
         snprintf(out->machine_number, sizeof out->machine_number, "%s", s->info.machine_number);
-        derive_digits(s, r->code, r->next, req->total_fen, req->issued_at, "check", "0123456789",
-                      out->check_code, 20);
-        derive_digits(s, r->code, r->next, req->total_fen, req->issued_at, "cipher",
-                      "0123456789+-*/<>", out->cipher, 108);
+        sim_derive_digits(s->info.machine_number, r->code, r->next, req->total_fen, req->issued_at,
+                          "check", "0123456789", out->check_code, 20);
+        sim_derive_digits(s->info.machine_number, r->code, r->next, req->total_fen, req->issued_at,
+                          "cipher", "0123456789+-*/<>", out->cipher, 108);
         memcpy(s->reserved_code, r->code, sizeof s->reserved_code);
         s->reserved = *req;
         s->reserved.type = NULL;   /* the caller's string: the roll's type is kept instead */

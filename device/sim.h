@@ -79,6 +79,13 @@ enum fa_err sim_create(const char *path, const struct sim_params *p, char *why, 
 /* Create the demo device of SPEC §5.1 at `path` if no file is there. */
 enum fa_err sim_create_demo(const char *path, char *why, size_t whylen);
 enum fa_err sim_open(const char *path, struct device **out, char *why, size_t whylen);
+/* The check code (salt "check") or cipher ("cipher") the device derives for an
+ * invoice: n characters of alphabet from SM3 over the invoice's identity, into
+ * out (n + 1 bytes).  For tools that build a device's history without it
+ * (tests/bench/genstore). */
+void sim_derive_digits(const char *machine_number, const char *code, uint32_t number,
+                       int64_t total_fen, int64_t at, const char *salt, const char *alphabet,
+                       char *out, int n);
 
 /* ---- 反写: the platform's clearance answer ------------------------------ */
 

@@ -98,27 +98,6 @@ static void die(const char *fmt, ...)
     exit(1);
 }
 
-/* sim.c's derive_digits: the device's check code and cipher. */
-static void derive_digits(const struct model *m, uint32_t number, int64_t at, const char *salt,
-                          const char *alphabet, char *out, int n)
-{
-    unsigned char digest[32];
-    char seed[256];
-    size_t alen = strlen(alphabet);
-    int i, block = -1;
-
-    for (i = 0; i < n; i++) {
-        if (i / 32 != block) {
-            block = i / 32;
-            snprintf(seed, sizeof seed, "%s|%s|%s|%08u|%lld|%lld|%d", salt, m->machine, m->code,
-                     number, (long long)m->total_fen, (long long)at, block);
-            crypto_sm3(seed, strlen(seed), digest);
-        }
-        out[i] = alphabet[digest[i % 32] % alen];
-    }
-    out[n] = 0;
-}
-
 static void set_str(json_t *o, const char *key, const char *value)
 {
     json_object_set_new(o, key, json_string(value));
@@ -157,8 +136,9 @@ static int make_row(const struct model *m, json_t *inv, json_t *draft, json_t *w
     memcpy(ymd + 4, issued + 5, 2);
     memcpy(ymd + 6, issued + 8, 2);
     ymd[8] = 0;
-    derive_digits(m, n, at, "check", "0123456789", check, 20);
-    derive_digits(m, n, at, "cipher", "0123456789+-*/<>", cipher, 108);
+    sim_derive_digits(m->machine, m->code, n, m->total_fen, at, "check", "0123456789", check, 20);
+    sim_derive_digits(m->machine, m->code, n, m->total_fen, at, "cipher", "0123456789+-*/<>", cipher,
+                      108);
     snprintf(qr, sizeof qr, "01,%s,%s,%s,%s,%s,%s,", strcmp(m->type, "028") ? "10" : "08", m->code,
              r->number, m->amount, ymd, check);
     crypto_sm3(qr, strlen(qr), digest);
