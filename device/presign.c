@@ -285,11 +285,15 @@ void presign_stats(struct presign *p, struct presign_stats *out)
 
 void presign_free(struct presign *p)
 {
+    pid_t owner;
+    bool forked;
     int i;
 
     if (!p)
         return;
-    if (p->started && atomic_load(&p->owner) == getpid()) {   /* a forked child has no thread */
+    owner = atomic_load(&p->owner);
+    forked = owner && owner != getpid();   /* a child of fork(): the thread is the parent's */
+    if (p->started && !forked) {
         pthread_mutex_lock(&p->lock);
         p->stopping = true;
         pthread_cond_signal(&p->room);
@@ -302,7 +306,10 @@ void presign_free(struct presign *p)
     BN_clear_free(p->inv_1_plus_d);
     EC_GROUP_free(p->group);
     EVP_MD_free(p->sm3);
-    pthread_cond_destroy(&p->room);
-    pthread_mutex_destroy(&p->lock);
+    if (!forked) {   /* the child's copy may still count the parent's thread as a waiter:
+                      * glibc's destroy would wait for it forever */
+        pthread_cond_destroy(&p->room);
+        pthread_mutex_destroy(&p->lock);
+    }
     free(p);
 }

@@ -183,11 +183,13 @@ static void alarm_for(struct engine *e, const char *fmt, ...)
 
 /* Restore one signed invoice from its journal entry and write-ahead intent
  * (after a crash between signing and the invoice commit, or a power loss
- * that took the unsynced invoice commit with it). */
-static void restore_invoice(struct engine *e, const struct device_journal_entry *j)
+ * that took the unsynced invoice commit with it).  true when it failed for
+ * a reason that may pass (the store, memory): its intent must stay. */
+static bool restore_invoice(struct engine *e, const struct device_journal_entry *j)
 {
     struct draft_defaults defs = { .drawer = e->cfg.drawer };
     struct problems problems = { 0 };
+    bool retry = false;           /* failed for a reason that may pass: keep the intents */
     struct store_intent in;
     struct draft d = { 0 };
     struct device_summary lines = { 0 };
@@ -204,8 +206,9 @@ static void restore_invoice(struct engine *e, const struct device_journal_entry 
     if (err) {
         alarm_for(e, "the device signed %s-%s (journal entry %llu) but the store has no record of it",
                   j->code, j->number, (unsigned long long)j->seq);
-        return;
+        return err != FA_NOTFOUND;
     }
+    dec_parse(e->cfg.line_tolerance, 2, &defs.line_tolerance);   /* as process() parsed it */
     crypto_sm3(in.canonical, in.canonical_len, digest);
     crypto_hex(digest, 32, hex);
     inv = strcmp(hex, j->sm3_hex) ? NULL : json_loadb(in.canonical, in.canonical_len, 0, NULL);
@@ -247,6 +250,7 @@ static void restore_invoice(struct engine *e, const struct device_journal_entry 
               .lines = &lines }, &iid, &rid);
     if (err) {
         alarm_for(e, "cannot restore %s-%s: %s", j->code, j->number, fa_err_str(err));
+        retry = true;
         goto out;
     }
     e->rec.restored++;
@@ -260,6 +264,7 @@ out:
     free(file);
     free(receipt);
     store_intent_free(&in);
+    return retry;
 }
 
 /* issue_lock held */
@@ -270,6 +275,7 @@ static enum fa_err reconcile_locked(struct engine *e)
     struct store_counts sc;
     uint64_t from;
     enum fa_err err;
+    bool retry = false;
     int n, i;
 
     err = device_get_status(e->dev, &ds);
@@ -287,14 +293,14 @@ static enum fa_err reconcile_locked(struct engine *e)
             break;
         for (i = 0; i < n; i++)
             if (!store_has_number(e->store, batch[i].code, batch[i].number))
-                restore_invoice(e, &batch[i]);
+                retry |= restore_invoice(e, &batch[i]);
         from = batch[n - 1].seq + 1;
     }
     if (err == FA_OK && store_counts(e->store, &sc) == FA_OK && sc.invoices > ds.signed_count)
         alarm_for(e, "the store has %lld invoices but the device signed only %lld",
                   (long long)sc.invoices, (long long)ds.signed_count);
     e->rec.store = sc.invoices;
-    if (err == FA_OK)
+    if (err == FA_OK && !retry)
         store_drop_intents(e->store);   /* no draft is in flight: the rest were never signed */
     return err;
 }

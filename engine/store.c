@@ -251,6 +251,7 @@ struct store {
     sqlite3 *db;
     pthread_mutex_t lock;
     sqlite3_stmt *stmt[S_COUNT];
+    bool sync_relaxed;            /* a return to synchronous=FULL failed: retry before a commit */
 };
 
 static enum fa_err sqlite_to_fa(int rc)
@@ -315,11 +316,31 @@ static int bind_run(store_t *s, int id, const char *types, ...)
 #define EXEC_ONE(s, rowid, ...)                                              \
     do {                                                                     \
         pthread_mutex_lock(&(s)->lock);                                      \
-        rc = bind_run((s), __VA_ARGS__);                                     \
+        rc = durable_ready(s);                                               \
+        if (rc == SQLITE_OK)                                                 \
+            rc = bind_run((s), __VA_ARGS__);                                 \
         if (rc == SQLITE_OK && (rowid) != NULL)                              \
             *(int64_t *)(rowid) = sqlite3_last_insert_rowid((s)->db);        \
         pthread_mutex_unlock(&(s)->lock);                                    \
     } while (0)
+
+/* Back to synchronous=FULL, the setting of every commit but the few that
+ * are allowed to wait for the next one (unsynced_begin); lock held.  It can
+ * fail only without memory or inside a transaction a failed ROLLBACK left
+ * open; the failure is remembered and the next commit that must be durable
+ * tries again, and refuses without it (durable_ready). */
+static int sync_full(store_t *s)
+{
+    int rc = run(st(s, S_SYNC_FULL));
+    if (rc != SQLITE_OK && !sqlite3_get_autocommit(s->db)) {
+        run(st(s, S_ROLLBACK));
+        rc = run(st(s, S_SYNC_FULL));
+    }
+    s->sync_relaxed = rc != SQLITE_OK;
+    return rc;
+}
+
+static int durable_ready(store_t *s) { return s->sync_relaxed ? sync_full(s) : SQLITE_OK; }
 
 static int migrate(sqlite3 *db, char *why, size_t whylen)
 {
@@ -461,7 +482,11 @@ enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen
             goto fail;
         }
     }
-    rc = build_period_lines(s, why, whylen);
+    rc = sync_full(s);   /* said at open too; explicit, not an effect of preparing it last */
+    if (rc != SQLITE_OK)
+        snprintf(why, whylen, "store: PRAGMA synchronous = FULL: %s", sqlite3_errmsg(s->db));
+    else
+        rc = build_period_lines(s, why, whylen);
     if (rc != SQLITE_OK)
         goto fail;
     *out = s;
@@ -498,11 +523,16 @@ void store_close(store_t *s)
  *   - an upload's outcome (store_upload_done): the invoice is then sent
  *     again, and the platform answers the same bytes as a duplicate.
  * Called with s->lock held. */
-static int unsynced_begin(store_t *s) { return run(st(s, S_SYNC_NORMAL)); }
+static void unsynced_begin(store_t *s)
+{
+    run(st(s, S_SYNC_NORMAL));   /* if this fails the commit is synced: slower, never less safe */
+}
+
+/* rc is the commit's: it happened, whatever becomes of the setting */
 static int unsynced_end(store_t *s, int rc)
 {
-    int restore = run(st(s, S_SYNC_FULL));   /* every other commit is durable */
-    return rc != SQLITE_OK ? rc : restore;
+    sync_full(s);
+    return rc;
 }
 
 /* ---- drafts ---------------------------------------------------------- */
@@ -513,9 +543,8 @@ enum fa_err store_add_draft(store_t *s, const char *name, const void *body, size
     int rc;
 
     pthread_mutex_lock(&s->lock);
-    rc = unsynced_begin(s);
-    if (rc == SQLITE_OK)
-        rc = bind_run(s, S_ADD_DRAFT, "tib", name, now, body, len);
+    unsynced_begin(s);
+    rc = bind_run(s, S_ADD_DRAFT, "tib", name, now, body, len);
     if (rc == SQLITE_OK)
         *draft_id = sqlite3_last_insert_rowid(s->db);
     rc = unsynced_end(s, rc);
@@ -689,6 +718,8 @@ enum fa_err store_find_intent(store_t *s, const char *code, const char *number,
             in->receipt = column_copy(q, 4, &in->receipt_len);
         err = in->canonical && in->body && (in->receipt || sqlite3_column_bytes(q, 4) == 0)
             ? FA_OK : FA_NOMEM;
+        if (err)
+            store_intent_free(in);
     } else {
         err = rc == SQLITE_DONE ? FA_NOTFOUND : sqlite_to_fa(rc);
     }
@@ -742,7 +773,11 @@ enum fa_err store_list_log(store_t *s, int64_t after_id, int max, store_log_cb c
 }
 
 /* Transaction helpers; the caller holds the lock. */
-static int tx_begin(store_t *s) { return run(st(s, S_BEGIN)); }
+static int tx_begin(store_t *s)
+{
+    int rc = durable_ready(s);
+    return rc == SQLITE_OK ? run(st(s, S_BEGIN)) : rc;
+}
 static int tx_end(store_t *s, int rc)
 {
     if (rc == SQLITE_OK)
@@ -802,9 +837,8 @@ enum fa_err store_put_invoice(store_t *s, const struct store_issued *inv,
     int rc;
 
     pthread_mutex_lock(&s->lock);
-    rc = unsynced_begin(s);
-    if (rc == SQLITE_OK)
-        rc = tx_begin(s);
+    unsynced_begin(s);
+    rc = tx_begin(s);
     if (rc == SQLITE_OK) {
         rc = bind_run(s, S_PUT_INVOICE, "tttiittibtt", inv->code, inv->number, inv->period,
                       inv->issued_at, inv->draft_id, inv->request_id, inv->draft_hash,
@@ -1155,9 +1189,8 @@ enum fa_err store_upload_done(store_t *s, int64_t invoice_id, int64_t now)
     int rc;
 
     pthread_mutex_lock(&s->lock);
-    rc = unsynced_begin(s);   /* lost only by a power loss: then sent again, a duplicate */
-    if (rc == SQLITE_OK)
-        rc = tx_begin(s);
+    unsynced_begin(s);   /* lost only by a power loss: then sent again, a duplicate */
+    rc = tx_begin(s);
     if (rc == SQLITE_OK) {
         rc = bind_run(s, S_UPLOAD_DEL, "i", invoice_id);
         if (rc == SQLITE_OK)
