@@ -99,6 +99,26 @@ platform_mode up
 wait_for 60 test "$(platform_count)" = "$((N + FLAKY_N + 25))"
 check_eq "after kill -9 and remount the queue drained" "$(platform_count)" "$((N + FLAKY_N + 25))"
 
+# 4b. An upload's outcome commits without a sync of its own: a power loss can take the mark
+# with it, and the invoice is then sent again.  Put back what that leaves (the three newest
+# invoices queued again, their upload marks gone): they go again, the platform takes the same
+# bytes as already had, and nothing is counted twice or raised as an alarm.
+t_unmount
+sqlite3 "$T/state/fapiaofs.db" "
+  create temp table again as select id from invoices order by id desc limit 3;
+  delete from uploads where invoice_id in (select id from again);
+  insert into upload_queue(invoice_id) select id from again;"
+check_eq "three invoices queued again, without upload marks" \
+  "$(sqlite3 "$T/state/fapiaofs.db" 'select count(*) from upload_queue')" "3"
+t_mount
+wait_for 60 test "$(queued)" = 0
+check_eq "three invoices queued again after their marks were lost: sent again" "$(queued)" "0"
+check_eq "the platform still has each invoice once" "$(platform_count)" "$((N + FLAKY_N + 25))"
+check_eq "and every invoice has its upload mark again" \
+  "$(sqlite3 "$T/state/fapiaofs.db" 'select count(*) from invoices where id not in (select invoice_id from uploads)')" "0"
+check "platform/status shows no error after the second sending (no 409)" \
+  grep -q '^last_error: none$' "$MNT/platform/status"
+
 # 5. A wrong app secret: a clear error in platform/status, nothing lost.
 t_unmount
 printf 'wrong-secret\n' > "$T/secret"
