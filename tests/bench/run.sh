@@ -100,13 +100,10 @@ BENCH_REPEAT=$REPEAT BENCH_INVOICES=$SMALL BENCH_BIG=$BIG"
   } >> "$R"
 }
 
+source "$ROOT/tests/platform.sh"
 platform_start() {
-  rm -f "$B/platform.port" "$B/platform.admin"
-  "$PLATFORM_SIM" --port 0 --db "$B/platform.db" --port-file "$B/platform.port" \
-      --admin-port-file "$B/platform.admin" >>"$B/platform.log" 2>&1 &
-  PLATFORM_PID=$!
-  for _ in $(seq 200); do [ -s "$B/platform.admin" ] && break; sleep 0.05; done
-  [ -s "$B/platform.port" ] || die "the platform simulator did not start (see $B/platform.log)"
+  platform_sim_start "$PLATFORM_SIM" "$B" ||
+    die "the platform simulator did not start (see $B/platform.log)"
 }
 
 # ---- 1. issuing ---------------------------------------------------------------
@@ -125,7 +122,7 @@ issue_rep() {
     conf=$s/platform.conf
     printf '[store]\nstate_dir = %s\npath = fapiaofs.db\n[device]\nkind = sim\nstate = device.json\n'\
 '[platform]\nurl = http://127.0.0.1:%s\napp_key = demo-app\napp_secret_file = %s\ntimeout_ms = 2000\n' \
-      "$s" "$(cat "$B/platform.port")" "$B/secret" > "$conf"
+      "$s" "$PLATFORM_PORT" "$B/secret" > "$conf"
   fi
   mkdir -p "$s.mnt"
   fs_mount "$conf" "$s.mnt" "$B/issue.log"

@@ -56,15 +56,8 @@ CONF
 
 t_clock() { printf '%s\n' "$1" > "$T/clock.new" && mv "$T/clock.new" "$T/clock"; }
 
-t_platform_start() {
-  rm -f "$T/platform.port" "$T/platform.admin"
-  "$PLATFORM_SIM" --port 0 --db "$T/platform.db" --port-file "$T/platform.port" \
-      --admin-port-file "$T/platform.admin" >>"$T/platform.log" 2>&1 &
-  PLATFORM_PID=$!
-  for _ in $(seq 100); do [ -s "$T/platform.admin" ] && break; sleep 0.05; done
-  PLATFORM_PORT=$(cat "$T/platform.port")
-  PLATFORM_ADMIN=$(cat "$T/platform.admin")
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../platform.sh"
+t_platform_start() { platform_sim_start "$PLATFORM_SIM" "$T"; }
 
 platform_mode()  { curl -s -d "$1" "http://127.0.0.1:$PLATFORM_ADMIN/admin/mode" >/dev/null; }
 platform_count() { curl -s "http://127.0.0.1:$PLATFORM_ADMIN/admin/count"; }
