@@ -181,13 +181,22 @@ static void alarm_for(struct engine *e, const char *fmt, ...)
     fprintf(stderr, "fapiaofs: integrity alarm: %s\n", e->rec.last);
 }
 
+/* What a draft is parsed with: the same when it is issued and when it is
+ * restored, so that a restored invoice's draft hash is the issued one's. */
+static struct draft_defaults draft_defaults_of(const struct engine *e)
+{
+    struct draft_defaults defs = { .drawer = e->cfg.drawer };
+    dec_parse(e->cfg.line_tolerance, 2, &defs.line_tolerance);
+    return defs;
+}
+
 /* Restore one signed invoice from its journal entry and write-ahead intent
  * (after a crash between signing and the invoice commit, or a power loss
  * that took the unsynced invoice commit with it).  true when it failed for
  * a reason that may pass (the store, memory): its intent must stay. */
 static bool restore_invoice(struct engine *e, const struct device_journal_entry *j)
 {
-    struct draft_defaults defs = { .drawer = e->cfg.drawer };
+    struct draft_defaults defs = draft_defaults_of(e);
     struct problems problems = { 0 };
     bool retry = false;           /* failed for a reason that may pass: keep the intents */
     struct store_intent in;
@@ -208,7 +217,6 @@ static bool restore_invoice(struct engine *e, const struct device_journal_entry 
                   j->code, j->number, (unsigned long long)j->seq);
         return err != FA_NOTFOUND;
     }
-    dec_parse(e->cfg.line_tolerance, 2, &defs.line_tolerance);   /* as process() parsed it */
     crypto_sm3(in.canonical, in.canonical_len, digest);
     crypto_hex(digest, 32, hex);
     inv = strcmp(hex, j->sm3_hex) ? NULL : json_loadb(in.canonical, in.canonical_len, 0, NULL);
@@ -572,8 +580,7 @@ out:
 static enum fa_err process(struct engine *e, int64_t draft_id, const char *name, const void *body,
                            size_t len, struct engine_outcome *out)
 {
-    struct draft_defaults defs = { .drawer = e->cfg.drawer };
-    dec_parse(e->cfg.line_tolerance, 2, &defs.line_tolerance);
+    struct draft_defaults defs = draft_defaults_of(e);
     struct problems problems = { 0 };
     struct draft d;
     enum fa_err err;
