@@ -46,6 +46,10 @@ uint64_t fixed_lookup(uint64_t parent, const char *name);
 const char *fixed_name(uint64_t ino, uint64_t *parent);
 bool fixed_is_dir(uint64_t ino);
 
+/* After the session loop: free the file handles the kernel never released
+ * (their RELEASE was dropped at unmount).  Before pending_free(). */
+void ll_release_all(void);
+
 /* Common attributes: owner, nlink, blocks from size. */
 void fill_attr(struct stat *st, uint64_t ino, mode_t mode, uint64_t size, int64_t mtime);
 

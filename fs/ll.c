@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,11 +228,61 @@ struct open_file {
     size_t len;
     struct pending_handle *ph; /* pending/ files */
     struct control_buf *cb;    /* device/clear opened for writing */
+    struct open_file *prev, *next;   /* in open_files */
 };
+
+/* Every handle given to the kernel and not yet released.  A RELEASE is sent
+ * asynchronously after the last close(), and at unmount the kernel aborts the
+ * connection and drops the requests the daemon has not read yet: a file closed
+ * just before `fusermount -u` is never released.  ll_release_all() frees
+ * those after the session loop. */
+static struct {
+    pthread_mutex_t lock;
+    struct open_file *head;
+} open_files = { PTHREAD_MUTEX_INITIALIZER, NULL };
 
 static struct open_file *of_of(struct fuse_file_info *fi)
 {
     return (struct open_file *)(uintptr_t)fi->fh;
+}
+
+/* Hand of to the kernel as fi's handle. */
+static void of_give(struct open_file *of, struct fuse_file_info *fi)
+{
+    pthread_mutex_lock(&open_files.lock);
+    of->prev = NULL;
+    of->next = open_files.head;
+    if (of->next)
+        of->next->prev = of;
+    open_files.head = of;
+    pthread_mutex_unlock(&open_files.lock);
+    fi->fh = (uint64_t)(uintptr_t)of;
+}
+
+/* Free a handle, given to the kernel (tracked) or not. */
+static void of_free(struct open_file *of, bool tracked)
+{
+    if (tracked) {
+        pthread_mutex_lock(&open_files.lock);
+        if (of->prev)
+            of->prev->next = of->next;
+        else
+            open_files.head = of->next;
+        if (of->next)
+            of->next->prev = of->prev;
+        pthread_mutex_unlock(&open_files.lock);
+    }
+    if (of->ph)
+        pending_release(of->ph);
+    control_free(of->cb);
+    free(of->buf);
+    free(of);
+}
+
+void ll_release_all(void)
+{
+    while (open_files.head)
+        of_free(open_files.head, true);
 }
 
 /* ---- lookup --------------------------------------------------------------- */
@@ -390,13 +441,11 @@ static void fa_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     if (!rc && err)
         rc = fa_err_errno(err);
     if (rc) {
-        control_free(of->cb);
-        free(of->buf);
-        free(of);
+        of_free(of, false);
         fuse_reply_err(req, rc);
         return;
     }
-    fi->fh = (uint64_t)(uintptr_t)of;
+    of_give(of, fi);
     fuse_reply_open(req, fi);
 }
 
@@ -465,13 +514,8 @@ static void fa_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void fa_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    struct open_file *of = of_of(fi);
     (void)ino;
-    if (of->ph)
-        pending_release(of->ph);
-    control_free(of->cb);
-    free(of->buf);
-    free(of);
+    of_free(of_of(fi), true);
     fuse_reply_err(req, 0);
 }
 
@@ -495,7 +539,7 @@ static void fa_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         return;
     }
     e.ino = e.attr.st_ino;
-    fi->fh = (uint64_t)(uintptr_t)of;
+    of_give(of, fi);
     fuse_reply_create(req, &e, fi);
 }
 

@@ -232,8 +232,11 @@ int main(int argc, char *argv[])
         rc = fuse_session_loop_mt(se, lc);
         fuse_loop_cfg_destroy(lc);
     }
-    rc = rc ? 1 : 0;
+    /* libfuse returns the signal number after SIGTERM, SIGINT or SIGHUP:
+     * that is a requested stop, not a failure (-errno is one) */
+    rc = rc < 0 ? 1 : 0;
 out_unmount:
+    ll_release_all();
     pending_free(g_fs.pending);   /* its retry thread may still queue notifications */
     g_fs.pending = NULL;
     notify_stop();

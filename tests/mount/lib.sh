@@ -71,6 +71,17 @@ t_mount() {
 
 t_unmount() {
   fusermount3 -u "$MNT" 2>/dev/null || { sleep 0.5; fusermount3 -uz "$MNT"; }
+  t_daemon_exited
+}
+
+# t_stop: stop the daemon with SIGTERM, as a service manager does; it unmounts
+# lazily, so files may still be open.
+t_stop() {
+  kill -TERM "$FS_PID"
+  t_daemon_exited
+}
+
+t_daemon_exited() {
   wait "$FS_PID" 2>/dev/null
   local rc=$?
   ok $rc "daemon exited cleanly (exit $rc)"

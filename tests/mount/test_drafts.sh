@@ -58,3 +58,12 @@ check_eq "discount merged into its line" "$(json "$RED" '[i["amount"] for i in d
 sed 's/RED-1/RED-2/' "$T/red.json" > "$T/red2.json"
 check_eq "a second full reversal: EINVAL" "$(close_errno red2.json "$T/red2.json")" "22"
 check "the error says the blue total would be exceeded" grep -q '^items: .*more than the blue invoice' "$MNT/rejected/red2.json.error"
+
+# Stopped with descriptors still open (a draft being written, a file being
+# read): the kernel never sends their RELEASE, the daemon frees them itself
+# (the sanitizer build reports a leak otherwise) and exits cleanly.
+exec 3>"$MNT/pending/half.json" 4<"$MNT/README"
+printf '{"request_id": ' >&3
+t_stop
+exec 3>&- 4<&-
+check "the mount is gone" bash -c "! mountpoint -q '$MNT'"
