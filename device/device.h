@@ -13,6 +13,12 @@
  *                       records it in the device journal and consumes it.
  * A number is consumed only by issue_sign, so a crash between the two
  * reuses it: no gaps.
+ *
+ * Group commit (engine.c): a device that has issue_reserve_next and
+ * issue_sign_batch (the simulated one in this process) reserves up to
+ * DEVICE_BATCH_MAX numbers ahead and signs them with one journal write and
+ * one sync.  Over USB they are NULL (the command set reserves one number at
+ * a time, device/PROTOCOL.md) and device_batch_max() is 1.
  */
 #ifndef FAPIAO_DEVICE_H
 #define FAPIAO_DEVICE_H
@@ -105,6 +111,15 @@ struct device_issue_fields {
     char cipher[112];             /* 108 characters of 0-9+-*<>/ */
 };
 
+#define DEVICE_BATCH_MAX 16
+
+/* One invoice of a batch: the reserved number and its canonical bytes. */
+struct device_sign_item {
+    char code[16], number[16];
+    const void *bytes;
+    size_t len;
+};
+
 struct device;
 struct device_ops {
     enum fa_err (*get_info)(struct device *d, struct device_info *out);
@@ -115,6 +130,14 @@ struct device_ops {
                                struct device_issue_fields *out);
     enum fa_err (*issue_sign)(struct device *d, const char *code, const char *number,
                               const void *bytes, size_t len, char sig_b64[CRYPTO_SIG_B64_MAX]);
+    /* Optional (NULL: no batches).  reserve_next: the number after the last
+     * reserved one, with issue_begin's checks.  sign_batch: the first n
+     * reservations in order, durable before any signature is returned; the
+     * other reservations are dropped. */
+    enum fa_err (*issue_reserve_next)(struct device *d, const struct device_issue_req *req,
+                                      struct device_issue_fields *out);
+    enum fa_err (*issue_sign_batch)(struct device *d, int n, const struct device_sign_item *items,
+                                    char (*sigs)[CRYPTO_SIG_B64_MAX]);
     /* Journal entries with seq >= from, at most max, in order. */
     enum fa_err (*read_journal)(struct device *d, uint64_t from, struct device_journal_entry *out,
                                 int max, int *n);
@@ -155,6 +178,16 @@ static inline enum fa_err device_issue_begin(struct device *d, const struct devi
 static inline enum fa_err device_issue_sign(struct device *d, const char *code, const char *number,
                                             const void *b, size_t n, char sig[CRYPTO_SIG_B64_MAX])
 { return d->ops->issue_sign(d, code, number, b, n, sig); }
+static inline int device_batch_max(struct device *d)
+{ return d->ops->issue_reserve_next && d->ops->issue_sign_batch ? DEVICE_BATCH_MAX : 1; }
+static inline enum fa_err device_issue_reserve_next(struct device *d,
+                                                    const struct device_issue_req *r,
+                                                    struct device_issue_fields *o)
+{ return d->ops->issue_reserve_next(d, r, o); }
+static inline enum fa_err device_issue_sign_batch(struct device *d, int n,
+                                                  const struct device_sign_item *items,
+                                                  char (*sigs)[CRYPTO_SIG_B64_MAX])
+{ return d->ops->issue_sign_batch(d, n, items, sigs); }
 static inline enum fa_err device_read_journal(struct device *d, uint64_t from,
                                               struct device_journal_entry *o, int max, int *n)
 { return d->ops->read_journal(d, from, o, max, n); }

@@ -124,6 +124,8 @@ static void refill_start(struct presign *p)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     p->started = pthread_create(&p->thread, NULL, refill_main, p) == 0;
+    if (p->started)
+        pthread_setname_np(p->thread, "fapiaofs-nonce");   /* for top -H, perf */
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!p->started)
         atomic_store(&p->owner, 0);

@@ -37,6 +37,7 @@
 #define SIM_STATE_FORMAT 1
 #define SIM_NUMBER_MAX 99999999u
 #define SIM_PIN_CAP 32
+#define SIM_JOURNAL_LINE_MAX 1024 /* one journal line, its newline included */
 #define SIM_OFFLINE_HOURS_MAX 100000
 #define SIM_PRESIGN_POOL 32       /* nonces ready: a burst of 32 invoices signs at full speed */
 #define GENERAL_TAXPAYER "一般纳税人"
@@ -72,9 +73,14 @@ struct sim {
     char platform_key[CRYPTO_PUBLIC_B64_MAX];   /* the pinned platform key; "" none yet */
     uint64_t signed_count;
 
-    /* the number reserved by issue_begin, consumed by issue_sign; code "" for none */
-    char reserved_code[16];
-    struct device_issue_req reserved;
+    /* the numbers reserved by issue_begin and issue_reserve_next, in order,
+     * consumed by issue_sign(_batch); req.type is NULL (the roll has it) */
+    struct sim_reservation {
+        int roll;
+        uint32_t number;
+        struct device_issue_req req;
+    } reserved[DEVICE_BATCH_MAX];
+    int nreserved;
 
     int64_t clock_offset;         /* set_clock: device time = clock_now() + offset */
     /* the journal: byte offset of each entry (seq n at offsets[n-1]) */
@@ -623,10 +629,13 @@ static int parse_journal_line(const char *line, struct device_journal_entry *e,
     return parse_rates(rtext, rates, nrates);
 }
 
-static int grow_offsets(struct sim *s)
+/* Room for `more` entries after the signed ones. */
+static int grow_offsets(struct sim *s, size_t more)
 {
-    if (s->signed_count == s->cap_offsets) {
+    if (s->signed_count + more > s->cap_offsets) {
         size_t cap = s->cap_offsets ? s->cap_offsets * 2 : 1024;
+        while (cap < s->signed_count + more)
+            cap *= 2;
         uint64_t *v = realloc(s->offsets, cap * sizeof *v);
         if (!v)
             return -1;
@@ -643,7 +652,7 @@ static int grow_offsets(struct sim *s)
 static int sim_replay_journal(struct sim *s, uint64_t start)
 {
     FILE *f = fopen(s->journal_path, "re");
-    char line[1024];
+    char line[SIM_JOURNAL_LINE_MAX];
     long pos = (long)start;
 
     if (!f)
@@ -661,7 +670,7 @@ static int sim_replay_journal(struct sim *s, uint64_t start)
             pos = next;   /* a torn last line of a crash (cut off by sim_open) */
             continue;
         }
-        if (grow_offsets(s) || used_note(s, e.code, (uint32_t)strtoul(e.number, NULL, 10))) {
+        if (grow_offsets(s, 1) || used_note(s, e.code, (uint32_t)strtoul(e.number, NULL, 10))) {
             fclose(f);
             errno = ENOMEM;
             return -1;
@@ -706,7 +715,7 @@ static uint64_t fnv1a(const unsigned char *p, size_t n)
 /* FNV-1a of journal bytes [from, to) (one line); 0 or -1. */
 static int journal_hash(int fd, uint64_t from, uint64_t to, uint64_t *h)
 {
-    unsigned char line[1024];
+    unsigned char line[SIM_JOURNAL_LINE_MAX];
 
     if (to <= from || to - from > sizeof line ||
         pread(fd, line, (size_t)(to - from), (off_t)from) != (ssize_t)(to - from))
@@ -1203,19 +1212,32 @@ void sim_derive_digits(const char *machine_number, const char *code, uint32_t nu
     out[n] = 0;
 }
 
-static enum fa_err sim_issue_begin(struct device *d, const struct device_issue_req *req,
-                                   struct device_issue_fields *out)
+/* Reserve the next free number of req->type: after the last reservation
+ * with more, else from scratch (an unsigned reservation is handed out again:
+ * no gaps).  A later roll of the type takes over where one runs out. */
+static enum fa_err sim_reserve(struct device *d, const struct device_issue_req *req, bool more,
+                               struct device_issue_fields *out)
 {
     struct sim *s = (struct sim *)d;
     enum fa_err err = sim_enter(s);
-    int i, roll = -1;
+    uint32_t number = 0;
+    int i, k, roll = -1;
 
     if (err)
         goto out;
-    /* the rolls of the type in their order: the first with numbers left */
-    for (i = 0; i < s->nrolls && roll < 0; i++)
-        if (!strcmp(s->rolls[i].type, req->type) && s->rolls[i].next <= s->rolls[i].last)
+    if (!more)
+        s->nreserved = 0;
+    for (i = 0; i < s->nrolls && roll < 0; i++) {
+        uint32_t taken = 0;
+        if (strcmp(s->rolls[i].type, req->type))
+            continue;
+        for (k = 0; k < s->nreserved; k++)
+            taken += s->reserved[k].roll == i;
+        if (s->rolls[i].next + taken <= s->rolls[i].last) {
             roll = i;
+            number = s->rolls[i].next + taken;
+        }
+    }
     if (!s->pin_ok || s->pin_retries_left <= 0)
         err = FA_DEV_PIN;
     else if (sim_now(s) > s->lock_date)
@@ -1224,88 +1246,161 @@ static enum fa_err sim_issue_begin(struct device *d, const struct device_issue_r
         err = FA_DEV_LIMIT;
     else if (roll < 0)
         err = FA_DEV_ROLL_EMPTY;
+    else if (s->nreserved == DEVICE_BATCH_MAX)
+        err = FA_INVAL;   /* more than a batch: an engine bug */
     if (err == FA_OK) {
         const struct device_roll *r = &s->rolls[roll];
+        struct sim_reservation *res = &s->reserved[s->nreserved++];
         memset(out, 0, sizeof *out);
         snprintf(out->code, sizeof out->code, "%s", r->code);
-        snprintf(out->number, sizeof out->number, "%08u", r->next);
+        snprintf(out->number, sizeof out->number, "%08u", number);
         snprintf(out->machine_number, sizeof out->machine_number, "%s", s->info.machine_number);
-        sim_derive_digits(s->info.machine_number, r->code, r->next, req->total_fen, req->issued_at,
+        sim_derive_digits(s->info.machine_number, r->code, number, req->total_fen, req->issued_at,
                           "check", "0123456789", out->check_code, 20);
-        sim_derive_digits(s->info.machine_number, r->code, r->next, req->total_fen, req->issued_at,
+        sim_derive_digits(s->info.machine_number, r->code, number, req->total_fen, req->issued_at,
                           "cipher", "0123456789+-*/<>", out->cipher, 108);
-        memcpy(s->reserved_code, r->code, sizeof s->reserved_code);
-        s->reserved = *req;
-        s->reserved.type = NULL;   /* the caller's string: the roll's type is kept instead */
+        res->roll = roll;
+        res->number = number;
+        res->req = *req;
+        res->req.type = NULL;   /* the caller's string: the roll's type is kept instead */
     }
 out:
     sim_leave(s);
     return err;
 }
 
-static enum fa_err sim_issue_sign(struct device *d, const char *code, const char *number,
-                                  const void *bytes, size_t len, char sig_b64[CRYPTO_SIG_B64_MAX])
+static enum fa_err sim_issue_begin(struct device *d, const struct device_issue_req *req,
+                                   struct device_issue_fields *out)
+{
+    return sim_reserve(d, req, false, out);
+}
+
+static enum fa_err sim_issue_reserve_next(struct device *d, const struct device_issue_req *req,
+                                          struct device_issue_fields *out)
+{
+    return sim_reserve(d, req, true, out);
+}
+
+/* The journal line of reservation k, signed sig, over bytes whose SM3 is hex.
+ * Its length, or -1 if it does not fit. */
+static int journal_line(const struct sim *s, const struct sim_reservation *res, uint64_t seq,
+                        const char *hex, const char *sig, char *line, size_t cap)
+{
+    const struct device_roll *r = &s->rolls[res->roll];
+    int n, i;
+
+    n = snprintf(line, cap, "%llu %s %08u %s %lld %lld %s %s ", (unsigned long long)seq,
+                 r->code, res->number, r->type, (long long)res->req.issued_at,
+                 (long long)res->req.total_fen, hex, sig);
+    for (i = 0; i < res->req.nrates && n > 0 && (size_t)n < cap; i++)
+        n += snprintf(line + n, cap - (size_t)n, "%s%d:%lld:%lld", i ? ";" : "",
+                      res->req.rates[i].rate_pm, (long long)res->req.rates[i].amount_fen,
+                      (long long)res->req.rates[i].tax_fen);
+    if (n > 0 && (size_t)n < cap - 2)
+        n += snprintf(line + n, cap - (size_t)n, "%s\n", res->req.nrates ? "" : "-");
+    return n > 0 && (size_t)n < cap ? n : -1;
+}
+
+/* Sign the first n reservations, in order, and append their journal lines
+ * with one write and one fdatasync: no signature leaves the device before
+ * its line is durable, and a failure leaves none of them.  The remaining
+ * reservations are dropped. */
+static enum fa_err sim_issue_sign_batch(struct device *d, int n, const struct device_sign_item *items,
+                                        char (*sigs)[CRYPTO_SIG_B64_MAX])
 {
     struct sim *s = (struct sim *)d;
     unsigned char digest[32];
-    char hex[65], line[1024];
-    struct device_roll *r = NULL;
+    char hex[65], *buf = NULL;
+    size_t used = 0, cap = (size_t)(n > 0 ? n : 1) * SIM_JOURNAL_LINE_MAX;
+    int lens[DEVICE_BATCH_MAX];
     enum fa_err err = sim_enter(s);
     off_t end;
-    int n, i;
+    int k, j;
 
     if (err)
         goto out;
-    for (i = 0; i < s->nrolls && s->reserved_code[0] && !r; i++)
-        if (!strcmp(s->rolls[i].code, s->reserved_code))
-            r = &s->rolls[i];
-    if (!r || strcmp(r->code, code) || strtoul(number, NULL, 10) != r->next || r->next > r->last) {
-        err = FA_INVAL;   /* not the reserved number: an engine bug */
+    if (n < 1 || n > s->nreserved) {
+        err = FA_INVAL;   /* nothing reserved for them: an engine bug */
         goto out;
     }
-    /* k·G computed ahead (presign.h); OpenSSL signs without it, or in a forked child */
-    if ((!s->presign || presign_sign_b64(s->presign, bytes, len, sig_b64, CRYPTO_SIG_B64_MAX)) &&
-        crypto_sm2_sign_b64(s->key, bytes, len, sig_b64, CRYPTO_SIG_B64_MAX)) {
-        err = FA_DEV_IO;
-        goto out;
+    for (k = 0; k < n; k++) {
+        const struct sim_reservation *res = &s->reserved[k];
+        const struct device_roll *r = &s->rolls[res->roll];
+        uint32_t ahead = 0;
+        for (j = 0; j < k; j++)
+            ahead += s->reserved[j].roll == res->roll;
+        if (strcmp(r->code, items[k].code) || strtoul(items[k].number, NULL, 10) != res->number ||
+            res->number != r->next + ahead || res->number > r->last) {
+            err = FA_INVAL;   /* not the reserved number: an engine bug */
+            goto out;
+        }
     }
-    crypto_sm3(bytes, len, digest);
-    crypto_hex(digest, 32, hex);
-    n = snprintf(line, sizeof line, "%llu %s %s %s %lld %lld %s %s ",
-                 (unsigned long long)s->signed_count + 1, code, number, r->type,
-                 (long long)s->reserved.issued_at, (long long)s->reserved.total_fen, hex, sig_b64);
-    for (i = 0; i < s->reserved.nrates && n > 0 && (size_t)n < sizeof line; i++)
-        n += snprintf(line + n, sizeof line - (size_t)n, "%s%d:%lld:%lld", i ? ";" : "",
-                      s->reserved.rates[i].rate_pm, (long long)s->reserved.rates[i].amount_fen,
-                      (long long)s->reserved.rates[i].tax_fen);
-    if (n > 0 && (size_t)n < sizeof line - 2)
-        n += snprintf(line + n, sizeof line - (size_t)n, "%s\n", s->reserved.nrates ? "" : "-");
-    end = lseek(s->journal_fd, 0, SEEK_END);
+    buf = malloc(cap);
     /* room for what the append records, so nothing can fail after it */
-    if (n <= 0 || (size_t)n >= sizeof line || end < 0 || grow_offsets(s) ||
-        used_note(s, r->code, 0)) {
+    if (!buf || grow_offsets(s, (size_t)n)) {
         err = FA_DEV_IO;
         goto out;
     }
-    if (write(s->journal_fd, line, (size_t)n) != n || fdatasync(s->journal_fd)) {
-        /* never leave half a line for the next append to be glued to */
-        if (ftruncate(s->journal_fd, end) == 0)
+    for (k = 0; k < n; k++) {
+        /* k·G computed ahead (presign.h); OpenSSL signs without it, or in a forked child */
+        if ((!s->presign || presign_sign_b64(s->presign, items[k].bytes, items[k].len, sigs[k],
+                                             CRYPTO_SIG_B64_MAX)) &&
+            crypto_sm2_sign_b64(s->key, items[k].bytes, items[k].len, sigs[k], CRYPTO_SIG_B64_MAX)) {
+            err = FA_DEV_IO;
+            goto out;
+        }
+        crypto_sm3(items[k].bytes, items[k].len, digest);
+        crypto_hex(digest, 32, hex);
+        lens[k] = journal_line(s, &s->reserved[k], s->signed_count + 1 + (uint64_t)k, hex, sigs[k],
+                               buf + used, cap - used);
+        if (lens[k] < 0 || used_note(s, s->rolls[s->reserved[k].roll].code, 0)) {
+            err = FA_DEV_IO;
+            goto out;
+        }
+        used += (size_t)lens[k];
+    }
+    end = lseek(s->journal_fd, 0, SEEK_END);
+    if (end < 0 || write(s->journal_fd, buf, used) != (ssize_t)used || fdatasync(s->journal_fd)) {
+        /* never leave part of a batch for the next append to be glued to */
+        if (end >= 0 && ftruncate(s->journal_fd, end) == 0)
             fdatasync(s->journal_fd);
         err = FA_DEV_IO;
         goto out;
     }
-    s->offsets[s->signed_count++] = (uint64_t)end;
-    used_note(s, r->code, r->next);
-    add_to_sums(s, r->type, s->reserved.issued_at, s->reserved.total_fen, s->reserved.rates,
-                s->reserved.nrates);
-    r->next++;
-    s->reserved_code[0] = 0;
+    for (k = 0; k < n; k++) {
+        const struct sim_reservation *res = &s->reserved[k];
+        struct device_roll *r = &s->rolls[res->roll];
+        s->offsets[s->signed_count++] = (uint64_t)end;
+        end += lens[k];
+        used_note(s, r->code, res->number);
+        add_to_sums(s, r->type, res->req.issued_at, res->req.total_fen, res->req.rates,
+                    res->req.nrates);
+        r->next++;
+    }
     /* The journal line is the durable record of the consumed number: the
      * rolls follow the journal whenever the state is loaded, so the state
      * file is not rewritten (three syncs fewer per invoice). */
     err = FA_OK;
 out:
+    if (err != FA_INVAL)
+        s->nreserved = 0;
     sim_leave(s);
+    free(buf);
+    return err;
+}
+
+static enum fa_err sim_issue_sign(struct device *d, const char *code, const char *number,
+                                  const void *bytes, size_t len, char sig_b64[CRYPTO_SIG_B64_MAX])
+{
+    struct device_sign_item item = { .bytes = bytes, .len = len };
+    char sigs[1][CRYPTO_SIG_B64_MAX];
+    enum fa_err err;
+
+    snprintf(item.code, sizeof item.code, "%s", code);
+    snprintf(item.number, sizeof item.number, "%s", number);
+    err = sim_issue_sign_batch(d, 1, &item, sigs);
+    if (err == FA_OK)
+        memcpy(sig_b64, sigs[0], CRYPTO_SIG_B64_MAX);
     return err;
 }
 
@@ -1315,7 +1410,7 @@ static enum fa_err sim_read_journal(struct device *d, uint64_t from,
     struct sim *s = (struct sim *)d;
     struct device_rate_sum rates[DEVICE_MAX_RATES];
     enum fa_err err = FA_OK;
-    char line[1024];
+    char line[SIM_JOURNAL_LINE_MAX];
     int nrates;
 
     *n = 0;
@@ -1560,6 +1655,8 @@ static const struct device_ops sim_ops = {
     .verify_pin = sim_verify_pin,
     .issue_begin = sim_issue_begin,
     .issue_sign = sim_issue_sign,
+    .issue_reserve_next = sim_issue_reserve_next,
+    .issue_sign_batch = sim_issue_sign_batch,
     .read_journal = sim_read_journal,
     .period_summary = sim_period_summary,
     .apply_clearance = sim_apply_clearance,

@@ -1,13 +1,15 @@
 /*
  * fifolock.h — a mutex that is handed over in arrival order.
  *
- * The engine issues one draft at a time through the device.  A plain
+ * The engine issues one batch at a time through the device.  A plain
  * pthread mutex lets a thread that just released it take it again before
  * the threads already waiting wake up, so with eight writers some close()
  * calls waited for many more turns than eight: the 99th percentile of the
  * close latency grew with the unfairness, not with the work.  A ticket lock
  * makes the wait at most one turn per writer ahead.  The price is a wake-up
- * per hand-over, which the device's two syncs per invoice dwarf.
+ * per hand-over, which the device's two syncs per invoice dwarf.  Since group
+ * commit the writers queue in engine.c and only the leader of a batch, the
+ * reconciliation and the status readers take this lock.
  */
 #ifndef FAPIAO_FIFOLOCK_H
 #define FAPIAO_FIFOLOCK_H

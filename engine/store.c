@@ -599,13 +599,18 @@ enum fa_err store_list_waiting(store_t *s, store_draft_cb cb, void *ctx)
 
 /* ---- issuing --------------------------------------------------------- */
 
-enum fa_err store_put_intent(store_t *s, int64_t draft_id, const char *code, const char *number,
-                             const void *canonical, size_t len, const void *receipt,
-                             size_t receipt_len, int64_t now)
+enum fa_err store_put_intents(store_t *s, const struct store_new_intent *v, int n, int64_t now)
 {
-    int rc;
-    EXEC_ONE(s, NULL, S_PUT_INTENT, "ittbib", draft_id, code, number, canonical, len, now,
-             receipt, receipt_len);
+    int rc, i;
+
+    assert(n > 0);
+    pthread_mutex_lock(&s->lock);
+    rc = tx_begin(s);
+    for (i = 0; i < n && rc == SQLITE_OK; i++)
+        rc = bind_run(s, S_PUT_INTENT, "ittbib", v[i].draft_id, v[i].code, v[i].number,
+                      v[i].canonical, v[i].len, now, v[i].receipt, v[i].receipt_len);
+    rc = tx_end(s, rc);
+    pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
 }
 

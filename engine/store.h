@@ -91,10 +91,15 @@ typedef int (*store_log_cb)(void *ctx, int64_t id, int64_t at, int64_t uid, cons
 enum fa_err store_list_log(store_t *s, int64_t after_id, int max, store_log_cb cb, void *ctx);
 
 /* Write-ahead: the canonical bytes we are about to ask the device to sign,
- * and the receipt the draft gets once they are signed. */
-enum fa_err store_put_intent(store_t *s, int64_t draft_id, const char *code, const char *number,
-                             const void *canonical, size_t len, const void *receipt,
-                             size_t receipt_len, int64_t now);
+ * and the receipt the draft gets once they are signed; n of them in one
+ * synced transaction (a batch, engine.c). */
+struct store_new_intent {
+    int64_t draft_id;
+    const char *code, *number;
+    const void *canonical, *receipt;
+    size_t len, receipt_len;
+};
+enum fa_err store_put_intents(store_t *s, const struct store_new_intent *v, int n, int64_t now);
 
 struct store_issued {
     int64_t draft_id;

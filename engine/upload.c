@@ -332,6 +332,7 @@ int uploader_start(store_t *s, const struct config *c, uploader_t **out)
         uploader_free(u);
         return -1;
     }
+    pthread_setname_np(u->thread, "fapiaofs-upload");   /* for top -H, perf */
     u->thread_running = true;
     *out = u;
     return 0;

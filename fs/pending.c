@@ -372,6 +372,7 @@ int pending_start(struct pending_dir *d)
         return fa_err_errno(err);
     if (pthread_create(&d->retry_thread, NULL, retry_main, d))
         return EAGAIN;
+    pthread_setname_np(d->retry_thread, "fapiaofs-retry");   /* for top -H, perf */
     d->retry_running = true;
     return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * test_sim.c — the simulated tax-control device (device/sim.c): a device
  * created with chosen parameters, rolls used in order and running out,
- * every refusal (limit, lock date, roll, PIN and PIN lock), the admin
+ * every refusal (limit, lock date, roll, PIN and PIN lock), batches of
+ * reserved numbers signed with one journal write, the admin
  * commands of fapiaofs-sim seen live by an open device, the journal and the
  * signed period summary, a torn journal line, 反写 of platform-signed
  * clearance answers (trust on first use of the platform key, every refusal,
@@ -55,15 +56,22 @@ static int64_t iso(const char *s)
 /* The bytes an invoice's signature covers, here just its identity. */
 static void invoice_bytes(const char *code, const char *number, char buf[64])
 {
-    snprintf(buf, 64, "invoice %s-%s", code, number);
+    snprintf(buf, 64, "invoice %.15s-%.15s", code, number);
+}
+
+/* A request for one invoice of total_fen at 13 %. */
+static struct device_issue_req request(const char *type, int64_t total_fen, int64_t at)
+{
+    struct device_issue_req req = { .type = type, .total_fen = total_fen, .issued_at = at,
+                                    .nrates = 1 };
+    req.rates[0] = (struct device_rate_sum){ 130, total_fen * 100 / 113, total_fen * 13 / 113 };
+    return req;
 }
 
 static enum fa_err begin(struct device *d, const char *type, int64_t total_fen, int64_t at,
                          struct device_issue_fields *f)
 {
-    struct device_issue_req req = { .type = type, .total_fen = total_fen, .issued_at = at,
-                                    .nrates = 1 };
-    req.rates[0] = (struct device_rate_sum){ 130, total_fen * 100 / 113, total_fen * 13 / 113 };
+    struct device_issue_req req = request(type, total_fen, at);
     return device_issue_begin(d, &req, f);
 }
 
@@ -333,6 +341,118 @@ static void test_issue(const char *path)
         return;
     CHECK_INT(status_of(d).signed_count, 5);
     CHECK_INT(roll_of(d, "035001900112").next, 12);
+    device_close(d);
+}
+
+/* ---- batches (group commit) ---------------------------------------------- */
+
+static enum fa_err reserve_next(struct device *d, const char *type, int64_t total_fen, int64_t at,
+                                struct device_issue_fields *f)
+{
+    struct device_issue_req req = request(type, total_fen, at);
+    return device_issue_reserve_next(d, &req, f);
+}
+
+static void test_batch(void)
+{
+    struct sim_params p;
+    struct device *d = NULL;
+    struct device_issue_fields f[DEVICE_BATCH_MAX + 1];
+    struct device_sign_item items[DEVICE_BATCH_MAX];
+    struct device_journal_entry je[DEVICE_BATCH_MAX];
+    char sigs[DEVICE_BATCH_MAX][CRYPTO_SIG_B64_MAX], bytes[DEVICE_BATCH_MAX][64];
+    char why[512], path[PATH_MAX], got[40];
+    const char *want[] = { "035001900111-00000001", "035001900211-00000001",
+                           "035001900111-00000002", "035001900111-00000003",
+                           "035001900112-00000010" };
+    int64_t now = iso("2024-11-20T10:00:00+08:00");
+    EVP_PKEY *pub;
+    int i, n = 0, bad = 0;
+
+    path_in(path, sizeof path, "batch.json");
+    sim_params_demo(&p);
+    p.nrolls = 3;
+    p.rolls[0] = (struct device_roll){ "026", "035001900111", 1, 3, 0 };
+    p.rolls[1] = (struct device_roll){ "028", "035001900211", 1, 5, 0 };
+    p.rolls[2] = (struct device_roll){ "026", "035001900112", 10, 40, 0 };
+    strcpy(p.cleared_through, "2024-10");
+    CHECK_INT(sim_create(path, &p, why, sizeof why), FA_OK);
+    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
+    if (!d)
+        return;
+    CHECK_INT(device_batch_max(d), DEVICE_BATCH_MAX);
+    device_set_clock(d, now);
+    CHECK_INT(device_verify_pin(d, p.pin), FA_OK);
+
+    /* reservations follow each roll, and the next roll of a type takes over */
+    CHECK_INT(begin(d, "026", 11300, now, &f[0]), FA_OK);
+    CHECK_INT(reserve_next(d, "028", 11300, now, &f[1]), FA_OK);
+    CHECK_INT(reserve_next(d, "026", 11300, now, &f[2]), FA_OK);
+    CHECK_INT(reserve_next(d, "026", 11300, now, &f[3]), FA_OK);
+    CHECK_INT(reserve_next(d, "026", 11300, now, &f[4]), FA_OK);
+    for (i = 0; i < 5; i++) {
+        snprintf(got, sizeof got, "%.15s-%.15s", f[i].code, f[i].number);
+        CHECK_STR(got, want[i]);
+        invoice_bytes(f[i].code, f[i].number, bytes[i]);
+        items[i] = (struct device_sign_item){ .bytes = bytes[i], .len = strlen(bytes[i]) };
+        strcpy(items[i].code, f[i].code);
+        strcpy(items[i].number, f[i].number);
+    }
+    CHECK_INT(reserve_next(d, "026", 2000000000, now, &f[5]), FA_DEV_LIMIT);
+
+    /* out of order: refused, nothing signed, the reservations stay */
+    struct device_sign_item swapped[2] = { items[1], items[0] };
+    CHECK_INT(device_issue_sign_batch(d, 2, swapped, sigs), FA_INVAL);
+    CHECK_INT(device_issue_sign_batch(d, 6, items, sigs), FA_INVAL);
+    CHECK_INT(status_of(d).signed_count, 0);
+
+    /* the first three, one journal write; the other two are dropped */
+    CHECK_INT(device_issue_sign_batch(d, 3, items, sigs), FA_OK);
+    CHECK_INT(status_of(d).signed_count, 3);
+    CHECK_INT(roll_of(d, "035001900111").next, 3);
+    CHECK_INT(roll_of(d, "035001900211").next, 2);
+    CHECK_INT(device_read_journal(d, 1, je, DEVICE_BATCH_MAX, &n), FA_OK);
+    CHECK_INT(n, 3);
+    pub = public_key(d);
+    for (i = 0; i < n && pub; i++) {
+        bad += je[i].seq != (uint64_t)i + 1 || strcmp(je[i].code, f[i].code) ||
+               strcmp(je[i].number, f[i].number) || strcmp(je[i].signature, sigs[i]) ||
+               crypto_sm2_verify_b64(pub, bytes[i], strlen(bytes[i]), sigs[i]) != 0;
+    }
+    CHECK(pub && bad == 0, "journal lines 1-3 in order, their signatures verify (%d bad)", bad);
+    EVP_PKEY_free(pub);
+    CHECK_INT(device_issue_sign_batch(d, 1, &items[3], sigs), FA_INVAL);
+
+    /* a dropped reservation is handed out again: no gap */
+    CHECK_INT(issue(d, "026", 11300, now, got), FA_OK);
+    CHECK_STR(got, "035001900111-00000003");
+
+    /* at most DEVICE_BATCH_MAX reserved at once */
+    CHECK_INT(begin(d, "026", 100, now, &f[0]), FA_OK);
+    for (i = 1; i < DEVICE_BATCH_MAX; i++)
+        bad += reserve_next(d, "026", 100, now, &f[i]) != FA_OK;
+    CHECK_INT(bad, 0);
+    CHECK_INT(reserve_next(d, "026", 100, now, &f[DEVICE_BATCH_MAX]), FA_INVAL);
+    for (i = 0; i < DEVICE_BATCH_MAX; i++) {
+        invoice_bytes(f[i].code, f[i].number, bytes[i]);
+        items[i] = (struct device_sign_item){ .bytes = bytes[i], .len = strlen(bytes[i]) };
+        strcpy(items[i].code, f[i].code);
+        strcpy(items[i].number, f[i].number);
+    }
+    CHECK_INT(device_issue_sign_batch(d, DEVICE_BATCH_MAX, items, sigs), FA_OK);
+    CHECK_INT(roll_of(d, "035001900112").next, 10 + DEVICE_BATCH_MAX);
+    device_close(d);
+
+    /* after a reopen the journal says the same */
+    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
+    if (!d)
+        return;
+    CHECK_INT(status_of(d).signed_count, 4 + DEVICE_BATCH_MAX);
+    CHECK_INT(roll_of(d, "035001900112").next, 10 + DEVICE_BATCH_MAX);
+    CHECK_INT(device_read_journal(d, 5, je, DEVICE_BATCH_MAX, &n), FA_OK);
+    CHECK(n == DEVICE_BATCH_MAX && !strcmp(je[n - 1].number, f[DEVICE_BATCH_MAX - 1].number) &&
+          je[n - 1].seq == 4 + DEVICE_BATCH_MAX, "the batch's last line is seq %d, number %s",
+          4 + DEVICE_BATCH_MAX, f[DEVICE_BATCH_MAX - 1].number);
     device_close(d);
 }
 
@@ -1136,6 +1256,7 @@ int main(void)
     test_create(path);
     test_demo();
     test_issue(path);
+    test_batch();
     test_live(path);
     test_journal(path);
     test_torn(path);
