@@ -81,6 +81,7 @@ struct sim {
         struct device_issue_req req;
     } reserved[DEVICE_BATCH_MAX];
     int nreserved;
+    off_t journal_end;            /* where the next line goes: the end of the last one signed */
 
     int64_t clock_offset;         /* set_clock: device time = clock_now() + offset */
     /* the journal: byte offset of each entry (seq n at offsets[n-1]) */
@@ -844,7 +845,9 @@ static int sim_read_journal_state(struct sim *s)
 }
 
 /* A crash in the middle of an append leaves a last line without its newline;
- * cut it off, or the next append would be glued to it and lost. */
+ * cut it off, or the next append would be glued to it and lost.  Then sync:
+ * after a kill between an append and its fdatasync the lines may be only in
+ * the page cache, and reconciliation is about to restore invoices from them. */
 static int trim_torn_tail(const char *path)
 {
     int fd = open(path, O_RDWR | O_CLOEXEC), rc = 0;
@@ -862,8 +865,10 @@ static int trim_torn_tail(const char *path)
         if (c == '\n')
             break;
     }
-    if (rc == 0 && pos != end)
-        rc = ftruncate(fd, pos) || fsync(fd) ? -1 : 0;
+    if (rc == 0 && pos != end && ftruncate(fd, pos))
+        rc = -1;
+    if (rc == 0 && fsync(fd))
+        rc = -1;
     close(fd);
     return rc;
 }
@@ -1306,11 +1311,11 @@ static int journal_line(const struct sim *s, const struct sim_reservation *res, 
  * its line is durable, and a failure leaves none of them.  The remaining
  * reservations are dropped. */
 static enum fa_err sim_issue_sign_batch(struct device *d, int n, const struct device_sign_item *items,
-                                        char (*sigs)[CRYPTO_SIG_B64_MAX])
+                                        char (*out)[CRYPTO_SIG_B64_MAX])
 {
     struct sim *s = (struct sim *)d;
     unsigned char digest[32];
-    char hex[65], *buf = NULL;
+    char hex[65], *buf = NULL, sigs[DEVICE_BATCH_MAX][CRYPTO_SIG_B64_MAX];
     size_t used = 0, cap = (size_t)(n > 0 ? n : 1) * SIM_JOURNAL_LINE_MAX;
     int lens[DEVICE_BATCH_MAX];
     enum fa_err err = sim_enter(s);
@@ -1329,7 +1334,8 @@ static enum fa_err sim_issue_sign_batch(struct device *d, int n, const struct de
         uint32_t ahead = 0;
         for (j = 0; j < k; j++)
             ahead += s->reserved[j].roll == res->roll;
-        if (strcmp(r->code, items[k].code) || strtoul(items[k].number, NULL, 10) != res->number ||
+        /* an administrator's change reloaded since may have moved the rolls */
+        if (res->roll >= s->nrolls || strcmp(r->code, items[k].code) || strtoul(items[k].number, NULL, 10) != res->number ||
             res->number != r->next + ahead || res->number > r->last) {
             err = FA_INVAL;   /* not the reserved number: an engine bug */
             goto out;
@@ -1352,21 +1358,30 @@ static enum fa_err sim_issue_sign_batch(struct device *d, int n, const struct de
         crypto_sm3(items[k].bytes, items[k].len, digest);
         crypto_hex(digest, 32, hex);
         lens[k] = journal_line(s, &s->reserved[k], s->signed_count + 1 + (uint64_t)k, hex, sigs[k],
-                               buf + used, cap - used);
+                               buf + used, SIM_JOURNAL_LINE_MAX);
         if (lens[k] < 0 || used_note(s, s->rolls[s->reserved[k].roll].code, 0)) {
             err = FA_DEV_IO;
             goto out;
         }
         used += (size_t)lens[k];
     }
+    /* Lines a failed append could not take back are cut first: they were
+     * never answered, and the next lines take their sequence numbers. */
     end = lseek(s->journal_fd, 0, SEEK_END);
-    if (end < 0 || write(s->journal_fd, buf, used) != (ssize_t)used || fdatasync(s->journal_fd)) {
+    if (end != s->journal_end &&
+        (ftruncate(s->journal_fd, s->journal_end) || fdatasync(s->journal_fd))) {
+        err = FA_DEV_IO;
+        goto out;
+    }
+    end = s->journal_end;
+    if (write(s->journal_fd, buf, used) != (ssize_t)used || fdatasync(s->journal_fd)) {
         /* never leave part of a batch for the next append to be glued to */
-        if (end >= 0 && ftruncate(s->journal_fd, end) == 0)
+        if (ftruncate(s->journal_fd, end) == 0)
             fdatasync(s->journal_fd);
         err = FA_DEV_IO;
         goto out;
     }
+    s->journal_end = end + (off_t)used;
     for (k = 0; k < n; k++) {
         const struct sim_reservation *res = &s->reserved[k];
         struct device_roll *r = &s->rolls[res->roll];
@@ -1376,6 +1391,7 @@ static enum fa_err sim_issue_sign_batch(struct device *d, int n, const struct de
         add_to_sums(s, r->type, res->req.issued_at, res->req.total_fen, res->req.rates,
                     res->req.nrates);
         r->next++;
+        memcpy(out[k], sigs[k], CRYPTO_SIG_B64_MAX);   /* only once the lines are durable */
     }
     /* The journal line is the durable record of the consumed number: the
      * rolls follow the journal whenever the state is loaded, so the state
@@ -1393,14 +1409,14 @@ static enum fa_err sim_issue_sign(struct device *d, const char *code, const char
                                   const void *bytes, size_t len, char sig_b64[CRYPTO_SIG_B64_MAX])
 {
     struct device_sign_item item = { .bytes = bytes, .len = len };
-    char sigs[1][CRYPTO_SIG_B64_MAX];
+    char sig[1][CRYPTO_SIG_B64_MAX];
     enum fa_err err;
 
     snprintf(item.code, sizeof item.code, "%s", code);
     snprintf(item.number, sizeof item.number, "%s", number);
-    err = sim_issue_sign_batch(d, 1, &item, sigs);
+    err = sim_issue_sign_batch(d, 1, &item, sig);
     if (err == FA_OK)
-        memcpy(sig_b64, sigs[0], CRYPTO_SIG_B64_MAX);
+        memcpy(sig_b64, sig[0], CRYPTO_SIG_B64_MAX);
     return err;
 }
 
@@ -1690,7 +1706,9 @@ enum fa_err sim_open(const char *path, struct device **out, char *why, size_t wh
     unlock_file(s->lock_fd);
     s->journal_fd = open(s->journal_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     s->journal_rd = open(s->journal_path, O_RDONLY | O_CLOEXEC);
-    if (s->journal_fd < 0 || s->journal_rd < 0) {
+    if (s->journal_fd >= 0)
+        s->journal_end = lseek(s->journal_fd, 0, SEEK_END);
+    if (s->journal_fd < 0 || s->journal_rd < 0 || s->journal_end < 0) {
         snprintf(why, whylen, "device journal %s: %s", s->journal_path, strerror(errno));
         goto fail;
     }

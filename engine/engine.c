@@ -54,6 +54,8 @@ struct engine {
 
 #define RECONCILE_BATCH 64
 #define RECONCILE_OVERLAP 16      /* journal entries before the store's count also checked */
+/* a whole batch signed and lost from the store must be within the overlap */
+_Static_assert(RECONCILE_OVERLAP >= DEVICE_BATCH_MAX, "reconciliation must cover a batch");
 
 enum fa_err engine_open(const struct config *c, enum engine_mode mode, struct engine **out,
                         char *why, size_t whylen)
@@ -623,13 +625,19 @@ static void sign_round(struct engine *e, struct issue_job **jobs, int n)
         memcpy(items[k].number, j->f.number, sizeof items[k].number);
     }
     err = store_put_intents(e->store, intents, n, clock_now());
-    if (err == FA_OK)
+    if (err == FA_OK) {
         err = device_batch_max(e->dev) > 1
                   ? device_issue_sign_batch(e->dev, n, items, sigs)
                   : device_issue_sign(e->dev, items[0].code, items[0].number, items[0].bytes,
                                       items[0].len, sigs[0]);
-    if (err == FA_DEV_IO)
-        reconcile_locked(e);   /* did it sign before failing? */
+        /* INVAL: the device no longer holds these reservations (its state was
+         * changed meanwhile); for the writers that is a device error, not a
+         * rejected draft */
+        if (err == FA_INVAL)
+            err = FA_DEV_IO;
+        if (err)
+            reconcile_locked(e);   /* did it sign before failing?  The round's intents go. */
+    }
     if (err == FA_OK && e->fault_after_sign)
         _exit(86);
     for (k = 0; k < n; k++) {

@@ -107,7 +107,7 @@ static const char *const store_migrations[] = {
 enum stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
     S_ADD_DRAFT, S_DRAFT_WAITING, S_DRAFT_CANCEL, S_LIST_WAITING,
-    S_FIND_REQUEST, S_GET_BLUE, S_PUT_INTENT, S_DEL_INTENT, S_HAS_NUMBER, S_FIND_INTENT,
+    S_FIND_REQUEST, S_GET_BLUE, S_PUT_INTENT, S_DEL_INTENT, S_DEL_INTENT_NUMBER, S_HAS_NUMBER, S_FIND_INTENT,
     S_DEL_STALE_INTENTS, S_PUT_LOG, S_LIST_LOG,
     S_PUT_INVOICE, S_PUT_PERIOD, S_DRAFT_ISSUED, S_HIDE_RECEIPT_NAME, S_HIDE_REJECT_NAME,
     S_PUT_RECEIPT, S_QUEUE_UPLOAD,
@@ -146,6 +146,7 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_PUT_INTENT] = "INSERT OR REPLACE INTO intents(draft_id, code, number, canonical, created_at,"
                      " receipt) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     [S_DEL_INTENT] = "DELETE FROM intents WHERE draft_id = ?1",
+    [S_DEL_INTENT_NUMBER] = "DELETE FROM intents WHERE code = ?1 AND number = ?2",
     [S_PUT_INVOICE] = "INSERT INTO invoices(code, number, name, period, issued_at, draft_id, request_id,"
                       " draft_hash, total_fen, json, red_code, red_number, size)"
                       " VALUES(?1, ?2, ?1 || '-' || ?2 || '.json', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
@@ -606,9 +607,15 @@ enum fa_err store_put_intents(store_t *s, const struct store_new_intent *v, int 
     assert(n > 0);
     pthread_mutex_lock(&s->lock);
     rc = tx_begin(s);
-    for (i = 0; i < n && rc == SQLITE_OK; i++)
-        rc = bind_run(s, S_PUT_INTENT, "ittbib", v[i].draft_id, v[i].code, v[i].number,
-                      v[i].canonical, v[i].len, now, v[i].receipt, v[i].receipt_len);
+    for (i = 0; i < n && rc == SQLITE_OK; i++) {
+        /* a number reserved again after a failed round: only the newest
+         * intent can be the one the device signs (reconciliation finds the
+         * intent by number) */
+        rc = bind_run(s, S_DEL_INTENT_NUMBER, "tt", v[i].code, v[i].number);
+        if (rc == SQLITE_OK)
+            rc = bind_run(s, S_PUT_INTENT, "ittbib", v[i].draft_id, v[i].code, v[i].number,
+                          v[i].canonical, v[i].len, now, v[i].receipt, v[i].receipt_len);
+    }
     rc = tx_end(s, rc);
     pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
