@@ -1335,9 +1335,10 @@ static enum fa_err sim_issue_sign_batch(struct device *d, int n, const struct de
         for (j = 0; j < k; j++)
             ahead += s->reserved[j].roll == res->roll;
         /* an administrator's change reloaded since may have moved the rolls */
-        if (res->roll >= s->nrolls || strcmp(r->code, items[k].code) || strtoul(items[k].number, NULL, 10) != res->number ||
-            res->number != r->next + ahead || res->number > r->last) {
-            err = FA_INVAL;   /* not the reserved number: an engine bug */
+        if (res->roll >= s->nrolls || strcmp(r->code, items[k].code) ||
+            strtoul(items[k].number, NULL, 10) != res->number || res->number != r->next + ahead ||
+            res->number > r->last) {
+            err = FA_INVAL;   /* not the reserved number */
             goto out;
         }
     }
