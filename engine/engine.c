@@ -7,7 +7,7 @@
  *   3. device_issue_begin     the device reserves a number (not consumed);
  *   4. store_put_intent       write-ahead: the canonical bytes to be signed;
  *   5. device_issue_sign      the device consumes the number, journals it;
- *   6. store_put_invoice      invoice + receipt + upload queue, one commit.
+ *   6. store_put_invoices     invoice + receipt + upload queue, one commit.
  * A crash between 5 and 6 leaves a journal entry with an intent whose bytes
  * hash to it: reconciliation at mount restores the invoice from the two.
  * So only 4 and 5 are synced (two syncs per invoice): 1 is made durable by
@@ -262,14 +262,14 @@ static bool restore_invoice(struct engine *e, const struct device_journal_entry 
                                  issued_at, total, NULL, &receipt_len);
     }
     err = !file || !receipt ? FA_NOMEM
-        : store_put_invoice(e->store, &(struct store_issued){
+        : store_put_invoices(e->store, &(struct store_issued){
               .draft_id = in.draft_id, .draft_name = in.draft_name, .code = j->code,
               .number = j->number, .period = period, .issued_at = issued_at,
               .request_id = request_id, .draft_hash = hex, .total_fen = dec_to_fen(total_dec),
               .json = file, .json_len = file_len, .receipt = receipt, .receipt_len = receipt_len,
               .red_code = json_string_value(json_object_get(red, "code")),
               .red_number = json_string_value(json_object_get(red, "number")),
-              .lines = &lines }, &iid, &rid);
+              .lines = &lines }, 1, &iid, &rid);
     if (err) {
         alarm_for(e, "cannot restore %s-%s: %s", j->code, j->number, fa_err_str(err));
         retry = true;
@@ -604,12 +604,16 @@ done:
 }
 
 /* Steps 5-7 for a round of n reserved jobs: their intents in one synced
- * commit, their signatures with one journal sync, then each invoice. */
+ * commit, their signatures with one journal sync, their invoices in one
+ * commit (unsynced, see the top of this file). */
 static void sign_round(struct engine *e, struct issue_job **jobs, int n)
 {
     struct store_new_intent intents[DEVICE_BATCH_MAX];
     struct device_sign_item items[DEVICE_BATCH_MAX];
-    char sigs[DEVICE_BATCH_MAX][CRYPTO_SIG_B64_MAX];
+    struct store_issued issued[DEVICE_BATCH_MAX];
+    char sigs[DEVICE_BATCH_MAX][CRYPTO_SIG_B64_MAX], *files[DEVICE_BATCH_MAX] = { NULL };
+    size_t file_lens[DEVICE_BATCH_MAX];
+    int64_t invoice_ids[DEVICE_BATCH_MAX], receipt_ids[DEVICE_BATCH_MAX];
     enum fa_err err;
     int k;
 
@@ -640,30 +644,35 @@ static void sign_round(struct engine *e, struct issue_job **jobs, int n)
     }
     if (err == FA_OK && e->fault_after_sign)
         _exit(86);
-    for (k = 0; k < n; k++) {
+    for (k = 0; k < n && err == FA_OK; k++) {
         struct issue_job *j = jobs[k];
         struct draft *d = j->d;
-        char *file = NULL;
-        size_t file_len = 0;
-
+        if (!(files[k] = invoice_render(j->inv, sigs[k], &file_lens[k]))) {
+            err = FA_NOMEM;
+            break;
+        }
+        issued[k] = (struct store_issued){
+            .draft_id = j->draft_id, .draft_name = j->name, .code = j->f.code,
+            .number = j->f.number, .period = j->out->period, .issued_at = j->req.issued_at,
+            .request_id = d->request_id, .draft_hash = j->hash, .total_fen = j->req.total_fen,
+            .json = files[k], .json_len = file_lens[k],
+            .receipt = j->receipt, .receipt_len = j->receipt_len,
+            .red_code = d->red.present ? d->red.code : NULL,
+            .red_number = d->red.present ? d->red.number : NULL,
+            .lines = &j->lines };
+    }
+    /* signed: a failure from here leaves the round to reconciliation */
+    if (err == FA_OK)
+        err = store_put_invoices(e->store, issued, n, invoice_ids, receipt_ids);
+    for (k = 0; k < n; k++) {
+        struct issue_job *j = jobs[k];
         j->err = err;
-        if (err == FA_OK && !(file = invoice_render(j->inv, sigs[k], &file_len)))
-            j->err = FA_NOMEM;
-        if (j->err == FA_OK)
-            j->err = store_put_invoice(e->store, &(struct store_issued){
-                    .draft_id = j->draft_id, .draft_name = j->name, .code = j->f.code,
-                    .number = j->f.number, .period = j->out->period,
-                    .issued_at = j->req.issued_at, .request_id = d->request_id,
-                    .draft_hash = j->hash, .total_fen = j->req.total_fen,
-                    .json = file, .json_len = file_len,
-                    .receipt = j->receipt, .receipt_len = j->receipt_len,
-                    .red_code = d->red.present ? d->red.code : NULL,
-                    .red_number = d->red.present ? d->red.number : NULL,
-                    .lines = &j->lines },
-                &j->out->invoice_id, &j->out->receipt_id);
-        if (j->err == FA_OK)
+        if (err == FA_OK) {
             j->out->kind = OUTCOME_ISSUED;
-        free(file);
+            j->out->invoice_id = invoice_ids[k];
+            j->out->receipt_id = receipt_ids[k];
+        }
+        free(files[k]);
         job_release(j);
     }
 }

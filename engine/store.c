@@ -517,7 +517,7 @@ void store_close(store_t *s)
  * is in the page cache); only a power loss can, and what it can lose is
  * either harmless or rebuilt from what is synced:
  *   - a received draft (store_add_draft): its close() has not returned;
- *   - an issued invoice (store_put_invoice): its write-ahead intent was
+ *   - an issued invoice (store_put_invoices): its write-ahead intent was
  *     synced before the device signed and the device journal was synced
  *     when it signed, so reconciliation at the next mount restores the
  *     invoice, its receipt and its upload from the two (engine.c);
@@ -842,21 +842,15 @@ static int64_t month_of_period(const char *period)
     return (int64_t)y * 12 + m - 1;
 }
 
-enum fa_err store_put_invoice(store_t *s, const struct store_issued *inv,
-                              int64_t *invoice_id, int64_t *receipt_id)
+/* One invoice's rows; in a transaction, lock held. */
+static int put_invoice_rows(store_t *s, const struct store_issued *inv, int64_t *invoice_id,
+                            int64_t *receipt_id)
 {
-    int64_t iid = 0;
-    int rc;
-
-    pthread_mutex_lock(&s->lock);
-    unsynced_begin(s);
-    rc = tx_begin(s);
-    if (rc == SQLITE_OK) {
-        rc = bind_run(s, S_PUT_INVOICE, "tttiittibtt", inv->code, inv->number, inv->period,
+    int rc = bind_run(s, S_PUT_INVOICE, "tttiittibtt", inv->code, inv->number, inv->period,
                       inv->issued_at, inv->draft_id, inv->request_id, inv->draft_hash,
                       inv->total_fen, inv->json, inv->json_len, inv->red_code, inv->red_number);
-        iid = sqlite3_last_insert_rowid(s->db);
-    }
+    int64_t iid = sqlite3_last_insert_rowid(s->db);
+
     if (rc == SQLITE_OK)
         rc = bind_run(s, S_PUT_PERIOD, "i", month_of_period(inv->period));
     if (rc == SQLITE_OK)
@@ -870,10 +864,24 @@ enum fa_err store_put_invoice(store_t *s, const struct store_issued *inv,
         rc = bind_run(s, S_QUEUE_UPLOAD, "i", iid);
     if (rc == SQLITE_OK)
         rc = bind_run(s, S_DEL_INTENT, "i", inv->draft_id);
-    rc = tx_end(s, rc);
-    rc = unsynced_end(s, rc);
     if (rc == SQLITE_OK)
         *invoice_id = iid;
+    return rc;
+}
+
+enum fa_err store_put_invoices(store_t *s, const struct store_issued *v, int n,
+                               int64_t *invoice_ids, int64_t *receipt_ids)
+{
+    int rc, i;
+
+    assert(n > 0);
+    pthread_mutex_lock(&s->lock);
+    unsynced_begin(s);
+    rc = tx_begin(s);
+    for (i = 0; i < n && rc == SQLITE_OK; i++)
+        rc = put_invoice_rows(s, &v[i], &invoice_ids[i], &receipt_ids[i]);
+    rc = tx_end(s, rc);
+    rc = unsynced_end(s, rc);
     pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
 }

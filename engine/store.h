@@ -115,10 +115,11 @@ struct store_issued {
     const struct device_summary *lines;  /* what it adds to its period's summary
                                           * (summary_add_invoice) */
 };
-/* One transaction: invoice, receipt (replacing an older one of that name),
- * draft state, upload queue entry, intent removed. */
-enum fa_err store_put_invoice(store_t *s, const struct store_issued *inv,
-                              int64_t *invoice_id, int64_t *receipt_id);
+/* One transaction for n invoices, each with its receipt (replacing an older
+ * one of that name), draft state, upload queue entry, intent removed; their
+ * ids into invoice_ids[i] and receipt_ids[i]. */
+enum fa_err store_put_invoices(store_t *s, const struct store_issued *v, int n,
+                               int64_t *invoice_ids, int64_t *receipt_ids);
 
 /* One transaction: receipt "duplicate" for a draft whose request_id was
  * issued before (replacing an older receipt of that name), draft state. */
