@@ -252,7 +252,7 @@ struct store {
     sqlite3 *db;
     pthread_mutex_t lock;
     sqlite3_stmt *stmt[S_COUNT];
-    bool sync_relaxed;            /* a return to synchronous=FULL failed: retry before a commit */
+    bool sync_normal;             /* not known to be at synchronous=FULL: see durable_ready */
 };
 
 static enum fa_err sqlite_to_fa(int rc)
@@ -337,11 +337,15 @@ static int sync_full(store_t *s)
         run(st(s, S_ROLLBACK));
         rc = run(st(s, S_SYNC_FULL));
     }
-    s->sync_relaxed = rc != SQLITE_OK;
+    s->sync_normal = rc != SQLITE_OK;
     return rc;
 }
 
-static int durable_ready(store_t *s) { return s->sync_relaxed ? sync_full(s) : SQLITE_OK; }
+/* Before every commit that must be durable (tx_begin, EXEC_ONE).  FULL is
+ * restored here, lazily, rather than after each unsynced commit: SQLite
+ * prepares a PRAGMA again at every run, and the unsynced commits come in
+ * runs (drafts received, uploads done) between two durable ones. */
+static int durable_ready(store_t *s) { return s->sync_normal ? sync_full(s) : SQLITE_OK; }
 
 static int migrate(sqlite3 *db, char *why, size_t whylen)
 {
@@ -380,6 +384,7 @@ static int migrate(sqlite3 *db, char *why, size_t whylen)
 }
 
 static int tx_begin(store_t *s);
+static int tx_begin_unsynced(store_t *s);
 static int tx_end(store_t *s, int rc);
 static enum fa_err invoice_row(sqlite3_stmt *q, struct store_upload *u);
 
@@ -526,14 +531,9 @@ void store_close(store_t *s)
  * Called with s->lock held. */
 static void unsynced_begin(store_t *s)
 {
-    run(st(s, S_SYNC_NORMAL));   /* if this fails the commit is synced: slower, never less safe */
-}
-
-/* rc is the commit's: it happened, whatever becomes of the setting */
-static int unsynced_end(store_t *s, int rc)
-{
-    sync_full(s);
-    return rc;
+    /* if this fails the commit is synced: slower, never less safe */
+    if (!s->sync_normal && run(st(s, S_SYNC_NORMAL)) == SQLITE_OK)
+        s->sync_normal = true;
 }
 
 /* ---- drafts ---------------------------------------------------------- */
@@ -548,7 +548,6 @@ enum fa_err store_add_draft(store_t *s, const char *name, const void *body, size
     rc = bind_run(s, S_ADD_DRAFT, "tib", name, now, body, len);
     if (rc == SQLITE_OK)
         *draft_id = sqlite3_last_insert_rowid(s->db);
-    rc = unsynced_end(s, rc);
     pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
 }
@@ -790,6 +789,12 @@ static int tx_begin(store_t *s)
     int rc = durable_ready(s);
     return rc == SQLITE_OK ? run(st(s, S_BEGIN)) : rc;
 }
+/* A transaction whose commit may wait for the next synced one (unsynced_begin). */
+static int tx_begin_unsynced(store_t *s)
+{
+    unsynced_begin(s);
+    return run(st(s, S_BEGIN));
+}
 static int tx_end(store_t *s, int rc)
 {
     if (rc == SQLITE_OK)
@@ -876,12 +881,10 @@ enum fa_err store_put_invoices(store_t *s, const struct store_issued *v, int n,
 
     assert(n > 0);
     pthread_mutex_lock(&s->lock);
-    unsynced_begin(s);
-    rc = tx_begin(s);
+    rc = tx_begin_unsynced(s);
     for (i = 0; i < n && rc == SQLITE_OK; i++)
         rc = put_invoice_rows(s, &v[i], &invoice_ids[i], &receipt_ids[i]);
     rc = tx_end(s, rc);
-    rc = unsynced_end(s, rc);
     pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
 }
@@ -1209,15 +1212,13 @@ enum fa_err store_upload_done(store_t *s, int64_t invoice_id, int64_t now)
     int rc;
 
     pthread_mutex_lock(&s->lock);
-    unsynced_begin(s);   /* lost only by a power loss: then sent again, a duplicate */
-    rc = tx_begin(s);
+    rc = tx_begin_unsynced(s);   /* lost only by a power loss: then sent again, a duplicate */
     if (rc == SQLITE_OK) {
         rc = bind_run(s, S_UPLOAD_DEL, "i", invoice_id);
         if (rc == SQLITE_OK)
             rc = bind_run(s, S_UPLOAD_DONE, "ii", invoice_id, now);
         rc = tx_end(s, rc);
     }
-    rc = unsynced_end(s, rc);
     pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
 }

@@ -110,17 +110,18 @@ void fill_attr(struct stat *st, uint64_t ino, mode_t mode, uint64_t size, int64_
 static int64_t fixed_dir_mtime(uint64_t ino)
 {
     struct store_times t;
-    int64_t m;
+    int64_t m = 0;
 
-    if (store_last_times(engine_store(g_fs.engine), &t))
-        return g_fs.created_at;
-    switch (ino) {
-    case FIXED_PENDING: m = pending_mtime(g_fs.pending); break;
-    case FIXED_RECEIPTS: m = t.receipt; break;
-    case FIXED_REJECTED: m = t.reject; break;
-    case FIXED_ISSUED: m = t.newest_period_first; break;   /* when the newest month appeared */
-    default: m = 0; break;   /* root, reports/, device/, platform/: fixed contents */
-    }
+    /* pending/ is stat'ed before every draft is created: it must not wait
+     * for the store's lock, which an issuing commit may hold */
+    if (ino == FIXED_PENDING)
+        m = pending_mtime(g_fs.pending);
+    else if ((ino == FIXED_RECEIPTS || ino == FIXED_REJECTED || ino == FIXED_ISSUED) &&
+             store_last_times(engine_store(g_fs.engine), &t) == FA_OK)
+        m = ino == FIXED_RECEIPTS ? t.receipt
+          : ino == FIXED_REJECTED ? t.reject
+                                  : t.newest_period_first;   /* when the newest month appeared */
+    /* root, reports/, device/, platform/: fixed contents */
     return m ? m : g_fs.created_at;
 }
 
