@@ -407,14 +407,32 @@ static void sum_rates(const struct draft *d, struct device_issue_req *req)
  * "offline"; past the device's offline hours (the oldest) or offline amount
  * (the blue ones, this one included) no more are issued until uploads catch
  * up.  FA_DEV_OFFLINE_LIMIT with the reason in words, or FA_OK. */
-static enum fa_err check_offline(struct engine *e, const struct device_issue_req *req,
-                                 int64_t queued_blue_fen, char *reason, size_t len)
-{
+/* What the drafts of one round are checked against: read once per round,
+ * since nothing the round does changes it before the round commits. */
+struct round_view {
+    enum fa_err info_err;         /* FA_OK: info is the device's */
+    struct device_info info;
+    bool limits_known;            /* ds and sc were read */
     struct device_status ds;
-    struct store_counts sc;
+    struct store_counts sc;       /* the upload queue, with the round's blue amounts added */
+};
+
+static void round_view_read(struct engine *e, struct round_view *v)
+{
+    memset(v, 0, sizeof *v);
+    v->info_err = device_get_info(e->dev, &v->info);
+    v->limits_known = device_get_status(e->dev, &v->ds) == FA_OK &&
+                      store_queue_counts(e->store, &v->sc) == FA_OK;
+}
+
+static enum fa_err check_offline(const struct round_view *v, const struct device_issue_req *req,
+                                 char *reason, size_t len)
+{
+    const struct device_status ds = v->ds;
+    const struct store_counts sc = v->sc;
     char a[DEC_FMT_MAX], b[DEC_FMT_MAX], when[32];
 
-    if (device_get_status(e->dev, &ds) != FA_OK || store_queue_counts(e->store, &sc) != FA_OK)
+    if (!v->limits_known)
         return FA_OK;   /* the device's own refusal will say what is wrong */
     if (req->total_fen > ds.limit_fen || -req->total_fen > ds.limit_fen)
         return FA_OK;   /* above the per-invoice limit: rejected by the device, not delayed */
@@ -425,7 +443,6 @@ static enum fa_err check_offline(struct engine *e, const struct device_issue_req
                  (long long)ds.offline_hours);
         return FA_DEV_OFFLINE_LIMIT;
     }
-    sc.upload_queued_blue_fen += queued_blue_fen;
     if (ds.offline_amount_fen > 0 && req->total_fen > 0 &&
         sc.upload_queued_blue_fen + req->total_fen > ds.offline_amount_fen) {
         snprintf(reason, len, "offline limit reached: %s not uploaded, with this draft more than "
@@ -517,14 +534,12 @@ enum prepared { PREP_DONE, PREP_RESERVED, PREP_FAILED_RESERVED };
  * first of a round from scratch, the others after it — and the invoice is
  * built (PREP_RESERVED).  PREP_FAILED_RESERVED: it failed after its number
  * was reserved, so the round must stop before reserving another.  The
- * caller holds issue_lock.  queued_blue_fen: blue amounts reserved earlier
- * in this round, not yet in the store's upload queue. */
+ * caller holds issue_lock. */
 static enum prepared prepare_job(struct engine *e, struct issue_job *j, bool first,
-                                 int64_t queued_blue_fen)
+                                 const struct round_view *v)
 {
     struct draft *d = j->d;
     struct engine_outcome *out = j->out;
-    struct device_info info;
     struct invoice_meta meta;
     char path[80], total[DEC_FMT_MAX];
     enum fa_err err;
@@ -542,19 +557,17 @@ static enum prepared prepare_job(struct engine *e, struct issue_job *j, bool fir
     j->req.total_fen = dec_to_fen(d->total);
     j->req.issued_at = clock_now();
     sum_rates(d, &j->req);
-    err = device_get_info(e->dev, &info);
+    err = v->info_err;
     if (err == FA_OK)
-        err = check_offline(e, &j->req, queued_blue_fen, out->reason, sizeof out->reason);
+        err = check_offline(v, &j->req, out->reason, sizeof out->reason);
     if (err == FA_OK)
         err = first ? device_issue_begin(e->dev, &j->req, &j->f)
                     : device_issue_reserve_next(e->dev, &j->req, &j->f);
     if (err == FA_DEV_LIMIT) {
         char problem[256], limit[DEC_FMT_MAX];
-        struct device_status ds;
-        device_get_status(e->dev, &ds);
         snprintf(problem, sizeof problem,
                  "totals.total: %s exceeds the device's per-invoice limit of %s (单张开票限额)\n",
-                 dec_format(d->total, 2, total), dec_format(dec_from_fen(ds.limit_fen), 2, limit));
+                 dec_format(d->total, 2, total), dec_format(dec_from_fen(v->ds.limit_fen), 2, limit));
         err = reject(e, j->draft_id, j->name, j->body, j->len, problem, out);
         goto done;
     }
@@ -572,7 +585,7 @@ static enum prepared prepare_job(struct engine *e, struct issue_job *j, bool fir
 
     /* reserved: from here a failure must end the round */
     meta = (struct invoice_meta){ .draft_name = j->name, .issued_at = j->req.issued_at,
-                                  .seller = &info, .dev = &j->f };
+                                  .seller = &v->info, .dev = &j->f };
     j->inv = invoice_build(d, &meta);
     j->canonical = j->inv ? invoice_canonical(j->inv, &j->canonical_len) : NULL;
     memset(&j->lines, 0, sizeof j->lines);
@@ -685,15 +698,16 @@ static void issue_batch(struct engine *e, struct issue_job **batch, int n)
     int i = 0;
 
     while (i < n) {
-        int64_t queued_blue_fen = 0;
+        struct round_view v;
         int k = 0;
         enum prepared p = PREP_DONE;
+        round_view_read(e, &v);
         for (; i < n && p != PREP_FAILED_RESERVED; i++) {
-            p = prepare_job(e, batch[i], k == 0, queued_blue_fen);
+            p = prepare_job(e, batch[i], k == 0, &v);
             if (p == PREP_RESERVED) {
                 round[k++] = batch[i];
-                if (batch[i]->req.total_fen > 0)
-                    queued_blue_fen += batch[i]->req.total_fen;
+                if (batch[i]->req.total_fen > 0)   /* queued once the round commits */
+                    v.sc.upload_queued_blue_fen += batch[i]->req.total_fen;
             }
         }
         if (k)
