@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include "device/crypto.h"
 #include "device/presign.h"
+#include "device/sm2_base.h"
 
 #define SM2_BYTES 32              /* field elements and the order: 256 bits */
 #define SM2_ID_LEN (sizeof SM2_DISTID - 1)
@@ -63,6 +64,7 @@ static int nonce_make(const struct presign *p, BN_CTX *ctx, struct nonce *n)
 {
     const BIGNUM *order = EC_GROUP_get0_order(p->group);
     EC_POINT *point = EC_POINT_new(p->group);
+    unsigned char kb[SM2_BYTES], xb[SM2_BYTES];
     int rc = -1;
 
     assert(!n->k && !n->x1);
@@ -75,14 +77,21 @@ static int nonce_make(const struct presign *p, BN_CTX *ctx, struct nonce *n)
         if (!BN_priv_rand_range(n->k, order))
             goto out;
     } while (BN_is_zero(n->k));
-    if (!EC_POINT_mul(p->group, point, n->k, NULL, NULL, ctx) ||
-        !EC_POINT_get_affine_coordinates(p->group, point, n->x1, NULL, ctx) ||
-        !BN_nnmod(n->x1, n->x1, order, ctx))
+    /* the comb of sm2_base.c; OpenSSL's ladder only if its table is missing */
+    if (BN_bn2binpad(n->k, kb, sizeof kb) == (int)sizeof kb && sm2_base_mul_x(kb, xb) == 0) {
+        if (!BN_bin2bn(xb, sizeof xb, n->x1))
+            goto out;
+    } else if (!EC_POINT_mul(p->group, point, n->k, NULL, NULL, ctx) ||
+               !EC_POINT_get_affine_coordinates(p->group, point, n->x1, NULL, ctx)) {
+        goto out;
+    }
+    if (!BN_nnmod(n->x1, n->x1, order, ctx))
         goto out;
     rc = 0;
 out:
     if (rc)
         nonce_wipe(n);
+    OPENSSL_cleanse(kb, sizeof kb);
     EC_POINT_free(point);
     return rc;
 }

@@ -2,8 +2,9 @@
  * presign.h — SM2 signatures (GB/T 32918.2, SM3, id SM2_DISTID) with the
  * costly half done ahead: a background thread keeps a pool of nonces k with
  * the x coordinate of k·G ready, so that signing is a digest and a few
- * multiplications modulo n.  The signatures are the ones crypto_sm2_sign_b64
- * makes (DER, base64) and verify with crypto_sm2_verify_b64.
+ * multiplications modulo n.  k·G itself is the comb of sm2_base.c (OpenSSL's
+ * ladder only if its table cannot be built).  The signatures are the ones
+ * crypto_sm2_sign_b64 makes (DER, base64) and verify with crypto_sm2_verify_b64.
  *
  * The thread starts at the first signature, not in presign_new: the object
  * may be made before fork() (daemonising) or by a tool that never signs.
