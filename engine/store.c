@@ -182,7 +182,7 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_COUNT_LOG] = "SELECT count(*), coalesce(max(id), 0) FROM device_log",
     [S_NEXT_UPLOAD] = "SELECT q.invoice_id, i.code, i.number, i.json, q.attempts, q.next_at"
                       " FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id"
-                      " ORDER BY q.invoice_id LIMIT 1",
+                      " WHERE q.invoice_id > ?1 ORDER BY q.invoice_id LIMIT 1",
     [S_UPLOAD_DEL] = "DELETE FROM upload_queue WHERE invoice_id = ?1",
     [S_UPLOAD_DONE] = "INSERT OR REPLACE INTO uploads(invoice_id, uploaded_at) VALUES(?1, ?2)",
     [S_UPLOAD_FAILED] = "UPDATE upload_queue SET attempts = attempts + 1, next_at = ?2,"
@@ -1179,7 +1179,7 @@ enum fa_err store_counts(store_t *s, struct store_counts *c)
 
 /* ---- upload queue ------------------------------------------------------ */
 
-enum fa_err store_next_upload(store_t *s, int64_t now, struct store_upload *u)
+enum fa_err store_next_upload(store_t *s, int64_t now, int64_t after_id, struct store_upload *u)
 {
     sqlite3_stmt *q;
     enum fa_err err = FA_NOTFOUND;
@@ -1188,7 +1188,9 @@ enum fa_err store_next_upload(store_t *s, int64_t now, struct store_upload *u)
     memset(u, 0, sizeof *u);
     pthread_mutex_lock(&s->lock);
     q = st(s, S_NEXT_UPLOAD);
-    rc = sqlite3_step(q);
+    rc = sqlite3_bind_int64(q, 1, after_id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(q);
     /* Strict issue order: only the head of the queue may go, when it is due. */
     if (rc == SQLITE_ROW && sqlite3_column_int64(q, 5) <= now) {
         err = invoice_row(q, u);
@@ -1207,20 +1209,27 @@ void store_upload_free(struct store_upload *u)
     u->json = NULL;
 }
 
-enum fa_err store_upload_done(store_t *s, int64_t invoice_id, int64_t now)
+enum fa_err store_uploads_done(store_t *s, const int64_t *invoice_ids, int n, int64_t now)
 {
-    int rc;
+    int rc, i;
 
     pthread_mutex_lock(&s->lock);
     rc = tx_begin_unsynced(s);   /* lost only by a power loss: then sent again, a duplicate */
     if (rc == SQLITE_OK) {
-        rc = bind_run(s, S_UPLOAD_DEL, "i", invoice_id);
-        if (rc == SQLITE_OK)
-            rc = bind_run(s, S_UPLOAD_DONE, "ii", invoice_id, now);
+        for (i = 0; i < n && rc == SQLITE_OK; i++) {
+            rc = bind_run(s, S_UPLOAD_DEL, "i", invoice_ids[i]);
+            if (rc == SQLITE_OK)
+                rc = bind_run(s, S_UPLOAD_DONE, "ii", invoice_ids[i], now);
+        }
         rc = tx_end(s, rc);
     }
     pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
+}
+
+enum fa_err store_upload_done(store_t *s, int64_t invoice_id, int64_t now)
+{
+    return store_uploads_done(s, &invoice_id, 1, now);
 }
 
 enum fa_err store_upload_failed(store_t *s, int64_t invoice_id, int64_t next_at, const char *error)

@@ -225,11 +225,13 @@ struct store_upload {
     unsigned char *json; size_t len;   /* malloc'd */
     int attempts;
 };
-/* The oldest queued invoice whose next attempt is due at `now`.
- * FA_NOTFOUND if none is due. */
-enum fa_err store_next_upload(store_t *s, int64_t now, struct store_upload *u);
+/* The oldest queued invoice with id > after_id (0: the head of the queue),
+ * if its next attempt is due at `now`.  FA_NOTFOUND if none is due. */
+enum fa_err store_next_upload(store_t *s, int64_t now, int64_t after_id, struct store_upload *u);
 void store_upload_free(struct store_upload *u);
 enum fa_err store_upload_done(store_t *s, int64_t invoice_id, int64_t now);
+/* The same for n invoices in one commit (the uploader's run of accepted ones). */
+enum fa_err store_uploads_done(store_t *s, const int64_t *invoice_ids, int n, int64_t now);
 enum fa_err store_upload_failed(store_t *s, int64_t invoice_id, int64_t next_at, const char *error);
 /* Earliest next attempt of the queue, 0 if empty. */
 enum fa_err store_upload_next_due(store_t *s, int64_t *when);

@@ -28,6 +28,7 @@
  */
 #include "engine/upload.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -47,6 +48,7 @@
 #define STORE_ERROR_WAIT_S   5       /* after the store itself failed */
 #define INVOICES_PATH        "/v1/invoices"
 #define SENTENCE_MAX         1024    /* an error sentence before it meets status */
+#define MARKS_MAX            32      /* accepted invoices marked in one commit */
 
 struct uploader {
     store_t *store;
@@ -61,6 +63,12 @@ struct uploader {
     pthread_cond_t wake;          /* CLOCK_MONOTONIC */
     bool kicked;
     struct platform_status status;
+
+    /* accepted by the platform, not yet marked in the store (thread only):
+     * marked together when the queue is drained, a call fails, or there
+     * are MARKS_MAX — one commit instead of one per invoice */
+    int64_t accepted[MARKS_MAX];
+    int naccepted;
 };
 
 /* How one attempt ended. */
@@ -153,8 +161,28 @@ static void describe_http_error(const struct platform_reply *r, const struct sto
     }
 }
 
-/* One attempt at the head of the queue, with its bookkeeping in the store
- * and in the status. */
+/* The accepted invoices leave the queue, in one commit. */
+static enum attempt marks_flush(struct uploader *u)
+{
+    enum fa_err err;
+
+    if (u->naccepted == 0)
+        return ATTEMPT_ACCEPTED;
+    err = store_uploads_done(u->store, u->accepted, u->naccepted, clock_now());
+    pthread_mutex_lock(&u->lock);
+    if (err == FA_OK)
+        u->status.uploaded += u->naccepted;
+    else   /* accepted, but still queued here: the next attempts get 200 */
+        snprintf(u->status.last_error, sizeof u->status.last_error,
+                 "%d invoices were accepted but the store could not record it: %s", u->naccepted,
+                 fa_err_str(err));
+    pthread_mutex_unlock(&u->lock);
+    u->naccepted = 0;
+    return err == FA_OK ? ATTEMPT_ACCEPTED : ATTEMPT_STORE_FAILED;
+}
+
+/* One attempt at the head of the queue (after the accepted ones not yet
+ * marked), with its bookkeeping in the store and in the status. */
 static enum attempt upload_one(struct uploader *u, const struct store_upload *item)
 {
     char error[SENTENCE_MAX];
@@ -171,22 +199,15 @@ static enum attempt upload_one(struct uploader *u, const struct store_upload *it
     now = clock_now();
     if (answered && (r.http == 200 || r.http == 201)) {
         platform_reply_free(&r);
-        err = store_upload_done(u->store, item->invoice_id, now);
+        assert(u->naccepted < MARKS_MAX);
+        u->accepted[u->naccepted++] = item->invoice_id;
         pthread_mutex_lock(&u->lock);
         u->status.reachable = true;
         u->status.last_contact = now;
         u->status.next_retry = 0;
-        if (err == FA_OK) {
-            u->status.uploaded++;
-            u->status.last_error[0] = '\0';
-        } else {
-            /* Accepted, but still queued here: the next attempt gets 200. */
-            snprintf(u->status.last_error, sizeof u->status.last_error,
-                     "%s-%s was accepted but the store could not record it: %s",
-                     item->code, item->number, fa_err_str(err));
-        }
+        u->status.last_error[0] = '\0';
         pthread_mutex_unlock(&u->lock);
-        return err == FA_OK ? ATTEMPT_ACCEPTED : ATTEMPT_STORE_FAILED;
+        return u->naccepted == MARKS_MAX ? marks_flush(u) : ATTEMPT_ACCEPTED;
     }
 
     if (answered)
@@ -265,13 +286,18 @@ static void *uploader_main(void *arg)
         u->kicked = false;
         pthread_mutex_unlock(&u->lock);
 
-        err = store_next_upload(u->store, now, &item);
+        err = store_next_upload(u->store, now, u->naccepted ? u->accepted[u->naccepted - 1] : 0,
+                                &item);
         if (err == FA_OK) {
             enum attempt a = upload_one(u, &item);
 
             store_upload_free(&item);
+            if (a == ATTEMPT_FAILED)
+                a = marks_flush(u);
             if (a == ATTEMPT_STORE_FAILED)
                 sleep_for(u, STORE_ERROR_WAIT_S, false);
+        } else if (marks_flush(u) == ATTEMPT_STORE_FAILED) {
+            sleep_for(u, STORE_ERROR_WAIT_S, false);
         } else if (err == FA_NOTFOUND) {
             wait_for_work(u, now);
         } else {
@@ -279,6 +305,7 @@ static void *uploader_main(void *arg)
             sleep_for(u, STORE_ERROR_WAIT_S, false);
         }
     }
+    marks_flush(u);   /* the platform has them: not sending them again at the next mount */
     return NULL;
 }
 
