@@ -502,6 +502,7 @@ struct issue_job {
     const void *body;
     size_t len;
     struct draft *d;
+    char hash[65];                /* draft_hash, by the writer before it queues */
     struct engine_outcome *out;
     enum fa_err err;
     bool done;                    /* under queue_lock */
@@ -511,7 +512,6 @@ struct issue_job {
     struct device_issue_req req;
     struct device_issue_fields f;
     struct device_summary lines;
-    char hash[65];
     json_t *inv, *warnings;
     char *canonical, *receipt;
     size_t canonical_len, receipt_len;
@@ -544,10 +544,6 @@ static enum prepared prepare_job(struct engine *e, struct issue_job *j, bool fir
     char path[80], total[DEC_FMT_MAX];
     enum fa_err err;
 
-    if (draft_hash(d, j->hash)) {
-        j->err = FA_NOMEM;
-        return PREP_DONE;
-    }
     err = check_request_id(e, j->draft_id, j->name, j->body, j->len, d, j->hash, out);
     if (err != FA_NOTFOUND)
         goto done;   /* a duplicate, or refused */
@@ -793,9 +789,15 @@ static enum fa_err process(struct engine *e, int64_t draft_id, const char *name,
     } else if (err == FA_OK) {
         struct issue_job j = { .draft_id = draft_id, .name = name, .body = body, .len = len,
                                .d = &d, .out = out };
-        pthread_cond_init(&j.wake, NULL);
-        err = issue_queued(e, &j);
-        pthread_cond_destroy(&j.wake);
+        /* hashed here, in the writer's thread, not by the leader of the
+         * round: the round's work is serial, the writers' is parallel */
+        if (draft_hash(&d, j.hash)) {
+            err = FA_NOMEM;
+        } else {
+            pthread_cond_init(&j.wake, NULL);
+            err = issue_queued(e, &j);
+            pthread_cond_destroy(&j.wake);
+        }
         if (err == FA_OK && out->kind == OUTCOME_ISSUED)
             uploader_kick(e->uploader);
     }
