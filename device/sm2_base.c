@@ -243,12 +243,13 @@ static uint64_t table_select(int w, uint64_t d, struct affine *out)
 /* k·G's affine x (in normal form) for k in [1, n-1], as limbs. */
 static void base_mul_x(fe x, const fe k)
 {
-    struct jacobian acc = { { 0 } }, sum;
+    struct jacobian acc, sum;
     struct affine entry;
     uint64_t acc_inf = ~(uint64_t)0;  /* all ones while acc is the point at infinity */
     fe zinv, plain1 = { 1, 0, 0, 0 };
     int w, i;
 
+    memset(&acc, 0, sizeof acc);
     for (w = 0; w < WINDOWS; w++) {
         uint64_t d = (k[w / 16] >> (4 * (w % 16))) & 0xf;
         uint64_t entry_inf = table_select(w, d, &entry);
@@ -305,8 +306,8 @@ static void table_build(void)
 {
     /* k for the check: small, a digit of every value, n - 1, a high window alone */
     static const char *const checks[] = {
-        "1", "F", "10", "123456789ABCDEF0FEDCBA9876543210", "F000000000000000000000000000000000"
-        "000000000000000000000000000000",
+        "1", "F", "10", "123456789ABCDEF0FEDCBA9876543210",
+        "F000000000000000000000000000000000000000000000000000000000000000",   /* 15·16^63 */
         "FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54122",
     };
     EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_sm2);
