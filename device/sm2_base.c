@@ -23,6 +23,7 @@
  * and checked against OpenSSL's k·G for a few k before it is used.
  */
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/obj_mac.h>
 #include <pthread.h>
@@ -42,8 +43,6 @@ struct affine {
 
 static const fe P = { 0xFFFFFFFFFFFFFFFFu, 0xFFFFFFFF00000000u, 0xFFFFFFFFFFFFFFFFu,
                       0xFFFFFFFEFFFFFFFFu };
-static const fe P_MINUS_2 = { 0xFFFFFFFFFFFFFFFDu, 0xFFFFFFFF00000000u, 0xFFFFFFFFFFFFFFFFu,
-                              0xFFFFFFFEFFFFFFFFu };
 static const fe N = { 0x53BBF40939D54123u, 0x7203DF6B21C6052Bu, 0xFFFFFFFFFFFFFFFFu,
                       0xFFFFFFFEFFFFFFFFu };
 
@@ -139,25 +138,67 @@ static void fe_mul(fe r, const fe a, const fe b)
 
 static void fe_sqr(fe r, const fe a) { fe_mul(r, a, a); }
 
-/* a^(p-2) = a^-1 (Fermat); the exponent is public, so its bits may branch. */
+/* r = a^(2^n), n squarings. */
+static void fe_sqr_n(fe r, const fe a, int n)
+{
+    memcpy(r, a, sizeof(fe));
+    while (n-- > 0)
+        fe_sqr(r, r);
+}
+
+/* a^(p-2) = a^-1 (Fermat).  p-2 is, from the top, 31 ones, a zero, 128
+ * ones, 32 zeros, 62 ones, a zero and a one: an addition chain of runs of
+ * ones (x_n = a^(2^n - 1)) takes 256 squarings and 16 products, where
+ * square-and-multiply took 222 products more. */
 static void fe_inv(fe r, const fe a)
 {
-    fe acc;
-    int bit;
+    fe x2, x3, x6, x12, x24, x31, x32, t;
+    int i;
 
-    memcpy(acc, one, sizeof acc);
-    for (bit = 255; bit >= 0; bit--) {
-        fe_sqr(acc, acc);
-        if ((P_MINUS_2[bit / 64] >> (bit % 64)) & 1)
-            fe_mul(acc, acc, a);
+    fe_sqr(x2, a);
+    fe_mul(x2, x2, a);
+    fe_sqr(x3, x2);
+    fe_mul(x3, x3, a);
+    fe_sqr_n(x6, x3, 3);
+    fe_mul(x6, x6, x3);
+    fe_sqr_n(x12, x6, 6);
+    fe_mul(x12, x12, x6);
+    fe_sqr_n(x24, x12, 12);
+    fe_mul(x24, x24, x12);
+    fe_sqr_n(x31, x24, 6);
+    fe_mul(x31, x31, x6);             /* x30 */
+    fe_sqr(x31, x31);
+    fe_mul(x31, x31, a);
+    fe_sqr(x32, x31);
+    fe_mul(x32, x32, a);
+
+    fe_sqr(t, x31);                   /* 31 ones, a zero */
+    for (i = 0; i < 4; i++) {         /* 128 ones */
+        fe_sqr_n(t, t, 32);
+        fe_mul(t, t, x32);
     }
-    memcpy(r, acc, sizeof acc);
+    fe_sqr_n(t, t, 32);               /* 32 zeros */
+    for (i = 0; i < 2; i++) {         /* 62 ones */
+        fe_sqr_n(t, t, 31);
+        fe_mul(t, t, x31);
+    }
+    fe_sqr_n(t, t, 2);                /* a zero, */
+    fe_mul(r, t, a);                  /* a one */
+}
+
+/* x, opaque to the optimiser: a mask derived from k stays a mask, and is
+ * not turned back into a comparison and a branch. */
+static inline uint64_t value_barrier(uint64_t x)
+{
+    __asm__("" : "+r"(x));
+    return x;
 }
 
 /* r = mask ? a : r, for mask all ones or zero. */
 static void fe_cmov(fe r, const fe a, uint64_t mask)
 {
     int i;
+    mask = value_barrier(mask);
     for (i = 0; i < 4; i++)
         r[i] = (r[i] & ~mask) | (a[i] & mask);
 }
@@ -222,7 +263,7 @@ static void point_add_affine(struct jacobian *r, const struct jacobian *a, const
 static uint64_t ct_eq(uint64_t a, uint64_t b)
 {
     uint64_t x = a ^ b;
-    return ((x | (0 - x)) >> 63) - 1;
+    return value_barrier(((x | (0 - x)) >> 63) - 1);
 }
 
 /* The entry of digit d (0..15) of window w into out; all ones when d is 0
@@ -257,7 +298,8 @@ static void base_mul_x(fe x, const fe k)
         point_add_affine(&sum, &acc, &entry);
         /* acc at infinity: the entry (z = 1); the entry at infinity: acc */
         for (i = 0; i < 4; i++) {
-            uint64_t take_sum = ~acc_inf & ~entry_inf, take_entry = acc_inf & ~entry_inf;
+            uint64_t take_sum = value_barrier(~acc_inf & ~entry_inf);
+            uint64_t take_entry = value_barrier(acc_inf & ~entry_inf);
             acc.x[i] = (acc.x[i] & ~take_sum & ~take_entry) | (sum.x[i] & take_sum) |
                        (entry.x[i] & take_entry);
             acc.y[i] = (acc.y[i] & ~take_sum & ~take_entry) | (sum.y[i] & take_sum) |
@@ -271,6 +313,11 @@ static void base_mul_x(fe x, const fe k)
     fe_sqr(zinv, zinv);
     fe_mul(x, acc.x, zinv);
     fe_mul(x, x, plain1);             /* out of Montgomery form */
+    /* the accumulator is (k mod 16^w)·G, the entries k's digits */
+    OPENSSL_cleanse(&acc, sizeof acc);
+    OPENSSL_cleanse(&sum, sizeof sum);
+    OPENSSL_cleanse(&entry, sizeof entry);
+    OPENSSL_cleanse(zinv, sizeof zinv);
 }
 
 /* ---- the table --------------------------------------------------------------- */
@@ -375,5 +422,7 @@ int sm2_base_mul_x(const unsigned char k[SM2_BASE_BYTES], unsigned char x[SM2_BA
         return -1;
     base_mul_x(xf, kf);
     fe_to_be(x, xf);
+    OPENSSL_cleanse(kf, sizeof kf);
+    OPENSSL_cleanse(xf, sizeof xf);
     return 0;
 }

@@ -1,8 +1,8 @@
 /*
  * test_sm2_base.c — device/sm2_base.c: the comb's k·G has the x coordinate
  * OpenSSL's own EC_POINT_mul gives, for k at the edges (1..40, n-40..n-1,
- * d·16^i for every window and digit, all-F digits below n) and for 3,000
- * random k; 0, n, n+1 and 2^256-1 are refused with nothing written.
+ * d·16^i for every window and digit, all-F digits below n) and for 1,000
+ * random k (2,103 in all); 0, n, n+1 and 2^256-1 are refused with nothing written.
  */
 #include <openssl/bn.h>
 #include <openssl/ec.h>
