@@ -7,8 +7,8 @@
 #
 # Mounts a fresh state (tests/bench/genstore --invoices 0) with a copy of
 # build/fapiaofs, puts a uprobe on the entry and the return of each stage of
-# the pipeline (engine.c, store.c, sim.c, crypto.c) and of fsync, fdatasync
-# and rename in libc, drops DRAFTS drafts from WRITERS writers
+# the pipeline (engine.c, store.c, sim.c, presign.c, invoice.c), of fsync,
+# fdatasync and rename in libc and of SQLite's checkpoints, drops DRAFTS drafts from WRITERS writers
 # (tests/bench/drop) and prints, per function: calls, calls per draft, mean,
 # p50 and p99 wall time, and milliseconds per draft (the sum over the run
 # divided by the drafts).  Times include the probes' own cost (a few µs each)
@@ -21,10 +21,15 @@ DRAFTS=${2:-1000}
 MODE=${3:-none}
 BUILD=${BUILD:-build}
 P=${PROFILE_DIR:-$ROOT/tests/tmp/profile}
-FUNCS="engine_submit store_add_draft draft_parse store_find_request store_queue_counts sim_issue_begin
-       invoice_build store_put_intent sim_issue_sign crypto_sm2_sign_b64 sim_save store_put_invoice
-       pending_flush process store_upload_done store_next_upload"
+# the stages that are functions of their own (engine.c's per-round steps are static and
+# inlined; the batch calls below are what a round does)
+FUNCS="engine_submit store_add_draft draft_parse store_find_request store_queue_counts
+       sim_issue_begin sim_issue_reserve_next invoice_build store_put_intents sim_issue_sign_batch
+       presign_sign_b64 invoice_render store_put_invoices pending_flush process
+       store_uploads_done store_next_upload"
 LIBC_FUNCS="fdatasync fsync rename"
+# SQLite's checkpoints: automatic ones call sqlite3_wal_checkpoint in the committing thread
+SQLITE_FUNCS="sqlite3_wal_checkpoint"
 
 if ! command -v perf >/dev/null; then
   echo "profile: perf is not installed (apt-get install linux-perf)" >&2
@@ -37,6 +42,7 @@ rm -rf "$P"
 mkdir -p "$P/mnt"
 cp "$BUILD/fapiaofs" "$P/fapiaofs"   # the probes stay on this copy, not on build/
 LIBC=$(ldd "$P/fapiaofs" | awk '/libc.so.6/ { print $3 }')
+LIBSQLITE=$(ldd "$P/fapiaofs" | awk '/libsqlite3.so/ { print $3 }')
 
 FS_PID= PLATFORM_PID= PERF_PID=
 cleanup() {
@@ -46,17 +52,23 @@ cleanup() {
   [ -n "$PLATFORM_PID" ] && kill "$PLATFORM_PID" 2>/dev/null
   perf probe -q -d 'probe_fapiaofs:*' 2>/dev/null
   perf probe -q -d 'probe_libc:*' 2>/dev/null
+  perf probe -q -d 'probe_libsqlite3:*' 2>/dev/null
 }
 trap cleanup EXIT
 
 perf probe -q -d 'probe_fapiaofs:*' 2>/dev/null
 perf probe -q -d 'probe_libc:*' 2>/dev/null
+perf probe -q -d 'probe_libsqlite3:*' 2>/dev/null
 for f in $FUNCS; do
   perf probe -q -x "$P/fapiaofs" -a "$f" && perf probe -q -x "$P/fapiaofs" -a "${f}_ret=$f%return" ||
     echo "profile: no probe on $f (inlined?)" >&2
 done
 for f in $LIBC_FUNCS; do
   perf probe -q -x "$LIBC" -a "$f" && perf probe -q -x "$LIBC" -a "${f}_ret=$f%return"
+done
+for f in $SQLITE_FUNCS; do
+  [ -n "$LIBSQLITE" ] && perf probe -q -x "$LIBSQLITE" -a "$f" &&
+    perf probe -q -x "$LIBSQLITE" -a "${f}_ret=$f%return"
 done
 
 "$BUILD/bench/genstore" --state "$P/state" --invoices 0 >/dev/null || exit 1
@@ -75,7 +87,7 @@ fi
 "$P/fapiaofs" -f --config "$conf" "$P/mnt" >>"$P/fapiaofs.log" 2>&1 &
 FS_PID=$!
 "$BUILD/bench/mountwait" "$P/mnt" "$FS_PID" || exit 1
-perf record -q -e 'probe_fapiaofs:*' -e 'probe_libc:*' -p "$FS_PID" -o "$P/perf.data" 2>/dev/null &
+perf record -q -e 'probe_fapiaofs:*' -e 'probe_libc:*' -e 'probe_libsqlite3:*' -p "$FS_PID" -o "$P/perf.data" 2>/dev/null &
 PERF_PID=$!
 sleep 1
 "$BUILD/bench/drop" --writers "$WRITERS" --count "$DRAFTS" --prefix prof "$P/mnt/pending"
