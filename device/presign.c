@@ -63,14 +63,14 @@ static void nonce_wipe(struct nonce *n)
 static int nonce_make(const struct presign *p, BN_CTX *ctx, struct nonce *n)
 {
     const BIGNUM *order = EC_GROUP_get0_order(p->group);
-    EC_POINT *point = EC_POINT_new(p->group);
+    EC_POINT *point = NULL;
     unsigned char kb[SM2_BYTES], xb[SM2_BYTES];
     int rc = -1;
 
     assert(!n->k && !n->x1);
     n->k = BN_new();
     n->x1 = BN_new();
-    if (!point || !n->k || !n->x1)
+    if (!n->k || !n->x1)
         goto out;
     BN_set_flags(n->k, BN_FLG_CONSTTIME);
     do {
@@ -81,7 +81,8 @@ static int nonce_make(const struct presign *p, BN_CTX *ctx, struct nonce *n)
     if (BN_bn2binpad(n->k, kb, sizeof kb) == (int)sizeof kb && sm2_base_mul_x(kb, xb) == 0) {
         if (!BN_bin2bn(xb, sizeof xb, n->x1))
             goto out;
-    } else if (!EC_POINT_mul(p->group, point, n->k, NULL, NULL, ctx) ||
+    } else if (!(point = EC_POINT_new(p->group)) ||
+               !EC_POINT_mul(p->group, point, n->k, NULL, NULL, ctx) ||
                !EC_POINT_get_affine_coordinates(p->group, point, n->x1, NULL, ctx)) {
         goto out;
     }

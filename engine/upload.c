@@ -3,10 +3,12 @@
  *
  * One thread, its own platform client (engine/platform.c: one reused curl
  * handle, so the connection stays alive between invoices), and the store's
- * queue as the only memory of what is left to do: the thread keeps no list
- * of its own, so a crash or a restart loses nothing and the order is the
- * store's (strict issue order: only the head of the queue goes, when it is
- * due).
+ * queue as the memory of what is left to do, so the order is the store's
+ * (strict issue order: only the head of the queue goes, when it is due).
+ * The thread keeps only the ids of up to MARKS_MAX invoices the platform
+ * accepted and the store has not yet marked, to mark them in one commit; a
+ * crash loses those marks, not the invoices: they are sent again, and the
+ * platform answers 200 for the same bytes.
  *
  * Retrying is scheduled in the store too.  A failed attempt writes next_at =
  * now (the first failure), then 2^(attempts-1) seconds (capped at 30) plus
@@ -174,7 +176,7 @@ static enum attempt marks_flush(struct uploader *u)
         u->status.uploaded += u->naccepted;
     else   /* accepted, but still queued here: the next attempts get 200 */
         snprintf(u->status.last_error, sizeof u->status.last_error,
-                 "%d invoices were accepted but the store could not record it: %s", u->naccepted,
+                 "%d invoices were accepted but the store could not record that: %s", u->naccepted,
                  fa_err_str(err));
     pthread_mutex_unlock(&u->lock);
     u->naccepted = 0;

@@ -8,10 +8,10 @@
 # Mounts a fresh state (tests/bench/genstore --invoices 0) with a copy of
 # build/fapiaofs, puts a uprobe on the entry and the return of each stage of
 # the pipeline (engine.c, store.c, sim.c, presign.c, invoice.c), of fsync,
-# fdatasync and rename in libc and of SQLite's checkpoints, drops DRAFTS drafts from WRITERS writers
-# (tests/bench/drop) and prints, per function: calls, calls per draft, mean,
-# p50 and p99 wall time, and milliseconds per draft (the sum over the run
-# divided by the drafts).  Times include the probes' own cost (a few µs each)
+# fdatasync and rename in libc and of SQLite's checkpoints, drops DRAFTS
+# drafts from WRITERS writers (tests/bench/drop) and prints, per function:
+# calls, calls per draft, mean, p50 and p99 wall time, and milliseconds per
+# draft (the sum over the run divided by the drafts).  Times include the probes' own cost (a few µs each)
 # and, with several writers, the waits for locks held by other threads.
 set -u -o pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -87,7 +87,8 @@ fi
 "$P/fapiaofs" -f --config "$conf" "$P/mnt" >>"$P/fapiaofs.log" 2>&1 &
 FS_PID=$!
 "$BUILD/bench/mountwait" "$P/mnt" "$FS_PID" || exit 1
-perf record -q -e 'probe_fapiaofs:*' -e 'probe_libc:*' -e 'probe_libsqlite3:*' -p "$FS_PID" -o "$P/perf.data" 2>/dev/null &
+perf record -q -e 'probe_fapiaofs:*' -e 'probe_libc:*' -e 'probe_libsqlite3:*' -p "$FS_PID" \
+  -o "$P/perf.data" 2>/dev/null &
 PERF_PID=$!
 sleep 1
 "$BUILD/bench/drop" --writers "$WRITERS" --count "$DRAFTS" --prefix prof "$P/mnt/pending"
