@@ -9,7 +9,9 @@
  *   5. device_issue_sign      the device consumes the number, journals it;
  *   6. store_put_invoices     invoice + receipt + upload queue, one commit.
  * A crash between 5 and 6 leaves a journal entry with an intent whose bytes
- * hash to it: reconciliation at mount restores the invoice from the two.
+ * hash to it: reconciliation at mount restores the invoice from the two.  So
+ * does a 6 that fails (a full disk): the next round first restores it, and
+ * issues nothing until that works (restore_pending).
  * So only 4 and 5 are synced (two syncs per invoice): 1 is made durable by
  * 4's sync, and 6 by the next synced commit — a power loss that takes 6
  * with it leaves 4 and 5, the same state as a crash between them.
@@ -46,7 +48,9 @@ struct engine {
     struct issue_job *queue_head, **queue_tail;
     bool leading;                 /* a writer is issuing batches from the queue */
     struct engine_reconcile rec;  /* under issue_lock */
+    bool restore_pending;         /* under issue_lock: a round signed but not committed */
     bool fault_after_sign;        /* tests: die between signing and commit */
+    bool fault_commit_once;       /* tests: the next invoice commit fails */
     int fault_clear_step;         /* tests: die after this step of a clearing */
     pthread_mutex_t clear_lock;   /* one clearing at a time */
     atomic_bool clearing;         /* held: for the open() of a second writer */
@@ -77,6 +81,9 @@ enum fa_err engine_open(const struct config *c, enum engine_mode mode, struct en
     /* test-only fault injection: FAPIAOFS_FAULT=after-sign makes the daemon
      * die like kill -9 right after the device signed, before the commit */
     e->fault_after_sign = getenv("FAPIAOFS_FAULT") && !strcmp(getenv("FAPIAOFS_FAULT"), "after-sign");
+    /* ...=commit-fails-once: the first invoice commit fails as a full disk would make it */
+    e->fault_commit_once = getenv("FAPIAOFS_FAULT") &&
+                           !strcmp(getenv("FAPIAOFS_FAULT"), "commit-fails-once");
     if (getenv("FAPIAOFS_FAULT") && !strncmp(getenv("FAPIAOFS_FAULT"), "clear-after-", 12))
         e->fault_clear_step = (int)strtol(getenv("FAPIAOFS_FAULT") + 12, NULL, 10);
     if (err == FA_OK && mode == ENGINE_RUN) {
@@ -289,16 +296,44 @@ out:
     return retry;
 }
 
-/* issue_lock held */
-static enum fa_err reconcile_locked(struct engine *e)
+/* Journal entries from..to (inclusive) the store lacks: restored where
+ * their intent allows.  How many were missing into *missing; *retry set
+ * when a restore failed for a reason that may pass. */
+static enum fa_err reconcile_range(struct engine *e, uint64_t from, uint64_t to, int64_t *missing,
+                                   bool *retry)
 {
     struct device_journal_entry batch[RECONCILE_BATCH];
+    enum fa_err err = FA_OK;
+    int n, i;
+
+    while (from <= to) {
+        err = device_read_journal(e->dev, from, batch, RECONCILE_BATCH, &n);
+        if (err || n == 0)
+            break;
+        for (i = 0; i < n && batch[i].seq <= to; i++)
+            if (!store_has_number(e->store, batch[i].code, batch[i].number)) {
+                (*missing)++;
+                *retry |= restore_invoice(e, &batch[i]);
+            }
+        from = batch[n - 1].seq + 1;
+    }
+    return err;
+}
+
+/* issue_lock held.  The journal is compared with the store from a little
+ * before the store's count (what a crash or a power loss leaves missing is
+ * at the end); when the store lacks more invoices than that part of the
+ * journal explains, the gap is older — a round whose commit failed while
+ * later ones went through — and the rest of the journal is read as well.
+ * FA_IO when a restore failed for a reason that may pass (its intent stays). */
+static enum fa_err reconcile_locked(struct engine *e)
+{
     struct device_status ds;
     struct store_counts sc;
     uint64_t from;
+    int64_t missing = 0;
     enum fa_err err;
     bool retry = false;
-    int n, i;
 
     err = device_get_status(e->dev, &ds);
     if (err == FA_OK)
@@ -309,22 +344,18 @@ static enum fa_err reconcile_locked(struct engine *e)
     e->rec.journal = ds.signed_count;
     e->rec.store = sc.invoices;
     from = sc.invoices > RECONCILE_OVERLAP ? (uint64_t)(sc.invoices - RECONCILE_OVERLAP) : 1;
-    while ((int64_t)from <= ds.signed_count) {
-        err = device_read_journal(e->dev, from, batch, RECONCILE_BATCH, &n);
-        if (err || n == 0)
-            break;
-        for (i = 0; i < n; i++)
-            if (!store_has_number(e->store, batch[i].code, batch[i].number))
-                retry |= restore_invoice(e, &batch[i]);
-        from = batch[n - 1].seq + 1;
-    }
+    err = reconcile_range(e, from, (uint64_t)ds.signed_count, &missing, &retry);
+    if (err == FA_OK && from > 1 && ds.signed_count - sc.invoices > missing)
+        err = reconcile_range(e, 1, from - 1, &missing, &retry);
     if (err == FA_OK && store_counts(e->store, &sc) == FA_OK && sc.invoices > ds.signed_count)
         alarm_for(e, "the store has %lld invoices but the device signed only %lld",
                   (long long)sc.invoices, (long long)ds.signed_count);
     e->rec.store = sc.invoices;
     if (err == FA_OK && !retry)
         store_drop_intents(e->store);   /* no draft is in flight: the rest were never signed */
-    return err;
+    if (err == FA_OK)
+        e->restore_pending = retry;
+    return err ? err : retry ? FA_IO : FA_OK;
 }
 
 enum fa_err engine_reconcile(struct engine *e)
@@ -624,6 +655,7 @@ static void sign_round(struct engine *e, struct issue_job **jobs, int n)
     size_t file_lens[DEVICE_BATCH_MAX];
     int64_t invoice_ids[DEVICE_BATCH_MAX], receipt_ids[DEVICE_BATCH_MAX];
     enum fa_err err;
+    bool signed_ok = false;
     int k;
 
     assert(n >= 1 && n <= DEVICE_BATCH_MAX);
@@ -653,6 +685,7 @@ static void sign_round(struct engine *e, struct issue_job **jobs, int n)
     }
     if (err == FA_OK && e->fault_after_sign)
         _exit(86);
+    signed_ok = err == FA_OK;
     for (k = 0; k < n && err == FA_OK; k++) {
         struct issue_job *j = jobs[k];
         struct draft *d = j->d;
@@ -670,9 +703,16 @@ static void sign_round(struct engine *e, struct issue_job **jobs, int n)
             .red_number = d->red.present ? d->red.number : NULL,
             .lines = &j->lines };
     }
-    /* signed: a failure from here leaves the round to reconciliation */
+    /* signed: a failure from here leaves the round to reconciliation,
+     * before the next round (issue_batch) or at the next mount */
+    if (err == FA_OK && e->fault_commit_once) {
+        e->fault_commit_once = false;
+        err = FA_IO;
+    }
     if (err == FA_OK)
         err = store_put_invoices(e->store, issued, n, invoice_ids, receipt_ids);
+    if (err && signed_ok)
+        e->restore_pending = true;
     for (k = 0; k < n; k++) {
         struct issue_job *j = jobs[k];
         j->err = err;
@@ -697,6 +737,15 @@ static void issue_batch(struct engine *e, struct issue_job **batch, int n)
         struct round_view v;
         int k = 0;
         enum prepared p = PREP_DONE;
+        /* Invoices the device signed and the store did not take are restored
+         * first: a retried draft must find its invoice (a duplicate, not a
+         * second one), and no later commit may pass over the gap.  Until
+         * that works (a full disk, say) nothing more is issued. */
+        if (e->restore_pending && reconcile_locked(e) != FA_OK) {
+            for (; i < n; i++)
+                batch[i]->err = FA_IO;
+            break;
+        }
         round_view_read(e, &v);
         for (; i < n && p != PREP_FAILED_RESERVED; i++) {
             p = prepare_job(e, batch[i], k == 0, &v);

@@ -60,3 +60,32 @@ check_eq "the retried draft: close succeeds" \
 check_eq "the retry is a duplicate" "$(json "$MNT/receipts/two-again.json" 'd["status"]')" "duplicate"
 check_eq "next draft: issued" "$(drop three.json REC-3)" "0"
 check_eq "next draft gets the next number: no gap" "$(json "$MNT/receipts/three.json" 'd["number"]')" "00000003"
+
+# An invoice commit that fails after the device signed (a full disk, say): that writer gets
+# EIO, and the next draft first restores the signed invoice from its intent, so that a retry
+# finds it and no later commit passes over the gap.
+t_unmount
+FAPIAOFS_FAULT=commit-fails-once t_mount
+check_eq "the commit fails after the signature: close returns EIO" "$(drop four.json REC-4)" "5"
+check_eq "the device signed it" "$(wc -l < "$T/state/device.json.journal")" "4"
+check_eq "the next draft: issued" "$(drop five.json REC-5)" "0"
+check_eq "the next draft gets the number after it" "$(json "$MNT/receipts/five.json" 'd["number"]')" "00000005"
+check "the signed invoice was restored first" test -n "$(ls "$MNT"/issued/*/031001900111-00000004.json 2>/dev/null)"
+check "status reports it" grep -q '^reconciliation: device journal 4, store 4, restored 1, alarms 0; last: restored 031001900111-00000004' "$MNT/status"
+check_eq "the retried draft is a duplicate of it" \
+  "$(drop four-again.json REC-4 >/dev/null; json "$MNT/receipts/four-again.json" 'd["number"]+" "+d["status"]')" \
+  "00000004 duplicate"
+
+# A gap older than what the mount looks back over (the last 16 of the journal): the store
+# lost invoice 6 and 40 came after it.  It cannot be restored (its intent went with its
+# commit) and must not pass unnoticed.
+for i in $(seq 6 45); do
+  [ "$(drop "n$i.json" "REC-$i")" = 0 ] || echo "not ok - draft n$i.json was not issued"
+done
+t_unmount
+sqlite3 "$T/state/fapiaofs.db" \
+  "delete from invoices where number = '00000006'; update tallies set invoices = invoices - 1"
+t_mount
+check "an old gap in the store is found at mount" grep -q \
+  '^reconciliation: device journal 45, store 44, restored 0, alarms 1; last: the device signed 031001900111-00000006 (journal entry 6) but the store has no record of it' \
+  "$MNT/status"
