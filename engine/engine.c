@@ -213,13 +213,14 @@ static struct draft_defaults draft_defaults_of(const struct engine *e)
 
 /* Restore one signed invoice from its journal entry and write-ahead intent
  * (after a crash between signing and the invoice commit, or a power loss
- * that took the unsynced invoice commit with it).  true when it failed for
- * a reason that may pass (the store, memory): its intent must stay. */
-static bool restore_invoice(struct engine *e, const struct device_journal_entry *j)
+ * that took the unsynced invoice commit with it).  FA_OK, or the store's or
+ * memory's failure: then its intent must stay (FA_EXISTS, a conflict with
+ * what the store holds, will not pass by trying again; the others may). */
+static enum fa_err restore_invoice(struct engine *e, const struct device_journal_entry *j)
 {
     struct draft_defaults defs = draft_defaults_of(e);
     struct problems problems = { 0 };
-    bool retry = false;           /* failed for a reason that may pass: keep the intents */
+    enum fa_err retry = FA_OK;    /* failed for a reason that may pass: keep the intents */
     struct store_intent in;
     struct draft d = { 0 };
     struct device_summary lines = { 0 };
@@ -236,7 +237,7 @@ static bool restore_invoice(struct engine *e, const struct device_journal_entry 
     if (err) {
         alarm_for(e, "the device signed %s-%s (journal entry %llu) but the store has no record of it",
                   j->code, j->number, (unsigned long long)j->seq);
-        return err != FA_NOTFOUND;
+        return err == FA_NOTFOUND ? FA_OK : err;
     }
     crypto_sm3(in.canonical, in.canonical_len, digest);
     crypto_hex(digest, 32, hex);
@@ -279,7 +280,7 @@ static bool restore_invoice(struct engine *e, const struct device_journal_entry 
               .lines = &lines }, 1, &iid, &rid);
     if (err) {
         alarm_for(e, "cannot restore %s-%s: %s", j->code, j->number, fa_err_str(err));
-        retry = true;
+        retry = err;
         goto out;
     }
     e->rec.restored++;
@@ -297,10 +298,10 @@ out:
 }
 
 /* Journal entries from..to (inclusive) the store lacks: restored where
- * their intent allows.  How many were missing into *missing; *retry set
- * when a restore failed for a reason that may pass. */
+ * their intent allows.  How many were missing into *missing; *keep set when
+ * a restore failed (its intent stays), *again when it may pass. */
 static enum fa_err reconcile_range(struct engine *e, uint64_t from, uint64_t to, int64_t *missing,
-                                   bool *retry)
+                                   bool *keep, bool *again)
 {
     struct device_journal_entry batch[RECONCILE_BATCH];
     enum fa_err err = FA_OK;
@@ -312,8 +313,10 @@ static enum fa_err reconcile_range(struct engine *e, uint64_t from, uint64_t to,
             break;
         for (i = 0; i < n && batch[i].seq <= to; i++)
             if (!store_has_number(e->store, batch[i].code, batch[i].number)) {
+                enum fa_err failed = restore_invoice(e, &batch[i]);
                 (*missing)++;
-                *retry |= restore_invoice(e, &batch[i]);
+                *keep |= failed != FA_OK;
+                *again |= failed != FA_OK && failed != FA_EXISTS;
             }
         from = batch[n - 1].seq + 1;
     }
@@ -325,7 +328,8 @@ static enum fa_err reconcile_range(struct engine *e, uint64_t from, uint64_t to,
  * at the end); when the store lacks more invoices than that part of the
  * journal explains, the gap is older — a round whose commit failed while
  * later ones went through — and the rest of the journal is read as well.
- * FA_IO when a restore failed for a reason that may pass (its intent stays). */
+ * FA_IO when a restore failed for a reason that may pass: then issuing
+ * waits for it (restore_pending). */
 static enum fa_err reconcile_locked(struct engine *e)
 {
     struct device_status ds;
@@ -333,7 +337,7 @@ static enum fa_err reconcile_locked(struct engine *e)
     uint64_t from;
     int64_t missing = 0;
     enum fa_err err;
-    bool retry = false;
+    bool keep = false, again = false;
 
     err = device_get_status(e->dev, &ds);
     if (err == FA_OK)
@@ -344,18 +348,18 @@ static enum fa_err reconcile_locked(struct engine *e)
     e->rec.journal = ds.signed_count;
     e->rec.store = sc.invoices;
     from = sc.invoices > RECONCILE_OVERLAP ? (uint64_t)(sc.invoices - RECONCILE_OVERLAP) : 1;
-    err = reconcile_range(e, from, (uint64_t)ds.signed_count, &missing, &retry);
+    err = reconcile_range(e, from, (uint64_t)ds.signed_count, &missing, &keep, &again);
     if (err == FA_OK && from > 1 && ds.signed_count - sc.invoices > missing)
-        err = reconcile_range(e, 1, from - 1, &missing, &retry);
+        err = reconcile_range(e, 1, from - 1, &missing, &keep, &again);
     if (err == FA_OK && store_counts(e->store, &sc) == FA_OK && sc.invoices > ds.signed_count)
         alarm_for(e, "the store has %lld invoices but the device signed only %lld",
                   (long long)sc.invoices, (long long)ds.signed_count);
     e->rec.store = sc.invoices;
-    if (err == FA_OK && !retry)
+    if (err == FA_OK && !keep)
         store_drop_intents(e->store);   /* no draft is in flight: the rest were never signed */
     if (err == FA_OK)
-        e->restore_pending = retry;
-    return err ? err : retry ? FA_IO : FA_OK;
+        e->restore_pending = again;
+    return err ? err : again ? FA_IO : FA_OK;
 }
 
 enum fa_err engine_reconcile(struct engine *e)
