@@ -48,7 +48,8 @@ struct engine {
     struct issue_job *queue_head, **queue_tail;
     bool leading;                 /* a writer is issuing batches from the queue */
     struct engine_reconcile rec;  /* under issue_lock */
-    bool restore_pending;         /* under issue_lock: a round signed but not committed */
+    bool restore_pending;         /* under issue_lock: signed invoices the store lacks, whose
+                                   * restore may yet work: issuing waits for it */
     bool fault_after_sign;        /* tests: die between signing and commit */
     bool fault_commit_once;       /* tests: the next invoice commit fails */
     int fault_clear_step;         /* tests: die after this step of a clearing */
@@ -65,6 +66,7 @@ enum fa_err engine_open(const struct config *c, enum engine_mode mode, struct en
                         char *why, size_t whylen)
 {
     struct engine *e = calloc(1, sizeof *e);
+    const char *fault;
     enum fa_err err;
 
     if (!e)
@@ -78,14 +80,15 @@ enum fa_err engine_open(const struct config *c, enum engine_mode mode, struct en
     err = store_open(c->store_path, &e->store, why, whylen);
     if (err == FA_OK)
         err = device_open(c, mode == ENGINE_RUN, &e->dev, why, whylen);
-    /* test-only fault injection: FAPIAOFS_FAULT=after-sign makes the daemon
-     * die like kill -9 right after the device signed, before the commit */
-    e->fault_after_sign = getenv("FAPIAOFS_FAULT") && !strcmp(getenv("FAPIAOFS_FAULT"), "after-sign");
-    /* ...=commit-fails-once: the first invoice commit fails as a full disk would make it */
-    e->fault_commit_once = getenv("FAPIAOFS_FAULT") &&
-                           !strcmp(getenv("FAPIAOFS_FAULT"), "commit-fails-once");
-    if (getenv("FAPIAOFS_FAULT") && !strncmp(getenv("FAPIAOFS_FAULT"), "clear-after-", 12))
-        e->fault_clear_step = (int)strtol(getenv("FAPIAOFS_FAULT") + 12, NULL, 10);
+    /* test-only fault injection, FAPIAOFS_FAULT=
+     *   after-sign         die like kill -9 right after the device signed;
+     *   commit-fails-once  the first invoice commit fails, as a full disk makes it;
+     *   clear-after-N      die after step N of a clearing */
+    fault = getenv("FAPIAOFS_FAULT") ? getenv("FAPIAOFS_FAULT") : "";
+    e->fault_after_sign = !strcmp(fault, "after-sign");
+    e->fault_commit_once = !strcmp(fault, "commit-fails-once");
+    if (!strncmp(fault, "clear-after-", 12))
+        e->fault_clear_step = (int)strtol(fault + 12, NULL, 10);
     if (err == FA_OK && mode == ENGINE_RUN) {
         engine_log(e, "open", "device opened, store %s", c->store_path);
         err = engine_reconcile(e) == FA_NOMEM ? FA_NOMEM : FA_OK;
@@ -220,7 +223,7 @@ static enum fa_err restore_invoice(struct engine *e, const struct device_journal
 {
     struct draft_defaults defs = draft_defaults_of(e);
     struct problems problems = { 0 };
-    enum fa_err retry = FA_OK;    /* failed for a reason that may pass: keep the intents */
+    enum fa_err failed = FA_OK;   /* the store or memory failed: keep the intents */
     struct store_intent in;
     struct draft d = { 0 };
     struct device_summary lines = { 0 };
@@ -280,7 +283,7 @@ static enum fa_err restore_invoice(struct engine *e, const struct device_journal
               .lines = &lines }, 1, &iid, &rid);
     if (err) {
         alarm_for(e, "cannot restore %s-%s: %s", j->code, j->number, fa_err_str(err));
-        retry = err;
+        failed = err;
         goto out;
     }
     e->rec.restored++;
@@ -294,7 +297,7 @@ out:
     free(file);
     free(receipt);
     store_intent_free(&in);
-    return retry;
+    return failed;
 }
 
 /* Journal entries from..to (inclusive) the store lacks: restored where
