@@ -89,3 +89,22 @@ t_mount
 check "an old gap in the store is found at mount" grep -q \
   '^reconciliation: device journal 45, store 44, restored 0, alarms 1; last: the device signed 031001900111-00000006 (journal entry 6) but the store has no record of it' \
   "$MNT/status"
+
+# A signed invoice whose restore conflicts with what the store holds (FA_EXISTS): here its
+# request_id is already on another invoice, as a store edited or restored by hand would
+# have it.  Trying again cannot fix that, so it keeps its intent and its alarm, and issuing
+# goes on; a failure that may pass (above) makes issuing wait instead.
+t_unmount
+FAPIAOFS_FAULT=commit-fails-once t_mount
+check_eq "a second failed commit: close returns EIO" "$(drop n46.json REC-46)" "5"
+t_unmount
+sqlite3 "$T/state/fapiaofs.db" "update invoices set request_id = 'REC-46' where number = '00000045'"
+t_mount
+echo "# status: $(grep ^reconciliation "$MNT/status")"
+check "the conflict is an alarm (with the old gap's), in status" grep -q \
+  '^reconciliation: device journal 46, store 44, restored 0, alarms 2;' "$MNT/status"
+check "device/log names the invoice and the cause" grep -q 'cannot restore 031001900111-00000046: already exists' "$MNT/device/log"
+check_eq "issuing goes on: the next draft is issued" "$(drop n47.json REC-47)" "0"
+check_eq "with the next number" "$(json "$MNT/receipts/n47.json" 'd["number"]')" "00000047"
+check_eq "the conflicting invoice's intent is kept" \
+  "$(sqlite3 "$T/state/fapiaofs.db" "select number from intents")" "00000046"
