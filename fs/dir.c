@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "engine/clock.h"
+#include "engine/readahead.h"
 #include "fs/dir.h"
 #include "fs/pending.h"
 
@@ -178,6 +179,8 @@ void dir_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool pl
         goto reply;
 
     if (ino_space(ino) == SPACE_MONTH) {
+        if (off == 0)   /* a listing starts (ls, find, tar, rsync): read its index ahead */
+            readahead_month(g_fs.readahead, clock_month_period((int)ino_id(ino), period));
         err = list_collection(&b, COLL_INVOICE, clock_month_period((int)ino_id(ino), period),
                               SPACE_INVOICE, after < 0 ? 0 : after);
     } else switch (ino) {

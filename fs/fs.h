@@ -20,10 +20,12 @@
 #include "fs/inode.h"
 
 struct pending_dir;
+struct readahead;
 
 struct fs {
     struct engine *engine;
     struct pending_dir *pending;
+    struct readahead *readahead;  /* NULL when it could not start: listings work without */
     uid_t uid;
     gid_t gid;                /* the configured group, or the daemon's */
     int64_t mounted_at;

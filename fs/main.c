@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "engine/clock.h"
+#include "engine/readahead.h"
 #include "fs/fs.h"
 #include "fs/notify.h"
 #include "fs/pending.h"
@@ -215,6 +216,9 @@ int main(int argc, char *argv[])
     g_fs.engine = e;
     g_fs.mounted_at = clock_now();
     stable_times(e);
+    if (readahead_open(engine_config(e)->store_path, &g_fs.readahead))
+        fprintf(stderr, "fapiaofs: no read-ahead for listings (cannot open %s again)\n",
+                engine_config(e)->store_path);
     g_fs.pending = pending_new(e);
     if (notify_start(se) || !g_fs.pending || pending_start(g_fs.pending)) {
         fprintf(stderr, "fapiaofs: cannot start pending/\n");
@@ -240,6 +244,8 @@ out_unmount:
     pending_free(g_fs.pending);   /* its retry thread may still queue notifications */
     g_fs.pending = NULL;
     notify_stop();
+    readahead_close(g_fs.readahead);   /* before the store: its connections are readers of it */
+    g_fs.readahead = NULL;
     fuse_session_unmount(se);
 out_signals:
     fuse_remove_signal_handlers(se);
