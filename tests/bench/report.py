@@ -123,10 +123,12 @@ def render(rows):
         out.append("### Browsing `issued/YYYY-MM` vs the same files on the local disk\n")
         out.append("The local copy was made with `cp -r` out of the mount (its time is in the last "
                    "line of each size) and is warm in the page cache; the mount is remounted before "
-                   "each tool, so the kernel holds nothing of it (the store's file is warm).\n")
+                   "each tool, so the kernel holds nothing of it (the store's file is warm). The cold `ls -f` "
+                   "comes last: before each side, `sync` and `echo 3 > /proc/sys/vm/drop_caches`.\n")
         out.append("| invoices | tool | fapiaofs s | local disk s | ratio | daemon VmRSS / VmHWM after |")
         out.append("|---:|---|---:|---:|---:|---:|")
-        names = {"ls_f": "`ls -f`", "ls_l": "`ls -l`", "cat": "`cat` of every file (find -exec cat +)",
+        names = {"ls_f": "`ls -f`", "ls_f_cold": "`ls -f`, cold (page cache dropped before each side)",
+                 "ls_l": "`ls -l`", "cat": "`cat` of every file (find -exec cat +)",
                  "tar": "`tar cf -` of the month"}
         for n in sizes:
             for kv in (kv for kv in browse if int(kv["invoices"]) == n):
@@ -144,11 +146,12 @@ def render(rows):
                 f"{n_inv(n)} invoices in {num(g['seconds']):.0f} s, store {g['store_mb']} MB, device "
                 f"journal {g['journal_mb']} MB" for n, g in sorted(gens.items())) + ".\n")
         big = max(sizes)
-        lsf = [kv for kv in browse if int(kv["invoices"]) == big and kv["tool"] == "ls_f"]
-        if lsf:
+        lsf = [kv for kv in browse if int(kv["invoices"]) == big and kv["tool"] in ("ls_f", "ls_f_cold")]
+        if lsf:   # met only if the cold pass (when there is one) is within it too
             targets.append((f"`ls -f` of a {n_inv(big)}-invoice month ≤ 3 s",
-                            f"{num(lsf[0]['fs_s']):.2f} s (local disk {num(lsf[0]['local_s']):.2f} s)",
-                            num(lsf[0]["fs_s"]) <= 3))
+                            ", ".join(f"{num(kv['fs_s']):.2f} s {'cold' if kv['tool'] == 'ls_f_cold' else 'warm'}"
+                                      f" (local disk {num(kv['local_s']):.2f} s)" for kv in lsf),
+                            all(num(kv["fs_s"]) <= 3 for kv in lsf)))
         hwm = max(num(kv["hwm_kb"]) for kv in browse if int(kv["invoices"]) == big)
         targets.append((f"daemon RSS ≤ 100 MiB with {n_inv(big)} invoices",
                         f"VmHWM {hwm / 1024:.1f} MiB (highest of all passes)", hwm <= 100 * 1024))

@@ -18,7 +18,8 @@
 #      out of the mount with cp -r (the baseline's files), then ls -f, ls -l,
 #      cat of every file, tar of the month: first on the copy, then on the
 #      mount, remounted before each tool so that the kernel caches nothing of
-#      it; the daemon's VmRSS and VmHWM after each tool.
+#      it; last ls -f again with the page cache dropped before each side (root
+#      only: the cold case); the daemon's VmRSS and VmHWM after each tool.
 set -u -o pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -154,11 +155,17 @@ issue_rep() {
 
 # ---- 2. browsing a big month ------------------------------------------------------
 
-# tool NAME DIR N: run one tool on DIR (N invoices); T_S, and a check of what it saw
+# Write back and drop the page cache (root): the next read of every file comes from the disk.
+drop_page_cache() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+
+# tool NAME DIR N: run one tool on DIR (N invoices); T_S, and a check of what it saw.
+# ls_f_cold: ls -f after dropping the page cache, the store's pages included.
 tool() {
+  [ "$1" = ls_f_cold ] && drop_page_cache
   local t0=$EPOCHREALTIME n
   case $1 in
-    ls_f)  n=$(ls -f "$2" | wc -l); T_S=$(since "$t0"); [ "$n" -eq $(($3 + 2)) ] ;;
+    ls_f|ls_f_cold)
+           n=$(ls -f "$2" | wc -l); T_S=$(since "$t0"); [ "$n" -eq $(($3 + 2)) ] ;;
     ls_l)  n=$(ls -l "$2" | wc -l); T_S=$(since "$t0"); [ "$n" -eq $(($3 + 1)) ] ;;
     cat)   n=$(find "$2" -type f -exec cat {} + | wc -c); T_S=$(since "$t0"); BYTES=$n ;;
     tar)   tar cf - -C "$(dirname "$2")" "$(basename "$2")" 2>"$B/tar.err" | cat >/dev/null
@@ -195,7 +202,11 @@ browse() {
   t0=$EPOCHREALTIME
   cp -r "$MNT/issued/$period" "$B/local-$n/" || die "cp -r out of the mount failed"
   echo "copy invoices=$n seconds=$(since "$t0") $(rss | awk '{ print "rss_kb=" $1 " hwm_kb=" $2 }')" >> "$R"
-  for m in ls_f ls_l cat tar; do
+  for m in ls_f ls_l cat tar ls_f_cold; do   # cold last: it leaves the others' caches alone
+    if [ "$m" = ls_f_cold ] && ! [ -w /proc/sys/vm/drop_caches ]; then
+      say "store of $n invoices: no cold ls -f (/proc/sys/vm/drop_caches is not writable)"
+      continue
+    fi
     say "store of $n invoices: $m, local disk"
     BYTES=
     tool $m "$B/local-$n/$period" "$n"
