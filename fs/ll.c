@@ -145,13 +145,26 @@ bool fixed_stat(uint64_t ino, pid_t pid, struct stat *st)
 
 /* ---- attributes of any inode ---------------------------------------------- */
 
-static int coll_stat(enum store_coll c, uint64_t ino, mode_t mode, struct stat *st)
+/* Invoices never change (read-only, cached a day); receipts and rejections
+ * may be removed or replaced by a newer outcome of the same name. */
+static mode_t coll_mode(enum store_coll c)
+{
+    return S_IFREG | (c == COLL_INVOICE ? 0444 : 0644);
+}
+
+static double coll_timeout(enum store_coll c)
+{
+    return c == COLL_INVOICE ? TIMEOUT_IMMUTABLE : 0;
+}
+
+static int coll_stat(enum store_coll c, uint64_t ino, struct stat *st, double *timeout)
 {
     struct store_entry e;
     enum fa_err err = store_stat(engine_store(g_fs.engine), c, (int64_t)ino_id(ino), &e);
     if (err)
         return fa_err_errno(err);
-    fill_attr(st, ino, mode, e.size, e.mtime);
+    fill_attr(st, ino, coll_mode(c), e.size, e.mtime);
+    *timeout = coll_timeout(c);
     return 0;
 }
 
@@ -178,14 +191,13 @@ static int stat_ino(uint64_t ino, pid_t pid, struct stat *st, double *timeout)
         *timeout = 1.0;
         return 0;
     case SPACE_INVOICE:
-        *timeout = TIMEOUT_IMMUTABLE;
-        return coll_stat(COLL_INVOICE, ino, S_IFREG | 0444, st);
+        return coll_stat(COLL_INVOICE, ino, st, timeout);
     case SPACE_RECEIPT:
-        return coll_stat(COLL_RECEIPT, ino, S_IFREG | 0644, st);
+        return coll_stat(COLL_RECEIPT, ino, st, timeout);
     case SPACE_REJECT_BODY:
-        return coll_stat(COLL_REJECT_BODY, ino, S_IFREG | 0644, st);
+        return coll_stat(COLL_REJECT_BODY, ino, st, timeout);
     case SPACE_REJECT_ERROR:
-        return coll_stat(COLL_REJECT_ERROR, ino, S_IFREG | 0644, st);
+        return coll_stat(COLL_REJECT_ERROR, ino, st, timeout);
     case SPACE_PENDING:
         return pending_stat(g_fs.pending, ino_id(ino), st);
     case SPACE_REPORT: {
@@ -297,19 +309,25 @@ static int parse_period(const char *name)
     return y * 12 + m - 1;
 }
 
+/* A name in a collection: the row found by name gives the attributes too,
+ * so one query answers (and for an invoice from the covering index, without
+ * its 3.5 KB row: rsync and find stat a million of them). */
 static int lookup_coll(enum store_coll c, const char *scope, const char *name,
-                       enum ino_space space, uint64_t *ino)
+                       enum ino_space space, struct fuse_entry_param *ep)
 {
     struct store_entry e;
     enum fa_err err = store_lookup(engine_store(g_fs.engine), c, scope, name, &e);
     if (err)
         return fa_err_errno(err);
-    *ino = ino_make(space, (uint64_t)e.id);
+    ep->ino = ino_make(space, (uint64_t)e.id);
+    fill_attr(&ep->attr, ep->ino, coll_mode(c), e.size, e.mtime);
+    ep->attr_timeout = ep->entry_timeout = coll_timeout(c);
     return 0;
 }
 
 static void fa_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+    struct fuse_entry_param ep = { 0 };   /* ino 0: the attributes are still to be read */
     uint64_t ino = 0;
     size_t n = strlen(name);
     char period[8];
@@ -317,17 +335,17 @@ static void fa_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
     if (ino_space(parent) == SPACE_MONTH) {
         rc = lookup_coll(COLL_INVOICE, clock_month_period((int)ino_id(parent), period), name,
-                         SPACE_INVOICE, &ino);
+                         SPACE_INVOICE, &ep);
     } else if (parent == FIXED_PENDING) {
         struct stat st;
         rc = pending_lookup(g_fs.pending, name, &st);
         ino = st.st_ino;
     } else if (parent == FIXED_RECEIPTS) {
-        rc = lookup_coll(COLL_RECEIPT, NULL, name, SPACE_RECEIPT, &ino);
+        rc = lookup_coll(COLL_RECEIPT, NULL, name, SPACE_RECEIPT, &ep);
     } else if (parent == FIXED_REJECTED) {
         bool err_file = n > 6 && !strcmp(name + n - 6, ".error");
         rc = lookup_coll(err_file ? COLL_REJECT_ERROR : COLL_REJECT_BODY, NULL, name,
-                         err_file ? SPACE_REJECT_ERROR : SPACE_REJECT_BODY, &ino);
+                         err_file ? SPACE_REJECT_ERROR : SPACE_REJECT_BODY, &ep);
     } else if (parent == FIXED_REPORTS) {
         char period_name[8];
         month = -1;
@@ -352,6 +370,8 @@ static void fa_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     if (rc)
         fuse_reply_err(req, rc);
+    else if (ep.ino)
+        fuse_reply_entry(req, &ep);
     else
         reply_entry(req, ino);
 }
@@ -446,6 +466,11 @@ static void fa_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, rc);
         return;
     }
+    /* FLUSH matters only where close() does something: a draft being
+     * written, device/clear.  Elsewhere FOPEN_NOFLUSH spares cat, tar and
+     * rsync one round trip per file (the kernel honours it without the
+     * writeback cache, which is off). */
+    fi->noflush = !of->ph && !of->cb;
     of_give(of, fi);
     fuse_reply_open(req, fi);
 }
