@@ -38,6 +38,13 @@
 #include "engine/red.h"
 #include "engine/summary.h"
 
+/* A standing problem (an old gap, a conflicting restore, a restore that
+ * keeps failing) is found again by every reconciliation: at each device
+ * error, each clearing, and before each round while a restore is pending.
+ * It is one alarm, counted and logged once per mount; more distinct ones
+ * than this are counted again when they come back. */
+#define ALARMS_REMEMBERED 256
+
 struct engine {
     struct config cfg;
     store_t *store;
@@ -48,10 +55,12 @@ struct engine {
     struct issue_job *queue_head, **queue_tail;
     bool leading;                 /* a writer is issuing batches from the queue */
     struct engine_reconcile rec;  /* under issue_lock */
+    uint64_t alarm_seen[ALARMS_REMEMBERED];   /* under issue_lock: hashes of the alarms */
+    unsigned alarm_seen_n;                    /* raised, counted once (a ring) */
     bool restore_pending;         /* under issue_lock: signed invoices the store lacks, whose
                                    * restore may yet work: issuing waits for it */
     bool fault_after_sign;        /* tests: die between signing and commit */
-    bool fault_commit_once;       /* tests: the next invoice commit fails */
+    int fault_commits;            /* tests: the next this many invoice commits fail */
     int fault_clear_step;         /* tests: die after this step of a clearing */
     pthread_mutex_t clear_lock;   /* one clearing at a time */
     atomic_bool clearing;         /* held: for the open() of a second writer */
@@ -83,10 +92,12 @@ enum fa_err engine_open(const struct config *c, enum engine_mode mode, struct en
     /* test-only fault injection, FAPIAOFS_FAULT=
      *   after-sign         die like kill -9 right after the device signed;
      *   commit-fails-once  the first invoice commit fails, as a full disk makes it;
+     *   commit-fails-N     the first N fail (restores from the journal included);
      *   clear-after-N      die after step N of a clearing */
     fault = getenv("FAPIAOFS_FAULT") ? getenv("FAPIAOFS_FAULT") : "";
     e->fault_after_sign = !strcmp(fault, "after-sign");
-    e->fault_commit_once = !strcmp(fault, "commit-fails-once");
+    if (!strncmp(fault, "commit-fails-", 13))
+        e->fault_commits = strcmp(fault + 13, "once") ? (int)strtol(fault + 13, NULL, 10) : 1;
     if (!strncmp(fault, "clear-after-", 12))
         e->fault_clear_step = (int)strtol(fault + 12, NULL, 10);
     if (err == FA_OK && mode == ENGINE_RUN) {
@@ -196,13 +207,35 @@ int engine_clear_fault_step(struct engine *e) { return e->fault_clear_step; }
 static void alarm_for(struct engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void alarm_for(struct engine *e, const char *fmt, ...)
 {
+    char text[sizeof e->rec.last];
+    uint64_t hash = 14695981039346656037ULL;   /* FNV-1a */
+    unsigned i, n;
     va_list ap;
+
     va_start(ap, fmt);
-    vsnprintf(e->rec.last, sizeof e->rec.last, fmt, ap);
+    vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    for (i = 0; text[i]; i++)
+        hash = (hash ^ (unsigned char)text[i]) * 1099511628211ULL;
+    n = e->alarm_seen_n < ALARMS_REMEMBERED ? e->alarm_seen_n : ALARMS_REMEMBERED;
+    for (i = 0; i < n; i++)
+        if (e->alarm_seen[i] == hash)
+            return;   /* raised already: see ALARMS_REMEMBERED */
+    e->alarm_seen[e->alarm_seen_n++ % ALARMS_REMEMBERED] = hash;
+    memcpy(e->rec.last, text, sizeof text);
     e->rec.alarms++;
     engine_log(e, "integrity alarm", "%s", e->rec.last);
     fprintf(stderr, "fapiaofs: integrity alarm: %s\n", e->rec.last);
+}
+
+/* Tests (FAPIAOFS_FAULT=commit-fails-N): whether this invoice commit is
+ * one that fails, as a full disk would make it. */
+static bool commit_fault_due(struct engine *e)
+{
+    if (e->fault_commits <= 0)
+        return false;
+    e->fault_commits--;
+    return true;
 }
 
 /* What a draft is parsed with: the same when it is issued and when it is
@@ -273,6 +306,7 @@ static enum fa_err restore_invoice(struct engine *e, const struct device_journal
                                  issued_at, total, NULL, &receipt_len);
     }
     err = !file || !receipt ? FA_NOMEM
+        : commit_fault_due(e) ? FA_IO
         : store_put_invoices(e->store, &(struct store_issued){
               .draft_id = in.draft_id, .draft_name = in.draft_name, .code = j->code,
               .number = j->number, .period = period, .issued_at = issued_at,
@@ -712,10 +746,8 @@ static void sign_round(struct engine *e, struct issue_job **jobs, int n)
     }
     /* signed: a failure from here leaves the round to reconciliation,
      * before the next round (issue_batch) or at the next mount */
-    if (err == FA_OK && e->fault_commit_once) {
-        e->fault_commit_once = false;
+    if (err == FA_OK && commit_fault_due(e))
         err = FA_IO;
-    }
     if (err == FA_OK)
         err = store_put_invoices(e->store, issued, n, invoice_ids, receipt_ids);
     if (err && signed_ok)

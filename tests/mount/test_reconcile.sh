@@ -76,10 +76,29 @@ check_eq "the retried draft is a duplicate of it" \
   "$(drop four-again.json REC-4 >/dev/null; json "$MNT/receipts/four-again.json" 'd["number"]+" "+d["status"]')" \
   "00000004 duplicate"
 
+# A restore that keeps failing (the disk still full): every draft in the meantime gets EIO and
+# tries the restore again, but the standing problem is one alarm, logged once.
+t_unmount
+FAPIAOFS_FAULT=commit-fails-3 t_mount
+check_eq "commit 1 fails after the signature: EIO" "$(drop n6.json REC-6)" "5"
+check_eq "the restore before the next draft fails (commit 2): EIO" "$(drop n7a.json REC-7)" "5"
+check_eq "and again (commit 3): EIO" "$(drop n7b.json REC-7)" "5"
+echo "# status: $(grep ^reconciliation "$MNT/status")"
+check "the failing restore is one alarm, not one per draft" grep -q \
+  '^reconciliation: device journal 6, store 5, restored 0, alarms 1; last: cannot restore 031001900111-00000006' \
+  "$MNT/status"
+check_eq "device/log names it once" "$(grep -c 'cannot restore 031001900111-00000006' "$MNT/device/log")" "1"
+check_eq "when the disk has room again, the next draft is issued" "$(drop n7.json REC-7)" "0"
+check_eq "after the restored invoice" "$(json "$MNT/receipts/n7.json" 'd["number"]')" "00000007"
+echo "# status: $(grep ^reconciliation "$MNT/status")"
+check "status reports the restoration" grep -q \
+  '^reconciliation: device journal 6, store 6, restored 1, alarms 1; last: restored 031001900111-00000006' \
+  "$MNT/status"
+
 # A gap older than what the mount looks back over (the last 16 of the journal): the store
-# lost invoice 6 and 40 came after it.  It cannot be restored (its intent went with its
+# lost invoice 6 and 39 came after it.  It cannot be restored (its intent went with its
 # commit) and must not pass unnoticed.
-for i in $(seq 6 45); do
+for i in $(seq 8 45); do
   [ "$(drop "n$i.json" "REC-$i")" = 0 ] || echo "not ok - draft n$i.json was not issued"
 done
 t_unmount
