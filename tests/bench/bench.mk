@@ -33,7 +33,7 @@ $(BUILD)/bench/genstore: $(BUILD)/tests/bench/genstore.o $(BUILD)/tests/bench/te
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 .PHONY: bench bench-tools
-bench-tools: $(BUILD)/fapiaofs $(BENCH_BINS)
+bench-tools: $(BUILD)/fapiaofs $(BUILD)/fapiaofs-platform-sim $(BENCH_BINS)
 
 bench: bench-tools
 	@BUILD=$(BUILD) BENCH_DRAFTS=$(BENCH_DRAFTS) BENCH_WRITERS=$(BENCH_WRITERS) BENCH_REPEAT=$(BENCH_REPEAT) \
