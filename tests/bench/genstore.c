@@ -673,8 +673,8 @@ int main(int argc, char **argv)
                         " request_id, draft_hash, total_fen, json, size)"
                         " VALUES(?1, ?2, ?3, ?2 || '-' || ?3 || '.json', ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
                         " length(?10))");
-    q_receipt = prepare(db, "INSERT INTO receipts(id, name, draft_id, json, mtime) VALUES(?1, ?2, ?3,"
-                            " ?4, ?5)");
+    q_receipt = prepare(db, "INSERT INTO receipts(id, name, draft_id, json, mtime, size)"
+                            " VALUES(?1, ?2, ?3, ?4, ?5, length(?4))");
     q_upload = prepare(db, "INSERT INTO uploads(invoice_id, uploaded_at) VALUES(?1, ?2)");
     journal = fopen(journal_path, "a");
     if (!journal)

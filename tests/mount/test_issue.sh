@@ -79,3 +79,19 @@ check_eq "two invoices listed" "$(ls "$(dirname "$INV")" | wc -l)" "2"
 platform_mode up
 for _ in $(seq 100); do [ "$(platform_count)" = 2 ] && break; sleep 0.1; done
 check_eq "queued invoice uploaded after the platform came back" "$(platform_count)" "2"
+
+# A store from before migration 9 (no receipts.size, no receipts_list): opened, it is
+# migrated, and receipts/ lists the same names with exact sizes.
+t_unmount
+sqlite3 "$T/state/fapiaofs.db" "drop index receipts_list; drop trigger receipt_size;
+  alter table receipts drop column size; pragma user_version = 8"
+t_mount
+check_eq "the store is migrated at mount" "$(sqlite3 "$T/state/fapiaofs.db" 'pragma user_version')" "9"
+check_eq "receipts/ lists the three receipts" "$(ls "$MNT/receipts" | sort | tr '\n' ' ')" \
+  "again.json order-1.json order-2.json "
+for r in again.json order-1.json order-2.json; do
+  check_eq "receipts/$r: stat size = bytes read" "$(stat -c %s "$MNT/receipts/$r")" "$(wc -c < "$MNT/receipts/$r")"
+done
+check_eq "the listing is answered from the index alone" \
+  "$(sqlite3 "$T/state/fapiaofs.db" "explain query plan select id, name, mtime, size from receipts
+     where 1 is 1 and hidden = 0 and id > 0 order by id limit 10" | grep -c 'COVERING INDEX receipts_list')" "1"
