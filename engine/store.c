@@ -251,8 +251,9 @@ static const struct coll_sql {
     [COLL_REJECT_ERROR] = {
         "SELECT id, name || '.error', mtime, length(error) FROM rejects WHERE ?1 IS ?1 AND hidden = 0"
         " AND id > ?2 ORDER BY id LIMIT ?3",
+        /* ?2 is NAME without ".error" (store_lookup strips it), so rejects_name serves it */
         "SELECT id, name || '.error', mtime, length(error) FROM rejects WHERE ?1 IS ?1"
-        " AND name || '.error' = ?2 AND hidden = 0 ORDER BY id DESC LIMIT 1",
+        " AND name = ?2 AND hidden = 0 ORDER BY id DESC LIMIT 1",
         "SELECT id, name || '.error', mtime, length(error) FROM rejects WHERE id = ?1 AND hidden = 0",
         "SELECT error FROM rejects WHERE id = ?1",
         "UPDATE rejects SET hidden = 1 WHERE id = ?1",
@@ -964,7 +965,7 @@ enum fa_err store_list(store_t *s, enum store_coll c, const char *scope, int64_t
 
 /* One-row query by (scope, name) or by id. */
 static enum fa_err coll_one(store_t *s, enum store_coll c, int which, const char *scope,
-                            const char *name, int64_t id, struct store_entry *e)
+                            const char *name, int name_len, int64_t id, struct store_entry *e)
 {
     sqlite3_stmt *q;
     enum fa_err err;
@@ -974,7 +975,7 @@ static enum fa_err coll_one(store_t *s, enum store_coll c, int which, const char
     q = coll_st(s, c, which);
     if (name) {
         sqlite3_bind_text(q, 1, scope ? scope : "", -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, name, name_len, SQLITE_STATIC);
     } else {
         sqlite3_bind_int64(q, 1, id);
     }
@@ -990,12 +991,36 @@ static enum fa_err coll_one(store_t *s, enum store_coll c, int which, const char
 enum fa_err store_lookup(store_t *s, enum store_coll c, const char *scope, const char *name,
                          struct store_entry *e)
 {
-    return coll_one(s, c, 1, scope, name, 0, e);
+    size_t len = strnlen(name, STORE_NAME_MAX + 1);
+
+    if (len > STORE_NAME_MAX)
+        return FA_NOTFOUND;
+    /* rejected/NAME.error is the row named NAME: looked up by NAME, since
+     * a condition on name || '.error' would scan the whole table */
+    if (c == COLL_REJECT_ERROR) {
+        if (len <= 6 || memcmp(name + len - 6, ".error", 6))
+            return FA_NOTFOUND;
+        len -= 6;
+    }
+    return coll_one(s, c, 1, scope, name, (int)len, 0, e);
 }
 
 enum fa_err store_stat(store_t *s, enum store_coll c, int64_t id, struct store_entry *e)
 {
-    return coll_one(s, c, 2, NULL, NULL, id, e);
+    return coll_one(s, c, 2, NULL, NULL, 0, id, e);
+}
+
+uint64_t store_scan_steps(store_t *s)
+{
+    uint64_t steps = 0;
+    int i;
+
+    pthread_mutex_lock(&s->lock);
+    for (i = 0; i < S_COUNT; i++)
+        if (s->stmt[i])
+            steps += (uint64_t)sqlite3_stmt_status(s->stmt[i], SQLITE_STMTSTATUS_FULLSCAN_STEP, 0);
+    pthread_mutex_unlock(&s->lock);
+    return steps;
 }
 
 enum fa_err store_read(store_t *s, enum store_coll c, int64_t id, unsigned char **buf, size_t *len)

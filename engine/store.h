@@ -162,6 +162,9 @@ enum fa_err store_stat(store_t *s, enum store_coll c, int64_t id, struct store_e
 enum fa_err store_read(store_t *s, enum store_coll c, int64_t id, unsigned char **buf, size_t *len);
 /* rm in receipts/ or rejected/: hidden from the folder, never from the store. */
 enum fa_err store_hide(store_t *s, enum store_coll c, int64_t id);
+/* Rows stepped through by full table scans in the store's own statements
+ * since open: 0 as long as every lookup finds its row by an index (tests). */
+uint64_t store_scan_steps(store_t *s);
 
 /* When each folder last changed (0: never), for directory mtimes that stay
  * the same across remounts as long as nothing changes. */

@@ -1,0 +1,84 @@
+/*
+ * test_store_lookup.c — finding a file of rejected/ by name in a real store
+ * file: NAME and NAME.error are the same row, each found by the rejects_name
+ * index (store_scan_steps stays 0), names that are not there are not found,
+ * and a rejection replaced by a newer one of the same name shows the newer.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "engine/store.h"
+#include "tests/unit/unit.h"
+
+#define REJECTS 500
+
+static enum fa_err reject(store_t *s, const char *name, const char *error, int64_t *id)
+{
+    static const char body[] = "{\"seller\": {}}";
+    int64_t draft;
+    enum fa_err err = store_add_draft(s, name, body, sizeof body - 1, 1764900000, &draft);
+
+    if (err == FA_OK)
+        err = store_put_rejection(s, draft, name, body, sizeof body - 1, error, 1764900000, id);
+    return err;
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/fapiaofs-lookup-XXXXXX", path[64], why[256], name[64], error[96];
+    int64_t id = 0, id7 = 0, newer = 0;
+    store_t *s = NULL;
+    struct store_entry e;
+    enum fa_err err = FA_OK;
+    int i;
+
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(path, sizeof path, "%s/fapiaofs.db", dir);
+    CHECK(store_open(path, &s, why, sizeof why) == FA_OK, "store_open: %s", why);
+    for (i = 1; i <= REJECTS && err == FA_OK; i++) {
+        snprintf(name, sizeof name, "bad-%03d.json", i);
+        snprintf(error, sizeof error, "{\"error\": \"seller.tax_id: not the device's (%d)\"}\n", i);
+        err = reject(s, name, error, &id);
+        if (i == 7)
+            id7 = id;
+    }
+    CHECK(err == FA_OK, "%d rejections stored", REJECTS);
+
+    CHECK(store_lookup(s, COLL_REJECT_BODY, NULL, "bad-007.json", &e) == FA_OK && e.id == id7 &&
+          !strcmp(e.name, "bad-007.json"), "rejected/bad-007.json is found");
+    snprintf(error, sizeof error, "{\"error\": \"seller.tax_id: not the device's (%d)\"}\n", 7);
+    CHECK(store_lookup(s, COLL_REJECT_ERROR, NULL, "bad-007.json.error", &e) == FA_OK &&
+          e.id == id7 && !strcmp(e.name, "bad-007.json.error") && e.size == strlen(error),
+          "rejected/bad-007.json.error is the same row, its size that of the reason");
+    CHECK(store_lookup(s, COLL_REJECT_ERROR, NULL, "bad-007.json", &e) == FA_NOTFOUND,
+          "a name without .error is not an error file");
+    CHECK(store_lookup(s, COLL_REJECT_ERROR, NULL, ".error", &e) == FA_NOTFOUND,
+          "\".error\" alone is not found");
+    CHECK(store_lookup(s, COLL_REJECT_ERROR, NULL, "bad-007.json.err", &e) == FA_NOTFOUND,
+          "a truncated suffix is not found");
+    CHECK(store_lookup(s, COLL_REJECT_ERROR, NULL, "bad-999.json.error", &e) == FA_NOTFOUND,
+          "the error file of a draft never rejected is not found");
+    CHECK(store_lookup(s, COLL_REJECT_BODY, NULL, "bad-007.json.error", &e) == FA_NOTFOUND,
+          "an error file is not a rejected draft");
+
+    CHECK(reject(s, "bad-007.json", "{\"error\": \"again\"}\n", &newer) == FA_OK && newer != id7,
+          "bad-007.json rejected again");
+    CHECK(store_lookup(s, COLL_REJECT_ERROR, NULL, "bad-007.json.error", &e) == FA_OK &&
+          e.id == newer && e.size == strlen("{\"error\": \"again\"}\n"),
+          "its error file is the newer reason");
+
+    CHECK(store_scan_steps(s) == 0,
+          "every lookup found its row by an index (%llu rows stepped by full scans)",
+          (unsigned long long)store_scan_steps(s));
+
+    store_close(s);
+    snprintf(why, sizeof why, "%s/fapiaofs.db-wal", dir);
+    unlink(why);
+    snprintf(why, sizeof why, "%s/fapiaofs.db-shm", dir);
+    unlink(why);
+    unlink(path);
+    rmdir(dir);
+    return unit_done();
+}
