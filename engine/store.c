@@ -991,9 +991,9 @@ static enum fa_err coll_one(store_t *s, enum store_coll c, int which, const char
 enum fa_err store_lookup(store_t *s, enum store_coll c, const char *scope, const char *name,
                          struct store_entry *e)
 {
-    size_t len = strnlen(name, STORE_NAME_MAX + 1);
+    size_t len = strnlen(name, STORE_NAME_MAX + 8);   /* NAME.error of a 255-byte NAME */
 
-    if (len > STORE_NAME_MAX)
+    if (len >= STORE_NAME_MAX + 8)
         return FA_NOTFOUND;
     /* rejected/NAME.error is the row named NAME: looked up by NAME, since
      * a condition on name || '.error' would scan the whole table */
