@@ -249,12 +249,13 @@ static const struct coll_sql {
         "UPDATE rejects SET hidden = 1 WHERE id = ?1",
     },
     [COLL_REJECT_ERROR] = {
-        "SELECT id, name || '.error', mtime, length(error) FROM rejects WHERE ?1 IS ?1 AND hidden = 0"
-        " AND id > ?2 ORDER BY id LIMIT ?3",
-        /* ?2 is NAME without ".error" (store_lookup strips it), so rejects_name serves it */
-        "SELECT id, name || '.error', mtime, length(error) FROM rejects WHERE ?1 IS ?1"
-        " AND name = ?2 AND hidden = 0 ORDER BY id DESC LIMIT 1",
-        "SELECT id, name || '.error', mtime, length(error) FROM rejects WHERE id = ?1 AND hidden = 0",
+        "SELECT id, name || '" STORE_ERROR_SUFFIX "', mtime, length(error) FROM rejects"
+        " WHERE ?1 IS ?1 AND hidden = 0 AND id > ?2 ORDER BY id LIMIT ?3",
+        /* ?2 is NAME without the suffix (store_lookup strips it), so rejects_name serves it */
+        "SELECT id, name || '" STORE_ERROR_SUFFIX "', mtime, length(error) FROM rejects"
+        " WHERE ?1 IS ?1 AND name = ?2 AND hidden = 0 ORDER BY id DESC LIMIT 1",
+        "SELECT id, name || '" STORE_ERROR_SUFFIX "', mtime, length(error) FROM rejects"
+        " WHERE id = ?1 AND hidden = 0",
         "SELECT error FROM rejects WHERE id = ?1",
         "UPDATE rejects SET hidden = 1 WHERE id = ?1",
     },
@@ -991,18 +992,26 @@ static enum fa_err coll_one(store_t *s, enum store_coll c, int which, const char
 enum fa_err store_lookup(store_t *s, enum store_coll c, const char *scope, const char *name,
                          struct store_entry *e)
 {
-    size_t len = strnlen(name, STORE_NAME_MAX + 8);   /* NAME.error of a 255-byte NAME */
+    size_t len = strnlen(name, sizeof e->name);   /* NAME.error of a 255-byte NAME fits */
 
-    if (len >= STORE_NAME_MAX + 8)
+    if (len == sizeof e->name)
         return FA_NOTFOUND;
     /* rejected/NAME.error is the row named NAME: looked up by NAME, since
      * a condition on name || '.error' would scan the whole table */
     if (c == COLL_REJECT_ERROR) {
-        if (len <= 6 || memcmp(name + len - 6, ".error", 6))
+        if (store_reject_coll(name, len) != COLL_REJECT_ERROR)
             return FA_NOTFOUND;
-        len -= 6;
+        len -= sizeof STORE_ERROR_SUFFIX - 1;
     }
     return coll_one(s, c, 1, scope, name, (int)len, 0, e);
+}
+
+enum store_coll store_reject_coll(const char *name, size_t len)
+{
+    const size_t n = sizeof STORE_ERROR_SUFFIX - 1;
+
+    return len > n && !memcmp(name + len - n, STORE_ERROR_SUFFIX, n) ? COLL_REJECT_ERROR
+                                                                      : COLL_REJECT_BODY;
 }
 
 enum fa_err store_stat(store_t *s, enum store_coll c, int64_t id, struct store_entry *e)
@@ -1021,6 +1030,12 @@ uint64_t store_scan_steps(store_t *s)
             steps += (uint64_t)sqlite3_stmt_status(s->stmt[i], SQLITE_STMTSTATUS_FULLSCAN_STEP, 0);
     pthread_mutex_unlock(&s->lock);
     return steps;
+}
+
+const char *store_list_sql(enum store_coll c)
+{
+    assert(c >= 0 && c < COLL_COUNT);
+    return coll_sql[c].list;
 }
 
 enum fa_err store_read(store_t *s, enum store_coll c, int64_t id, unsigned char **buf, size_t *len)

@@ -140,6 +140,10 @@ enum store_coll {
     COLL_REJECT_ERROR,  /* rejected/NAME.error (same id as the body) */
     COLL_COUNT
 };
+/* rejected/NAME.error: the reason beside the draft NAME. */
+#define STORE_ERROR_SUFFIX ".error"
+/* Which of the two rejected/ collections a name of length len belongs to. */
+enum store_coll store_reject_coll(const char *name, size_t len);
 
 struct store_entry {
     int64_t id;
@@ -162,9 +166,11 @@ enum fa_err store_stat(store_t *s, enum store_coll c, int64_t id, struct store_e
 enum fa_err store_read(store_t *s, enum store_coll c, int64_t id, unsigned char **buf, size_t *len);
 /* rm in receipts/ or rejected/: hidden from the folder, never from the store. */
 enum fa_err store_hide(store_t *s, enum store_coll c, int64_t id);
-/* Rows stepped through by full table scans in the store's own statements
- * since open: 0 as long as every lookup finds its row by an index (tests). */
+/* For tests.  Rows stepped through by full table scans in the store's own
+ * statements since open: 0 as long as every lookup finds its row by an
+ * index.  The SQL behind store_list, to check its query plan. */
 uint64_t store_scan_steps(store_t *s);
+const char *store_list_sql(enum store_coll c);
 
 /* When each folder last changed (0: never), for directory mtimes that stay
  * the same across remounts as long as nothing changes. */

@@ -104,14 +104,14 @@ static int reject_entry(void *ctx, const struct store_entry *e)
 {
     struct reject_walk *w = ctx;
     int64_t key = 2 * e->id;
-    char name[sizeof e->name + 8];
+    char name[sizeof e->name + sizeof STORE_ERROR_SUFFIX];
     w->count++;
     w->last_id = e->id;
     if (key > w->after_key &&
         !emit(w->b, e->name, ino_make(SPACE_REJECT_BODY, (uint64_t)e->id), S_IFREG,
               (off_t)key + KEY_BASE))
         return 1;
-    snprintf(name, sizeof name, "%s.error", e->name);
+    snprintf(name, sizeof name, "%s" STORE_ERROR_SUFFIX, e->name);
     return !emit(w->b, name, ino_make(SPACE_REJECT_ERROR, (uint64_t)e->id), S_IFREG,
                  (off_t)key + 1 + KEY_BASE);
 }

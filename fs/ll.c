@@ -343,9 +343,9 @@ static void fa_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     } else if (parent == FIXED_RECEIPTS) {
         rc = lookup_coll(COLL_RECEIPT, NULL, name, SPACE_RECEIPT, &ep);
     } else if (parent == FIXED_REJECTED) {
-        bool err_file = n > 6 && !strcmp(name + n - 6, ".error");
-        rc = lookup_coll(err_file ? COLL_REJECT_ERROR : COLL_REJECT_BODY, NULL, name,
-                         err_file ? SPACE_REJECT_ERROR : SPACE_REJECT_BODY, &ep);
+        enum store_coll c = store_reject_coll(name, n);
+        rc = lookup_coll(c, NULL, name,
+                         c == COLL_REJECT_ERROR ? SPACE_REJECT_ERROR : SPACE_REJECT_BODY, &ep);
     } else if (parent == FIXED_REPORTS) {
         char period_name[8];
         month = -1;
@@ -625,7 +625,7 @@ static void fa_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         return;
     }
     if (parent == FIXED_REJECTED)
-        c = n > 6 && !strcmp(name + n - 6, ".error") ? COLL_REJECT_ERROR : COLL_REJECT_BODY;
+        c = store_reject_coll(name, n);
     else if (parent != FIXED_RECEIPTS) {
         fuse_reply_err(req, in_issued(parent) ? EROFS : EPERM);
         return;

@@ -3,7 +3,10 @@
  * file: NAME and NAME.error are the same row, each found by the rejects_name
  * index (store_scan_steps stays 0), names that are not there are not found,
  * and a rejection replaced by a newer one of the same name shows the newer.
+ * And the listings of issued/ and receipts/ are planned from a covering
+ * index: the store's own SQL, as store_list runs it, never the table rows.
  */
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,28 @@ static enum fa_err reject(store_t *s, const char *name, const char *error, int64
     if (err == FA_OK)
         err = store_put_rejection(s, draft, name, body, sizeof body - 1, error, 1764900000, id);
     return err;
+}
+
+/* Whether the plan of the store's listing query for c reads a covering index only. */
+static int list_is_covered(const char *path, enum store_coll c)
+{
+    char sql[1024];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    int covered = 0, rows = 0;
+
+    snprintf(sql, sizeof sql, "EXPLAIN QUERY PLAN %s", store_list_sql(c));
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK) {
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            const char *detail = (const char *)sqlite3_column_text(q, 3);
+            rows++;
+            covered = detail && strstr(detail, "USING COVERING INDEX");
+        }
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return rows == 1 && covered;
 }
 
 int main(void)
@@ -72,6 +97,9 @@ int main(void)
     CHECK(store_scan_steps(s) == 0,
           "every lookup found its row by an index (%llu rows stepped by full scans)",
           (unsigned long long)store_scan_steps(s));
+
+    CHECK(list_is_covered(path, COLL_INVOICE), "issued/PERIOD is listed from a covering index");
+    CHECK(list_is_covered(path, COLL_RECEIPT), "receipts/ is listed from a covering index");
 
     store_close(s);
     snprintf(why, sizeof why, "%s/fapiaofs.db-wal", dir);
