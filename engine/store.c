@@ -1032,6 +1032,34 @@ uint64_t store_scan_steps(store_t *s)
     return steps;
 }
 
+int store_plan_scans(store_t *s, store_scan_cb cb, void *ctx)
+{
+    int scans = 0, i;
+
+    pthread_mutex_lock(&s->lock);
+    for (i = 0; i < S_COUNT && scans >= 0; i++) {
+        sqlite3_stmt *plan = NULL;
+        char *sql;
+
+        if (!s->stmt[i])
+            continue;
+        sql = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sqlite3_sql(s->stmt[i]));
+        if (!sql || sqlite3_prepare_v2(s->db, sql, -1, &plan, NULL) != SQLITE_OK)
+            scans = -1;
+        while (plan && sqlite3_step(plan) == SQLITE_ROW) {
+            const char *step = (const char *)sqlite3_column_text(plan, 3);
+            if (step && !strncmp(step, "SCAN ", 5) && strcmp(step, "SCAN CONSTANT ROW")) {
+                cb(ctx, sqlite3_sql(s->stmt[i]), step);
+                scans++;
+            }
+        }
+        sqlite3_finalize(plan);
+        sqlite3_free(sql);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return scans;
+}
+
 const char *store_list_sql(enum store_coll c)
 {
     assert(c >= 0 && c < COLL_COUNT);

@@ -171,6 +171,11 @@ enum fa_err store_hide(store_t *s, enum store_coll c, int64_t id);
  * index.  The SQL behind store_list, to check its query plan. */
 uint64_t store_scan_steps(store_t *s);
 const char *store_list_sql(enum store_coll c);
+/* For tests.  Every step of every statement's query plan that reads a whole
+ * table or index ("SCAN ..."), given to cb with the statement's SQL; the
+ * number of them, or -1 if a plan could not be made. */
+typedef void (*store_scan_cb)(void *ctx, const char *sql, const char *step);
+int store_plan_scans(store_t *s, store_scan_cb cb, void *ctx);
 
 /* When each folder last changed (0: never), for directory mtimes that stay
  * the same across remounts as long as nothing changes. */
