@@ -126,7 +126,7 @@ enum stmt_id {
     S_COUNT_INVOICES, S_COUNT_WAITING, S_COUNT_REJECTED, S_COUNT_QUEUE, S_COUNT_LOG,
     S_NEXT_UPLOAD, S_UPLOAD_DEL, S_UPLOAD_DONE, S_UPLOAD_FAILED, S_UPLOAD_DUE,
     S_PUT_LINE, S_PERIOD_LINES, S_NEXT_QUEUED_IN, S_COUNT_QUEUED_IN, S_ALL_INVOICES,
-    S_PERIOD_INVOICES, S_SYNC_NORMAL, S_SYNC_FULL,
+    S_PERIOD_INVOICES,
     /* per collection: list, lookup, stat, read, hide (COLL_COUNT of each) */
     S_COLL_BASE,
     S_COUNT = S_COLL_BASE + 5 * COLL_COUNT
@@ -199,8 +199,6 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_UPLOAD_FAILED] = "UPDATE upload_queue SET attempts = attempts + 1, next_at = ?2,"
                         " last_error = ?3 WHERE invoice_id = ?1",
     [S_UPLOAD_DUE] = "SELECT next_at FROM upload_queue ORDER BY invoice_id LIMIT 1",
-    [S_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
-    [S_SYNC_FULL] = "PRAGMA synchronous = FULL",
     [S_PUT_LINE] = "INSERT INTO period_lines(period, type, red, rate_pm, count, amount_fen, tax_fen)"
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(period, type, red, rate_pm)"
                    " DO UPDATE SET count = count + excluded.count,"
@@ -338,6 +336,20 @@ static int bind_run(store_t *s, int id, const char *types, ...)
         pthread_mutex_unlock(&(s)->lock);                                    \
     } while (0)
 
+/* PRAGMA synchronous takes effect when SQLite compiles the statement, not
+ * when it runs: kept prepared, it would do nothing at its first run (SQLite
+ * compiles it again, with the effect, only for the later ones), so the
+ * first commit meant to wait after an open was synced, and durability hung
+ * on the two statements' first runs coming in pairs.  Compiled at each use
+ * instead (sqlite3_exec): what it says is what it does. */
+static int set_synchronous(store_t *s, const char *level)
+{
+    char sql[40];
+
+    snprintf(sql, sizeof sql, "PRAGMA synchronous = %s", level);
+    return sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+}
+
 /* Back to synchronous=FULL, the setting of every commit but the few that
  * are allowed to wait for the next one (unsynced_begin); lock held.  It can
  * fail only without memory or inside a transaction a failed ROLLBACK left
@@ -345,19 +357,20 @@ static int bind_run(store_t *s, int id, const char *types, ...)
  * tries again, and refuses without it (durable_ready). */
 static int sync_full(store_t *s)
 {
-    int rc = run(st(s, S_SYNC_FULL));
+    int rc = set_synchronous(s, "FULL");
     if (rc != SQLITE_OK && !sqlite3_get_autocommit(s->db)) {
         run(st(s, S_ROLLBACK));
-        rc = run(st(s, S_SYNC_FULL));
+        rc = set_synchronous(s, "FULL");
     }
     s->sync_normal = rc != SQLITE_OK;
     return rc;
 }
 
 /* Before every commit that must be durable (tx_begin, EXEC_ONE).  FULL is
- * restored here, lazily, rather than after each unsynced commit: SQLite
- * prepares a PRAGMA again at every run, and the unsynced commits come in
- * runs (drafts received, uploads done) between two durable ones. */
+ * restored here, lazily, rather than after each unsynced commit: the
+ * PRAGMA is compiled at every use (set_synchronous), and the unsynced
+ * commits come in runs (drafts received, uploads done) between two durable
+ * ones. */
 static int durable_ready(store_t *s) { return s->sync_normal ? sync_full(s) : SQLITE_OK; }
 
 static int migrate(sqlite3 *db, char *why, size_t whylen)
@@ -501,7 +514,7 @@ enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen
             goto fail;
         }
     }
-    rc = sync_full(s);   /* said at open too; explicit, not an effect of preparing it last */
+    rc = sync_full(s);   /* as said at open: sync_normal false means FULL, known */
     if (rc != SQLITE_OK)
         snprintf(why, whylen, "store: PRAGMA synchronous = FULL: %s", sqlite3_errmsg(s->db));
     else
@@ -545,7 +558,7 @@ void store_close(store_t *s)
 static void unsynced_begin(store_t *s)
 {
     /* if this fails the commit is synced: slower, never less safe */
-    if (!s->sync_normal && run(st(s, S_SYNC_NORMAL)) == SQLITE_OK)
+    if (!s->sync_normal && set_synchronous(s, "NORMAL") == SQLITE_OK)
         s->sync_normal = true;
 }
 
@@ -1058,6 +1071,20 @@ int store_plan_scans(store_t *s, store_scan_cb cb, void *ctx)
     }
     pthread_mutex_unlock(&s->lock);
     return scans;
+}
+
+int store_synchronous(store_t *s)
+{
+    sqlite3_stmt *q = NULL;
+    int level = -1;
+
+    pthread_mutex_lock(&s->lock);
+    if (sqlite3_prepare_v2(s->db, "PRAGMA synchronous", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        level = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    pthread_mutex_unlock(&s->lock);
+    return level;
 }
 
 const char *store_list_sql(enum store_coll c)

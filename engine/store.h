@@ -176,6 +176,9 @@ const char *store_list_sql(enum store_coll c);
  * number of them, or -1 if a plan could not be made. */
 typedef void (*store_scan_cb)(void *ctx, const char *sql, const char *step);
 int store_plan_scans(store_t *s, store_scan_cb cb, void *ctx);
+/* For tests.  The connection's PRAGMA synchronous now: 2 (FULL) after every
+ * commit that must be durable, 1 (NORMAL) after one that may wait. */
+int store_synchronous(store_t *s);
 
 /* When each folder last changed (0: never), for directory mtimes that stay
  * the same across remounts as long as nothing changes. */

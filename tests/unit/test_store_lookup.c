@@ -12,9 +12,7 @@
  */
 #include <sqlite3.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "engine/store.h"
 #include "tests/unit/unit.h"
 
@@ -96,9 +94,8 @@ int main(void)
     enum fa_err err = FA_OK;
     int i;
 
-    if (!mkdtemp(dir))
+    if (!unit_store_path(dir, path, sizeof path))
         return 1;
-    snprintf(path, sizeof path, "%s/fapiaofs.db", dir);
     CHECK(store_open(path, &s, why, sizeof why) == FA_OK, "store_open: %s", why);
     for (i = 1; i <= REJECTS && err == FA_OK; i++) {
         snprintf(name, sizeof name, "bad-%03d.json", i);
@@ -141,11 +138,6 @@ int main(void)
     CHECK(store_plan_scans(s, check_scan, NULL) >= 0, "every statement's plan was read");
 
     store_close(s);
-    snprintf(why, sizeof why, "%s/fapiaofs.db-wal", dir);
-    unlink(why);
-    snprintf(why, sizeof why, "%s/fapiaofs.db-shm", dir);
-    unlink(why);
-    unlink(path);
-    rmdir(dir);
+    unit_store_remove(dir);
     return unit_done();
 }

@@ -14,6 +14,9 @@
  *     CHECK(cond, fmt, ...)        description printf-formatted
  *     CHECK_STR(got, want)         string equality (NULL allowed)
  *     CHECK_INT(got, want)         integer equality, as long long
+ *     unit_store_path(dir, path, n) a new directory (dir: a mkdtemp template)
+ *                                  and DIR/fapiaofs.db in path
+ *     unit_store_remove(dir)       that store, its WAL files, the directory
  *
  * Header-only with static state: include it from exactly one file.
  */
@@ -24,6 +27,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 static int unit_checks;
 static int unit_failed;
@@ -95,6 +100,28 @@ static inline bool unit_check_int(long long got, long long want,
 
 #define CHECK_INT(got, want) \
     unit_check_int((long long)(got), (long long)(want), #got, __FILE__, __LINE__)
+
+/* A store file for a test, in a directory of its own under /tmp. */
+static inline bool unit_store_path(char *dir, char *path, size_t len)
+{
+    if (!mkdtemp(dir))
+        return false;
+    snprintf(path, len, "%s/fapiaofs.db", dir);
+    return true;
+}
+
+static inline void unit_store_remove(const char *dir)
+{
+    static const char *const files[] = { "fapiaofs.db-wal", "fapiaofs.db-shm", "fapiaofs.db" };
+    char path[256];
+    size_t i;
+
+    for (i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
 
 /* Summary line and exit status for main(). */
 static inline int unit_done(void)
