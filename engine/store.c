@@ -1045,12 +1045,12 @@ uint64_t store_scan_steps(store_t *s)
     return steps;
 }
 
-int store_plan_scans(store_t *s, store_scan_cb cb, void *ctx)
+int store_plan_steps(store_t *s, store_plan_cb cb, void *ctx)
 {
-    int scans = 0, i;
+    int planned = 0, i;
 
     pthread_mutex_lock(&s->lock);
-    for (i = 0; i < S_COUNT && scans >= 0; i++) {
+    for (i = 0; i < S_COUNT && planned >= 0; i++) {
         sqlite3_stmt *plan = NULL;
         char *sql;
 
@@ -1058,19 +1058,19 @@ int store_plan_scans(store_t *s, store_scan_cb cb, void *ctx)
             continue;
         sql = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sqlite3_sql(s->stmt[i]));
         if (!sql || sqlite3_prepare_v2(s->db, sql, -1, &plan, NULL) != SQLITE_OK)
-            scans = -1;
+            planned = -1;
+        else
+            planned++;
         while (plan && sqlite3_step(plan) == SQLITE_ROW) {
             const char *step = (const char *)sqlite3_column_text(plan, 3);
-            if (step && !strncmp(step, "SCAN ", 5) && strcmp(step, "SCAN CONSTANT ROW")) {
+            if (step)
                 cb(ctx, sqlite3_sql(s->stmt[i]), step);
-                scans++;
-            }
         }
         sqlite3_finalize(plan);
         sqlite3_free(sql);
     }
     pthread_mutex_unlock(&s->lock);
-    return scans;
+    return planned;
 }
 
 int store_synchronous(store_t *s)

@@ -171,11 +171,12 @@ enum fa_err store_hide(store_t *s, enum store_coll c, int64_t id);
  * index.  The SQL behind store_list, to check its query plan. */
 uint64_t store_scan_steps(store_t *s);
 const char *store_list_sql(enum store_coll c);
-/* For tests.  Every step of every statement's query plan that reads a whole
- * table or index ("SCAN ..."), given to cb with the statement's SQL; the
- * number of them, or -1 if a plan could not be made. */
-typedef void (*store_scan_cb)(void *ctx, const char *sql, const char *step);
-int store_plan_scans(store_t *s, store_scan_cb cb, void *ctx);
+/* For tests.  Each step of each prepared statement's query plan (EXPLAIN
+ * QUERY PLAN's detail: "SEARCH t USING INDEX ...", "SCAN t", ...), given to
+ * cb with the statement's SQL; the number of statements, or -1 if a plan
+ * could not be made. */
+typedef void (*store_plan_cb)(void *ctx, const char *sql, const char *step);
+int store_plan_steps(store_t *s, store_plan_cb cb, void *ctx);
 /* For tests.  The connection's PRAGMA synchronous now: 2 (FULL) after every
  * commit that must be durable, 1 (NORMAL) after one that may wait. */
 int store_synchronous(store_t *s);
