@@ -342,12 +342,10 @@ static int bind_run(store_t *s, int id, const char *types, ...)
  * first commit meant to wait after an open was synced, and durability hung
  * on the two statements' first runs coming in pairs.  Compiled at each use
  * instead (sqlite3_exec): what it says is what it does. */
-static int set_synchronous(store_t *s, const char *level)
+static int set_synchronous(store_t *s, bool full)
 {
-    char sql[40];
-
-    snprintf(sql, sizeof sql, "PRAGMA synchronous = %s", level);
-    return sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    return sqlite3_exec(s->db, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                        NULL, NULL, NULL);
 }
 
 /* Back to synchronous=FULL, the setting of every commit but the few that
@@ -357,10 +355,10 @@ static int set_synchronous(store_t *s, const char *level)
  * tries again, and refuses without it (durable_ready). */
 static int sync_full(store_t *s)
 {
-    int rc = set_synchronous(s, "FULL");
+    int rc = set_synchronous(s, true);
     if (rc != SQLITE_OK && !sqlite3_get_autocommit(s->db)) {
         run(st(s, S_ROLLBACK));
-        rc = set_synchronous(s, "FULL");
+        rc = set_synchronous(s, true);
     }
     s->sync_normal = rc != SQLITE_OK;
     return rc;
@@ -514,11 +512,8 @@ enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen
             goto fail;
         }
     }
-    rc = sync_full(s);   /* as said at open: sync_normal false means FULL, known */
-    if (rc != SQLITE_OK)
-        snprintf(why, whylen, "store: PRAGMA synchronous = FULL: %s", sqlite3_errmsg(s->db));
-    else
-        rc = build_period_lines(s, why, whylen);
+    /* synchronous = FULL since the PRAGMAs above, as sync_normal (false) says */
+    rc = build_period_lines(s, why, whylen);
     if (rc != SQLITE_OK)
         goto fail;
     *out = s;
@@ -558,7 +553,7 @@ void store_close(store_t *s)
 static void unsynced_begin(store_t *s)
 {
     /* if this fails the commit is synced: slower, never less safe */
-    if (!s->sync_normal && set_synchronous(s, "NORMAL") == SQLITE_OK)
+    if (!s->sync_normal && set_synchronous(s, false) == SQLITE_OK)
         s->sync_normal = true;
 }
 
