@@ -196,7 +196,7 @@ static void render_status(struct text *t)
 {
     struct device_status ds;
     struct store_counts sc;
-    char now[32], lock[32], a[DEC_FMT_MAX], *lines;
+    char now[32], lock[32], ran[32], a[DEC_FMT_MAX], *lines;
     struct platform_status ps;
     struct engine_reconcile rec;
     struct device_info di;
@@ -216,6 +216,8 @@ static void render_status(struct text *t)
     put(t, "reconciliation: device journal %lld, store %lld, restored %lld, alarms %lld%s%s\n",
         (long long)rec.journal, (long long)rec.store, (long long)rec.restored,
         (long long)rec.alarms, rec.last[0] ? "; last: " : "", rec.last);   /* long: see device/log */
+    /* the counts above are the comparison's, not today's: say when it ran */
+    put(t, "reconciled_at: %s\n", when(rec.at, ran));
     put(t, "platform: %s\nplatform_error: %s\nupload_queued: %lld\nupload_queued_amount: %s\n",
         !ps.url[0] ? "not configured" : !ps.last_contact && !ps.last_error[0] ? "unknown (no call yet)"
         : ps.reachable ? "reachable" : "unreachable",

@@ -48,6 +48,8 @@ check_eq "restored invoice keeps its request_id" "$(json "$INV" 'd["request_id"]
 echo "# status: $(grep ^reconciliation "$MNT/status")"
 check "status reports the restoration" grep -q '^reconciliation: device journal 2, store 2, restored 1, alarms 0; last: restored 031001900111-00000002' "$MNT/status"
 check "device/log reports the restoration" grep -q 'reconcile: restored 031001900111-00000002 (draft two.json)' "$MNT/device/log"
+check "status says when the reconciliation ran (its counts are of that moment)" \
+  grep -Eq '^reconciled_at: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\+08:00$' "$MNT/status"
 check_eq "no intents left" "$(sqlite3 "$T/state/fapiaofs.db" 'select count(*) from intents')" "0"
 check_eq "stat size = bytes read of the restored invoice" "$(stat -c %s "$INV")" "$(wc -c < "$INV")"
 
