@@ -8,7 +8,6 @@
  * data, timeouts, invalid CBWs, unplugging).  Last, the libusb transport's
  * clean failure on a machine without USB.
  */
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -917,12 +916,6 @@ static void test_usb(void)
           fa_err_str(err), count, why[0] ? ": " : "", why);
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 int main(void)
 {
     char dir[] = "/tmp/fapiaofs-bot-XXXXXX", path[256], why[512] = "";
@@ -957,6 +950,6 @@ int main(void)
 out:
     device_close(dev);       /* closes the loopback too */
     device_close(sim);
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    unit_remove_tree(dir);
     return unit_done();
 }

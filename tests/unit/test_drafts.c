@@ -25,7 +25,6 @@
  * One check per case; a failure shows what happened and, for a rejection,
  * the full error text.  Run from the repository root.
  */
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,12 +259,6 @@ static void run_case(struct engine *e, const char *file, const char *expect)
     CHECK_DETAIL(pass, detail, "%s: %s", file, expect);
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 int main(void)
 {
     char dir[] = "/tmp/fapiaofs-drafts-XXXXXX", why[512] = "", *line = NULL;
@@ -316,6 +309,6 @@ int main(void)
     CHECK(ncases >= 70, "%s has at least 70 cases (%d)", CASES_FILE, ncases);
 out:
     engine_close(e);
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    unit_remove_tree(dir);
     return unit_done();
 }

@@ -99,8 +99,6 @@ int main(void)
 
     sqlite3_close(db);
     store_close(store);
-    snprintf(path, sizeof path, "rm -rf '%s'", dir);
-    if (system(path) != 0)
-        fprintf(stderr, "test_readahead: could not remove %s\n", dir);
+    unit_remove_tree(dir);
     return unit_done();
 }

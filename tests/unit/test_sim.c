@@ -9,7 +9,6 @@
  * idempotence), and the state file and journal surviving SIGKILL at random
  * moments of a signing loop.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -28,22 +27,6 @@ static char dir[64];
 static void path_in(char *buf, size_t cap, const char *name)
 {
     snprintf(buf, cap, "%s/%s", dir, name);
-}
-
-static void rm_dir(const char *d)
-{
-    DIR *h = opendir(d);
-    struct dirent *e;
-    char p[PATH_MAX];
-    if (!h)
-        return;
-    while ((e = readdir(h)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", d, e->d_name);
-            unlink(p);
-        }
-    closedir(h);
-    rmdir(d);
 }
 
 static int64_t iso(const char *s)
@@ -1265,6 +1248,6 @@ int main(void)
     test_pin_session();
     test_clearance();
     test_crash();
-    rm_dir(dir);
+    unit_remove_tree(dir);
     return unit_done();
 }

@@ -139,6 +139,6 @@ int main(void)
               allowed_scans[i].step, allowed_scans[i].why);
 
     store_close(s);
-    unit_store_remove(dir);
+    unit_remove_tree(dir);
     return unit_done();
 }

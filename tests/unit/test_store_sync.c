@@ -57,6 +57,6 @@ int main(void)
           "after reopening, a rejection is synced");
     store_close(s);
 
-    unit_store_remove(dir);
+    unit_remove_tree(dir);
     return unit_done();
 }

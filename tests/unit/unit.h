@@ -16,13 +16,14 @@
  *     CHECK_INT(got, want)         integer equality, as long long
  *     unit_store_path(dir, path, n) a new directory (dir: a mkdtemp template)
  *                                  and DIR/fapiaofs.db in path
- *     unit_store_remove(dir)       that store, its WAL files, the directory
+ *     unit_remove_tree(dir)        a test's directory and everything in it
  *
  * Header-only with static state: include it from exactly one file.
  */
 #ifndef FAPIAO_UNIT_H
 #define FAPIAO_UNIT_H
 
+#include <ftw.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -110,17 +111,17 @@ static inline bool unit_store_path(char *dir, char *path, size_t len)
     return true;
 }
 
-static inline void unit_store_remove(const char *dir)
+static inline int unit_remove_entry(const char *path, const struct stat *sb, int flag,
+                                    struct FTW *ftw)
 {
-    static const char *const files[] = { "fapiaofs.db-wal", "fapiaofs.db-shm", "fapiaofs.db" };
-    char path[256];
-    size_t i;
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
 
-    for (i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
+/* Depth first, without following symbolic links out of the directory. */
+static inline void unit_remove_tree(const char *dir)
+{
+    nftw(dir, unit_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Summary line and exit status for main(). */
