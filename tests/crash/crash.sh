@@ -12,14 +12,20 @@
 MODE=${1:-short}
 source "$(dirname "$0")/../mount/lib.sh"
 case $MODE in
-  short) DROP_KILLS=4 BURSTS=1 DOWN_KILLS=2 UP_KILLS=2 CLEARINGS=1 CLEAR_KILLS=3 AFTER_KILLS=1
-         PAUSE_US=10000 RUN_MAX_MS=1200 MIN_KILLS=8 ;;
-  full)  DROP_KILLS=20 BURSTS=2 DOWN_KILLS=4 UP_KILLS=4 CLEARINGS=2 CLEAR_KILLS=6 AFTER_KILLS=2
-         PAUSE_US=8000 RUN_MAX_MS=2500 MIN_KILLS=50 ;;
+  short) DROP_KILLS=4 POWER_CUTS=3 BURSTS=1 DOWN_KILLS=2 UP_KILLS=2 CLEARINGS=1 CLEAR_KILLS=3
+         AFTER_KILLS=1 PAUSE_US=10000 RUN_MAX_MS=1200 MIN_KILLS=8 ;;
+  full)  DROP_KILLS=20 POWER_CUTS=12 BURSTS=2 DOWN_KILLS=4 UP_KILLS=4 CLEARINGS=2 CLEAR_KILLS=6
+         AFTER_KILLS=2 PAUSE_US=8000 RUN_MAX_MS=2500 MIN_KILLS=50 ;;
   *) echo "usage: crash.sh short|full" >&2; exit 2 ;;
 esac
 WRITER=$BUILD/crash-writer
 [ -x "$WRITER" ] || { echo "not ok - crash: $WRITER is missing (make, or make SAN=1)"; exit 1; }
+# power cuts preload tests/crash/powercut.c into the daemon, which ASan's runtime forbids
+POWERCUT_LIB=$BUILD/libpowercut.so
+case $(basename "$BUILD") in *asan*) POWER_CUTS=0 ;; esac
+POWER_ARG=$([ "$POWER_CUTS" -gt 0 ] && echo power)
+[ "$POWER_CUTS" -eq 0 ] || [ -f "$POWERCUT_LIB" ] ||
+  { echo "not ok - crash: $POWERCUT_LIB is missing (make)"; exit 1; }
 SEED=${CRASH_SEED:-$(( $(date +%s) % 100000 ))}
 RANDOM=$SEED
 STARTED=$(date +%s)
@@ -135,13 +141,36 @@ kill_daemon() {
   fi
   fusermount3 -uz "$MNT" 2>/dev/null
 }
-# crash_once: let the daemon run for a random moment, kill it, mount again
+# mount_daemon [power]: mount; with power, under tests/crash/powercut.c, which logs what
+# every write into the state directory overwrites until the file is synced
+POWER_MOUNTED=0 CUTS=0
+mount_daemon() {
+  if [ "${1:-}" = power ]; then
+    POWERCUT_DIR=$T/state POWERCUT_LOG=$T/undo LD_PRELOAD=$POWERCUT_LIB t_mount
+    POWER_MOUNTED=1
+  else
+    t_mount
+    POWER_MOUNTED=0
+  fi
+}
+# power_cut: after the kill of a daemon mounted with power, what a power loss may leave: each
+# file of the state directory keeps or loses (a coin, seeded) what was written since its sync
+power_cut() {
+  [ "$POWER_MOUNTED" = 1 ] || return 0
+  CUTS=$((CUTS + 1))
+  python3 "$ROOT/tests/crash/powercut.py" --dir "$T/state" --log "$T/undo" \
+    --seed $((SEED + KILLS)) >> "$T/power.log" ||
+    { echo "not ok - powercut.py failed after kill $KILLS"; T_FAILED=1; }
+}
+# crash_once [power]: let the daemon run for a random moment, kill it (and cut the power if it
+# ran with power), mount again (with power: under the library)
 crash_once() {
   local ms; ms=$(random_ms)
   sleep_ms "$ms"
   kill_daemon "$ms" 2>/dev/null   # not bash's "Killed" notices
+  power_cut
   sleep_ms $((RANDOM % 200))
-  t_mount
+  mount_daemon "${1:-}"
 }
 field() { sed -n "s/^$2: //p" "$1"; }
 
@@ -149,11 +178,29 @@ field() { sed -n "s/^$2: //p" "$1"; }
 for _ in $(seq "$DROP_KILLS"); do crash_once; done
 echo "# phase drops: $KILLS kills, $(wc -l < "$T/drafts.log") drafts so far"
 
+# ---- phase 1b: power cuts: a kill -9 keeps what the daemon wrote (the page cache outlives it),
+# a power loss only what it synced; the last crash_once cuts the power and mounts plainly ------
+if [ "$POWER_CUTS" -gt 0 ]; then
+  PHASE=power
+  mkdir -p "$T/undo"
+  for _ in $(seq "$POWER_CUTS"); do crash_once power; done
+  crash_once
+  echo "# phase power: $CUTS power cuts, $(grep -vc 'lost in none' "$T/power.log") of them lost" \
+    "unsynced writes; $(wc -l < "$T/drafts.log") drafts so far"
+fi
+power_summary() {
+  [ -f "$T/power.log" ] || return 0
+  echo "# power cuts in all: $CUTS, $(grep -vc 'lost in none' "$T/power.log") of which lost unsynced" \
+    "writes (WAL $(grep -c 'lost in [^;]*fapiaofs.db-wal' "$T/power.log") times, device journal" \
+    "$(grep -c 'lost in [^;]*device.json.journal ' "$T/power.log") times)"
+}
+
 # ---- phase 2: upload bursts: the platform down while the queue grows, then up --------
 PHASE=upload-bursts
 for _ in $(seq "$BURSTS"); do
   platform_mode down
-  for _ in $(seq "$DOWN_KILLS"); do crash_once; done
+  # drafts wait for the uploads here (offline limit): power cuts too, when there are any
+  for _ in $(seq "$DOWN_KILLS"); do crash_once "$POWER_ARG"; done
   echo "# platform down: queued $(field "$MNT/platform/status" queued)," \
     "waiting $(field "$MNT/status" waiting)" \
     "$(grep -m1 '^waiting_draft' "$MNT/status")"
@@ -245,4 +292,5 @@ while read -r code number; do
 done < <(sed -n 's/.* reconcile: restored \([0-9]*\)-\([0-9]*\) .*/\1 \2/p' "$MNT/device/log" | head -n 20)
 check "no kill left the daemon stuck in the kernel ($STUCK of $KILLS did; stacks in stuck.log)" \
   test "$STUCK" -eq 0
-echo "# crash $MODE: $KILLS kills in $(($(date +%s) - STARTED)) s, seed $SEED"
+power_summary
+echo "# crash $MODE: $KILLS kills ($CUTS with power cuts) in $(($(date +%s) - STARTED)) s, seed $SEED"
