@@ -218,7 +218,7 @@ period=2026-11 day=2026-12-16
 for _ in $(seq "$CLEARINGS"); do
   clock_jump "$(date -d "${day}T09:00:00+08:00" +%s)"   # past the lock date: drafts wait
   locked_from=$(date +%s%3N)
-  crash_once
+  crash_once "$POWER_ARG"   # the kills of the clearings are power cuts too, when there are any
   # The first half of the clearings run before the return is filed (they end in step 5 with
   # EPERM: the kills fall in steps 1-5), the rest after (steps 1-7).  The platform is slow
   # (150 ms a call: a clearing takes 300-500 ms), so that a kill 0-600 ms after the start
@@ -231,11 +231,12 @@ for _ in $(seq "$CLEARINGS"); do
     ms=$((RANDOM % 600))
     sleep_ms "$ms"
     kill_daemon "$ms" 2>/dev/null
+    power_cut
     wait "$CLEAR_PID" 2>/dev/null; CLEAR_PID=
     if grep -qE 'connection abort|not connected' "$T/clear.err"; then killed=$((killed + 1))
     else answered="$answered $(sed 's/.*: //' "$T/clear.err" | tr ' ' _ | grep . || echo ok)"; fi
     sleep_ms $((RANDOM % 200))
-    t_mount
+    mount_daemon "$POWER_ARG"
   done
   [ "$CLEAR_KILLS" -eq 1 ] && curl -s -d "$period" "$ADMIN/admin/filed" >/dev/null
   echo "# clearing $period: $killed of $CLEAR_KILLS clearings killed before they answered;" \
