@@ -36,7 +36,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define COPY_CHUNK 65536
 #define LOG_PATH_MAX (2 * PATH_MAX)   /* POWERCUT_LOG/NAME.undo */
 
 /* Held from the undo record to the end of the write it is for, and across
@@ -182,36 +181,46 @@ static int log_open(const char *name, int file_fd)
 }
 
 /* Save the bytes [off, off + len) of file_fd that exist now. */
+/* Save the bytes [off, off + len) of file_fd that exist now.  They are read
+ * whole before the record is written (through a descriptor of our own: the
+ * writer's may be write-only), so that a record is never promised bytes it
+ * does not carry; one that cannot be read is not written at all, and the
+ * write goes ahead unlogged, as the daemon's would. */
 static void log_range(const char *name, int file_fd, uint64_t off, uint64_t len)
 {
-    char buf[COPY_CHUNK];
+    char link[64], *rec = NULL;
     struct stat st;
     uint64_t have, done = 0;
-    int fd = log_open(name, file_fd);
+    int fd, rd = -1;
 
-    if (fd < 0)
-        return;
     have = fstat(file_fd, &st) == 0 && (uint64_t)st.st_size > off
          ? (uint64_t)st.st_size - off : 0;
     if (have > len)
         have = len;
-    {
-        char head[17];
-        head[0] = 'W';
-        memcpy(head + 1, &off, 8);
-        memcpy(head + 9, &have, 8);
-        /* one buffer when it fits, so that a kill rarely cuts a header */
-        put_all(fd, head, sizeof head);
+    rec = malloc(17 + have);
+    if (!rec)
+        return;
+    rec[0] = 'W';
+    memcpy(rec + 1, &off, 8);
+    memcpy(rec + 9, &have, 8);
+    if (have > 0) {
+        snprintf(link, sizeof link, "/proc/self/fd/%d", file_fd);
+        rd = real_open64(link, O_RDONLY | O_CLOEXEC);
     }
-    while (done < have) {
-        size_t chunk = have - done > sizeof buf ? sizeof buf : (size_t)(have - done);
-        ssize_t r = pread(file_fd, buf, chunk, (off_t)(off + done));
+    while (done < have && rd >= 0) {
+        ssize_t r = pread(rd, rec + 17 + done, (size_t)(have - done), (off_t)(off + done));
         if (r <= 0)
             break;
-        put_all(fd, buf, (size_t)r);
         done += (uint64_t)r;
     }
-    close(fd);
+    if (rd >= 0)
+        close(rd);
+    fd = done == have ? log_open(name, file_fd) : -1;
+    if (fd >= 0) {
+        put_all(fd, rec, 17 + have);   /* one write: a kill rarely cuts a record */
+        close(fd);
+    }
+    free(rec);
 }
 
 static uint64_t current_end(int fd)
