@@ -155,14 +155,14 @@ static void put_all(int fd, const void *p, size_t n)
 /* A fresh log saying the file has `size` bytes durable (UINT64_MAX: none). */
 static void log_reset(const char *name, uint64_t size)
 {
-    char path[LOG_PATH_MAX];
+    char path[LOG_PATH_MAX], head[9] = "S";
     int fd;
     log_path(name, path);
     fd = real_open64(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return;
-    put_all(fd, "S", 1);
-    put_all(fd, &size, sizeof size);
+    memcpy(head + 1, &size, sizeof size);
+    put_all(fd, head, sizeof head);   /* a header cut short reads as "nothing to undo" */
     close(fd);
 }
 
@@ -180,7 +180,6 @@ static int log_open(const char *name, int file_fd)
     return fd;
 }
 
-/* Save the bytes [off, off + len) of file_fd that exist now. */
 /* Save the bytes [off, off + len) of file_fd that exist now.  They are read
  * whole before the record is written (through a descriptor of our own: the
  * writer's may be write-only), so that a record is never promised bytes it
