@@ -162,6 +162,11 @@ power_cut() {
     --seed $((SEED + KILLS)) >> "$T/power.log" ||
     { echo "not ok - powercut.py failed after kill $KILLS"; T_FAILED=1; }
 }
+# cuts_that_lost [FILE]: how many power cuts lost unsynced writes (of FILE, a state file's name)
+cuts_that_lost() {
+  if [ $# -eq 0 ]; then grep -vc 'lost in none' "$T/power.log"
+  else grep -c "lost in [^;]*$1" "$T/power.log"; fi
+}
 # crash_once [power]: let the daemon run for a random moment, kill it (and cut the power if it
 # ran with power), mount again (with power: under the library)
 crash_once() {
@@ -178,24 +183,18 @@ field() { sed -n "s/^$2: //p" "$1"; }
 for _ in $(seq "$DROP_KILLS"); do crash_once; done
 echo "# phase drops: $KILLS kills, $(wc -l < "$T/drafts.log") drafts so far"
 
-# ---- phase 1b: power cuts: a kill -9 keeps what the daemon wrote (the page cache outlives it),
+# ---- phase 2: power cuts: a kill -9 keeps what the daemon wrote (the page cache outlives it),
 # a power loss only what it synced; the last crash_once cuts the power and mounts plainly ------
 if [ "$POWER_CUTS" -gt 0 ]; then
   PHASE=power
   mkdir -p "$T/undo"
   for _ in $(seq "$POWER_CUTS"); do crash_once power; done
   crash_once
-  echo "# phase power: $CUTS power cuts, $(grep -vc 'lost in none' "$T/power.log") of them lost" \
-    "unsynced writes; $(wc -l < "$T/drafts.log") drafts so far"
+  echo "# phase power: $CUTS power cuts, $(cuts_that_lost) of them lost unsynced writes;" \
+    "$(wc -l < "$T/drafts.log") drafts so far"
 fi
-power_summary() {
-  [ -f "$T/power.log" ] || return 0
-  echo "# power cuts in all: $CUTS, $(grep -vc 'lost in none' "$T/power.log") of which lost unsynced" \
-    "writes (WAL $(grep -c 'lost in [^;]*fapiaofs.db-wal' "$T/power.log") times, device journal" \
-    "$(grep -c 'lost in [^;]*device.json.journal ' "$T/power.log") times)"
-}
 
-# ---- phase 2: upload bursts: the platform down while the queue grows, then up --------
+# ---- phase 3: upload bursts: the platform down while the queue grows, then up --------
 PHASE=upload-bursts
 for _ in $(seq "$BURSTS"); do
   platform_mode down
@@ -211,7 +210,7 @@ for _ in $(seq "$BURSTS"); do
 done
 echo "# phase upload-bursts: $KILLS kills, $(wc -l < "$T/drafts.log") drafts so far"
 
-# ---- phase 3: clearing the card while the daemon is killed -----------------------------
+# ---- phase 4: clearing the card while the daemon is killed -----------------------------
 PHASE=clearing
 period=2026-11 day=2026-12-16
 : > "$T/locked.windows"
@@ -293,5 +292,12 @@ while read -r code number; do
 done < <(sed -n 's/.* reconcile: restored \([0-9]*\)-\([0-9]*\) .*/\1 \2/p' "$MNT/device/log" | head -n 20)
 check "no kill left the daemon stuck in the kernel ($STUCK of $KILLS did; stacks in stuck.log)" \
   test "$STUCK" -eq 0
-power_summary
+if [ "$CUTS" -gt 0 ]; then
+  echo "# power cuts in all: $CUTS, $(cuts_that_lost) of which lost unsynced writes (WAL" \
+    "$(cuts_that_lost fapiaofs.db-wal) times, device journal $(cuts_that_lost 'device.json.journal ')" \
+    "times)"
+  # the library must have seen the store's writes, or every cut was a plain kill
+  check "the power cuts found unsynced writes of the store's WAL to undo or keep" \
+    grep -q 'fapiaofs.db-wal' "$T/power.log"
+fi
 echo "# crash $MODE: $KILLS kills ($CUTS with power cuts) in $(($(date +%s) - STARTED)) s, seed $SEED"

@@ -313,7 +313,6 @@ static int synced(int fd, int (*real)(int))
     char path[PATH_MAX];
     const char *name;
     int rc;
-    init();
     name = fd_tracked(fd, path);
     if (!name)
         return real(fd);
@@ -325,6 +324,7 @@ static int synced(int fd, int (*real)(int))
     return rc;
 }
 
+/* init() first: the real functions are looked up there */
 int fsync(int fd) { init(); return synced(fd, real_fsync); }
 int fdatasync(int fd) { init(); return synced(fd, real_fdatasync); }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tests/crash/powercut.py — cut the power after a kill -9 (tests/crash/powercut.c).
 
-    powercut.py --dir STATE --log UNDO --seed N [--lose coin|all]
+    powercut.py --dir STATE --log UNDO --seed N
 
 For each file of STATE that tests/crash/powercut.c logged, a power loss may
 have kept or lost what was written to it since its last sync: a coin (seeded)
@@ -55,8 +55,6 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--lose", choices=("coin", "all"), default="coin",
-                    help="all: every file loses its unsynced writes")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     lost, kept = [], []
@@ -66,11 +64,12 @@ def main():
         logp = os.path.join(a.log, name)
         target = os.path.join(a.dir, name[:-len(".undo")])
         size, records = read_log(logp)
-        if size is not None and (records or size == ABSENT) and (a.lose == "all" or rng.random() < 0.5):
-            undo(target, size, records)
-            lost.append("%s (%d writes)" % (name[:-5], len(records)))
-        elif records or size == ABSENT:
-            kept.append(name[:-5])
+        if size is not None and (records or size == ABSENT):   # something unsynced
+            if rng.random() < 0.5:
+                undo(target, size, records)
+                lost.append("%s (%d writes)" % (name[:-5], len(records)))
+            else:
+                kept.append(name[:-5])
         os.unlink(logp)
     for name in os.listdir(a.dir):
         if name.endswith("-shm"):
