@@ -72,6 +72,7 @@ struct sim {
     int64_t lock_date;
     char platform_key[CRYPTO_PUBLIC_B64_MAX];   /* the pinned platform key; "" none yet */
     uint64_t signed_count;
+    uint64_t indexed_count;       /* entries the journal index on disk covers */
 
     /* the numbers reserved by issue_begin and issue_reserve_next, in order,
      * consumed by issue_sign(_batch); req.type is NULL (the roll has it) */
@@ -593,38 +594,105 @@ static int add_to_sums(struct sim *s, const char *type, int64_t issued_at, int64
     return 0;
 }
 
+/* The journal's parser is hand-written, not sscanf: a replay parses every
+ * line of the journal, and sscanf was most of a mount after a crash
+ * (docs/BENCHMARKS.md, M1).  Each field_* takes one field at *p and moves
+ * *p to the byte after it; 0, or -1 if the field is not there. */
+
+/* A decimal integer as "%lld" writes it (no '+', no leading zero, no "-0"),
+ * ended by a byte of `ends` or the end of the text. */
+static int field_int(const char **p, const char *ends, long long *v)
+{
+    const char *d = **p == '-' ? *p + 1 : *p;
+    char *end;
+
+    if (*d < '0' || *d > '9' || (*d == '0' && (d != *p || (d[1] >= '0' && d[1] <= '9'))))
+        return -1;
+    errno = 0;
+    *v = strtoll(*p, &end, 10);
+    if (errno || !strchr(ends, *end))
+        return -1;
+    *p = end;
+    return 0;
+}
+
+/* 1..cap-1 bytes up to the next space or the end, copied to dst. */
+static int field_text(const char **p, char *dst, size_t cap)
+{
+    size_t n = strcspn(*p, " ");
+
+    if (n == 0 || n >= cap)
+        return -1;
+    memcpy(dst, *p, n);
+    dst[n] = 0;
+    *p += n;
+    return 0;
+}
+
+/* The byte c. */
+static int field_sep(const char **p, char c)
+{
+    if (**p != c)
+        return -1;
+    (*p)++;
+    return 0;
+}
+
 /* "pm:amount:tax;pm:amount:tax" or "-" */
 static int parse_rates(const char *text, struct device_rate_sum *rates, int *n)
 {
     long long pm, amount, tax;
-    int used;
 
     *n = 0;
     if (!strcmp(text, "-"))
         return 0;
-    while (*text && *n < DEVICE_MAX_RATES &&
-           sscanf(text, "%lld:%lld:%lld%n", &pm, &amount, &tax, &used) == 3) {
-        rates[*n] = (struct device_rate_sum){ (int)pm, amount, tax };
-        (*n)++;
-        text += used;
-        if (*text == ';')
-            text++;
+    for (;;) {
+        if (*n == DEVICE_MAX_RATES || field_int(&text, ":", &pm) || field_sep(&text, ':') ||
+            field_int(&text, ":", &amount) || field_sep(&text, ':') ||
+            field_int(&text, ";", &tax) || pm < INT_MIN || pm > INT_MAX)
+            return -1;
+        rates[(*n)++] = (struct device_rate_sum){ (int)pm, amount, tax };
+        if (!*text)
+            return 0;
+        text++;   /* the ';' */
     }
-    return *text ? -1 : 0;
 }
 
-static int parse_journal_line(const char *line, struct device_journal_entry *e,
-                              struct device_rate_sum *rates, int *nrates)
+int sim_format_journal_line(const struct device_journal_entry *e,
+                            const struct device_rate_sum *rates, int nrates, char *line, size_t cap)
+{
+    int n, i;
+
+    n = snprintf(line, cap, "%llu %s %s %s %lld %lld %s %s ", (unsigned long long)e->seq, e->code,
+                 e->number, e->type, (long long)e->issued_at, (long long)e->total_fen, e->sm3_hex,
+                 e->signature);
+    for (i = 0; i < nrates && n > 0 && (size_t)n < cap; i++)
+        n += snprintf(line + n, cap - (size_t)n, "%s%d:%lld:%lld", i ? ";" : "", rates[i].rate_pm,
+                      (long long)rates[i].amount_fen, (long long)rates[i].tax_fen);
+    if (n > 0 && (size_t)n < cap - 2)
+        n += snprintf(line + n, cap - (size_t)n, "%s\n", nrates ? "" : "-");
+    return n > 0 && (size_t)n < cap ? n : -1;
+}
+
+int sim_parse_journal_line(const char *line, struct device_journal_entry *e,
+                           struct device_rate_sum *rates, int *nrates)
 {
     char rtext[640];
-    unsigned long long seq;
-    long long at, total;
+    long long seq, at, total;
+    const char *p = line;
 
     memset(e, 0, sizeof *e);
-    if (sscanf(line, "%llu %15s %15s %3s %lld %lld %64s %111s %639s", &seq, e->code, e->number,
-               e->type, &at, &total, e->sm3_hex, e->signature, rtext) != 9)
+    if (field_int(&p, " ", &seq) || seq < 1 || field_sep(&p, ' ') ||
+        field_text(&p, e->code, sizeof e->code) || field_sep(&p, ' ') ||
+        field_text(&p, e->number, sizeof e->number) || field_sep(&p, ' ') ||
+        field_text(&p, e->type, sizeof e->type) || field_sep(&p, ' ') ||
+        field_int(&p, " ", &at) || field_sep(&p, ' ') ||
+        field_int(&p, " ", &total) || field_sep(&p, ' ') ||
+        field_text(&p, e->sm3_hex, sizeof e->sm3_hex) || field_sep(&p, ' ') ||
+        field_text(&p, e->signature, sizeof e->signature) || field_sep(&p, ' ') ||
+        field_text(&p, rtext, sizeof rtext) || *p)
         return -1;
-    e->seq = seq;
+    e->seq = (uint64_t)seq;
     e->issued_at = at;
     e->total_fen = total;
     return parse_rates(rtext, rates, nrates);
@@ -646,63 +714,104 @@ static int grow_offsets(struct sim *s, size_t more)
     return 0;
 }
 
-/* The journal is the truth about consumed numbers: a crash after the
- * journal append but before the state write must not hand a number out
- * twice.  Reading it also rebuilds the offsets index, the highest number
- * per code and the period sums. */
-static int sim_replay_journal(struct sim *s, uint64_t start)
+/* Note entry e, the next in sequence, found at byte offset `at`. */
+static int replay_entry(struct sim *s, const struct device_journal_entry *e,
+                        const struct device_rate_sum *rates, int nrates, uint64_t at)
 {
-    FILE *f = fopen(s->journal_path, "re");
-    char line[SIM_JOURNAL_LINE_MAX];
-    long pos = (long)start;
-
-    if (!f)
-        return errno == ENOENT ? 0 : -1;
-    if (start && fseek(f, (long)start, SEEK_SET)) {
-        fclose(f);
+    if (grow_offsets(s, 1) || used_note(s, e->code, (uint32_t)strtoul(e->number, NULL, 10)))
         return -1;
-    }
-    while (fgets(line, sizeof line, f)) {
-        struct device_journal_entry e;
-        struct device_rate_sum rates[DEVICE_MAX_RATES];
-        int nrates;
-        long next = ftell(f);
-        if (parse_journal_line(line, &e, rates, &nrates) || e.seq != s->signed_count + 1) {
-            pos = next;   /* a torn last line of a crash (cut off by sim_open) */
-            continue;
-        }
-        if (grow_offsets(s, 1) || used_note(s, e.code, (uint32_t)strtoul(e.number, NULL, 10))) {
-            fclose(f);
-            errno = ENOMEM;
-            return -1;
-        }
-        s->offsets[s->signed_count++] = (uint64_t)pos;
-        add_to_sums(s, e.type, e.issued_at, e.total_fen, rates, nrates);
-        pos = next;
-    }
-    fclose(f);
-    rolls_follow_journal(s);
+    s->offsets[s->signed_count++] = at;
+    add_to_sums(s, e->type, e->issued_at, e->total_fen, rates, nrates);
     return 0;
 }
 
+/* The journal is the truth about consumed numbers: a crash after the
+ * journal append but before the state write must not hand a number out
+ * twice.  Reading it from byte `start` on rebuilds the offsets index, the
+ * highest number per code and the period sums.  It reads a megabyte at a
+ * time and cuts lines itself (no stdio: one lseek per line was a fifth of a
+ * replay).  A line that does not parse, or is out of sequence, is skipped;
+ * so is a last line without its newline (torn by a crash; sim_open cuts it
+ * off, a read-only replay leaves it). */
+static int sim_replay_journal(struct sim *s, uint64_t start)
+{
+    const size_t cap = (size_t)1 << 20;
+    int fd = open(s->journal_path, O_RDONLY | O_CLOEXEC), rc = -1;
+    char *buf = NULL;
+    size_t have = 0;          /* bytes in buf, buf[0] at file offset pos */
+    uint64_t pos = start;
+    bool skip = false;        /* inside a line longer than buf: not an entry */
+
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    buf = malloc(cap + 1);
+    if (!buf)
+        goto out;
+    for (;;) {
+        ssize_t got = pread(fd, buf + have, cap - have, (off_t)(pos + have));
+        char *line = buf, *nl;
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            goto out;
+        if (got == 0)
+            break;
+        have += (size_t)got;
+        while ((nl = memchr(line, '\n', have - (size_t)(line - buf)))) {
+            struct device_journal_entry e;
+            struct device_rate_sum rates[DEVICE_MAX_RATES];
+            int nrates;
+            *nl = 0;
+            if (!skip && nl - line < SIM_JOURNAL_LINE_MAX && !memchr(line, 0, (size_t)(nl - line)) &&
+                !sim_parse_journal_line(line, &e, rates, &nrates) && e.seq == s->signed_count + 1 &&
+                replay_entry(s, &e, rates, nrates, pos + (uint64_t)(line - buf))) {
+                errno = ENOMEM;
+                goto out;
+            }
+            skip = false;
+            line = nl + 1;
+        }
+        if (line == buf && have == cap) {
+            skip = true;      /* no newline in a megabyte */
+            line = buf + have;
+        }
+        pos += (uint64_t)(line - buf);
+        have -= (size_t)(line - buf);
+        memmove(buf, line, have);
+    }
+    rolls_follow_journal(s);
+    rc = 0;
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}
 
 /*
  * The journal index (STATE.journal.idx): what a replay of the journal builds
  * (the offset of every entry, the highest number per roll, the period sums),
- * written when the daemon closes the device, so that the next mount replays
- * only the entries after it instead of the whole journal: mount time stays
- * flat however many invoices were signed.  It is a cache: it is trusted only
- * if it is this build's layout and it still matches the journal (the journal
- * is at least as long, and the last entry it covers hashes the same); after a
- * crash the old index is still valid for the prefix it covers.
+ * so that opening the device replays only the entries after it instead of
+ * the whole journal: mount time stays flat however many invoices were
+ * signed.  It is written when the device closes and, while it is open,
+ * whenever the entries it does not cover reach a sixteenth of the journal
+ * (at least SIM_INDEX_MIN_BEHIND): after a crash a mount replays at most
+ * that, and the rewrites cost a few bytes per entry (index_is_due).
+ *
+ * It is a cache, written without a sync: it is trusted only if it is this
+ * build's layout, its body hashes as its header says (a power cut can leave
+ * a renamed file whose blocks never reached the disk), and it still matches
+ * the journal (the journal is at least as long, and the last entry it
+ * covers hashes the same).  Anything else, and the whole journal is replayed.
  */
-#define INDEX_MAGIC "FAPJIX01"
+#define INDEX_MAGIC "FAPJIX02"
+#define SIM_INDEX_MIN_BEHIND 1024
 
 struct index_header {
     char magic[8];
     uint64_t journal_size, signed_count, nused, nsums;
     uint64_t sizeof_used, sizeof_sum;
     uint64_t last_hash;           /* FNV-1a of the last entry's line */
+    uint64_t body_hash;           /* hash_words() of used, sums and offsets */
 };
 
 static uint64_t fnv1a(const unsigned char *p, size_t n)
@@ -711,6 +820,33 @@ static uint64_t fnv1a(const unsigned char *p, size_t n)
     while (n--)
         h = (h ^ *p++) * 0x100000001b3u;
     return h;
+}
+
+/* FNV-1a taken eight bytes at a time, from h on: 8 MB of offsets per
+ * million entries hash in a few milliseconds.  Torn writes, not malice. */
+static uint64_t hash_words(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    uint64_t w;
+
+    for (; n >= 8; n -= 8, c += 8) {
+        memcpy(&w, c, 8);
+        h = (h ^ w) * 0x100000001b3u;
+    }
+    while (n--)
+        h = (h ^ *c++) * 0x100000001b3u;
+    return h;
+}
+
+static uint64_t index_body_hash(const struct sim_used *used, uint64_t nused,
+                                const struct device_summary *sums, uint64_t nsums,
+                                const uint64_t *offsets, uint64_t noffsets)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+
+    h = hash_words(h, used, nused * sizeof *used);
+    h = hash_words(h, sums, nsums * sizeof *sums);
+    return hash_words(h, offsets, noffsets * sizeof *offsets);
 }
 
 /* FNV-1a of journal bytes [from, to) (one line); 0 or -1. */
@@ -740,28 +876,31 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
-/* At close: best effort; a failure only means a slower next mount. */
+/* Best effort: a failure only means a longer replay at the next open.
+ * Nothing to do when the index on disk already covers every entry. */
 static void sim_write_index(struct sim *s)
 {
     struct index_header h = { .magic = INDEX_MAGIC };
     char path[sizeof s->journal_path + 8], tmp[sizeof path + 8];
-    off_t end;
+    off_t end = s->journal_end;
     int fd, bad;
 
     snprintf(path, sizeof path, "%s.idx", s->journal_path);
     snprintf(tmp, sizeof tmp, "%s.new", path);
-    end = s->journal_rd >= 0 ? lseek(s->journal_rd, 0, SEEK_END) : -1;
     if (end <= 0 || s->signed_count == 0 || (uint64_t)end <= s->offsets[s->signed_count - 1] ||
         journal_hash(s->journal_rd, s->offsets[s->signed_count - 1], (uint64_t)end, &h.last_hash)) {
         unlink(path);
         return;
     }
+    if (s->indexed_count == s->signed_count)
+        return;
     h.journal_size = (uint64_t)end;
     h.signed_count = s->signed_count;
     h.nused = s->nused;
     h.nsums = s->nsums;
     h.sizeof_used = sizeof *s->used;
     h.sizeof_sum = sizeof *s->sums;
+    h.body_hash = index_body_hash(s->used, s->nused, s->sums, s->nsums, s->offsets, s->signed_count);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return;
@@ -771,6 +910,16 @@ static void sim_write_index(struct sim *s)
     bad |= close(fd);
     if (bad || rename(tmp, path))
         unlink(tmp);
+    else
+        s->indexed_count = s->signed_count;
+}
+
+/* Whether the entries the index does not cover call for a new one. */
+static bool index_is_due(const struct sim *s)
+{
+    uint64_t behind = s->signed_count - s->indexed_count;
+
+    return behind >= SIM_INDEX_MIN_BEHIND && behind >= s->signed_count / 16;
 }
 
 static int read_all(int fd, void *p, size_t n)
@@ -803,7 +952,8 @@ static int sim_load_index(struct sim *s, uint64_t *start)
     offsets = malloc(h.signed_count * sizeof *offsets);
     if (!used || !sums || !offsets || read_all(fd, used, h.nused * sizeof *used) ||
         read_all(fd, sums, h.nsums * sizeof *sums) ||
-        read_all(fd, offsets, h.signed_count * sizeof *offsets) || read(fd, &extra, 1) != 0)
+        read_all(fd, offsets, h.signed_count * sizeof *offsets) || read(fd, &extra, 1) != 0 ||
+        index_body_hash(used, h.nused, sums, h.nsums, offsets, h.signed_count) != h.body_hash)
         goto out;
     jfd = open(s->journal_path, O_RDONLY | O_CLOEXEC);
     if (jfd < 0 || fstat(jfd, &st) || (uint64_t)st.st_size < h.journal_size ||
@@ -815,6 +965,7 @@ static int sim_load_index(struct sim *s, uint64_t *start)
     s->offsets = offsets;
     s->cap_offsets = h.signed_count;
     s->signed_count = h.signed_count;
+    s->indexed_count = h.signed_count;
     s->used = used;
     s->nused = h.nused;
     s->sums = sums;
@@ -1286,24 +1437,22 @@ static enum fa_err sim_issue_reserve_next(struct device *d, const struct device_
     return sim_reserve(d, req, true, out);
 }
 
-/* The journal line of reservation k, signed sig, over bytes whose SM3 is hex.
- * Its length, or -1 if it does not fit. */
+/* The journal line of reservation res, signed sig, over bytes whose SM3 is
+ * hex.  Its length, or -1 if it does not fit. */
 static int journal_line(const struct sim *s, const struct sim_reservation *res, uint64_t seq,
-                        const char *hex, const char *sig, char *line, size_t cap)
+                        const char hex[65], const char sig[CRYPTO_SIG_B64_MAX], char *line,
+                        size_t cap)
 {
     const struct device_roll *r = &s->rolls[res->roll];
-    int n, i;
+    struct device_journal_entry e = { .seq = seq, .issued_at = res->req.issued_at,
+                                      .total_fen = res->req.total_fen };
 
-    n = snprintf(line, cap, "%llu %s %08u %s %lld %lld %s %s ", (unsigned long long)seq,
-                 r->code, res->number, r->type, (long long)res->req.issued_at,
-                 (long long)res->req.total_fen, hex, sig);
-    for (i = 0; i < res->req.nrates && n > 0 && (size_t)n < cap; i++)
-        n += snprintf(line + n, cap - (size_t)n, "%s%d:%lld:%lld", i ? ";" : "",
-                      res->req.rates[i].rate_pm, (long long)res->req.rates[i].amount_fen,
-                      (long long)res->req.rates[i].tax_fen);
-    if (n > 0 && (size_t)n < cap - 2)
-        n += snprintf(line + n, cap - (size_t)n, "%s\n", res->req.nrates ? "" : "-");
-    return n > 0 && (size_t)n < cap ? n : -1;
+    memcpy(e.code, r->code, sizeof e.code);
+    snprintf(e.number, sizeof e.number, "%08u", res->number);
+    memcpy(e.type, r->type, sizeof e.type);
+    memcpy(e.sm3_hex, hex, sizeof e.sm3_hex);
+    memcpy(e.signature, sig, sizeof e.signature);
+    return sim_format_journal_line(&e, res->req.rates, res->req.nrates, line, cap);
 }
 
 /* Sign the first n reservations, in order, and append their journal lines
@@ -1397,6 +1546,8 @@ static enum fa_err sim_issue_sign_batch(struct device *d, int n, const struct de
     /* The journal line is the durable record of the consumed number: the
      * rolls follow the journal whenever the state is loaded, so the state
      * file is not rewritten (three syncs fewer per invoice). */
+    if (index_is_due(s))
+        sim_write_index(s);
     err = FA_OK;
 out:
     if (err != FA_INVAL)
@@ -1443,7 +1594,7 @@ static enum fa_err sim_read_journal(struct device *d, uint64_t from,
         nl = strchr(line, '\n');
         if (nl)
             *nl = 0;
-        if (parse_journal_line(line, &out[*n], rates, &nrates) || out[*n].seq != from) {
+        if (sim_parse_journal_line(line, &out[*n], rates, &nrates) || out[*n].seq != from) {
             err = FA_DEV_IO;
             break;
         }

@@ -7,8 +7,10 @@
  * (STATE.journal), fdatasync'd at every signature.  The journal alone
  * records which numbers are consumed: a roll's next number is always at
  * least one past the highest the journal signed, so signing does not
- * rewrite the state file.  Its clock is clock_now(), so the test clock
- * moves it too.
+ * rewrite the state file.  A third file, STATE.journal.idx, caches what a
+ * replay of the journal builds, so that opening the device replays only
+ * the entries after it (sim.c says when it is written and trusted).  Its
+ * clock is clock_now(), so the test clock moves it too.
  *
  * Administration (fapiaofs-sim, tests) goes through the sim_admin_*
  * functions while a daemon may have the device open.  Both sides take an
@@ -86,6 +88,19 @@ enum fa_err sim_open(const char *path, struct device **out, char *why, size_t wh
 void sim_derive_digits(const char *machine_number, const char *code, uint32_t number,
                        int64_t total_fen, int64_t at, const char *salt, const char *alphabet,
                        char *out, int n);
+
+/* ---- the journal, one line per signed invoice --------------------------- */
+
+/* "SEQ CODE NUMBER TYPE ISSUED_AT TOTAL_FEN SM3_HEX SIGNATURE RATES\n", RATES
+ * "PM:AMOUNT:TAX" joined by ';' or "-" for none; integers as "%lld" writes
+ * them.  Format: the length, newline included, or -1 if it does not fit in
+ * cap.  Parse (the line without its newline, NUL-terminated): 0, or -1 for
+ * anything the formatter would not have written (a field missing, too long
+ * or spelt otherwise, a space too many, more than DEVICE_MAX_RATES rates). */
+int sim_format_journal_line(const struct device_journal_entry *e,
+                            const struct device_rate_sum *rates, int nrates, char *line, size_t cap);
+int sim_parse_journal_line(const char *line, struct device_journal_entry *e,
+                           struct device_rate_sum *rates, int *nrates);
 
 /* ---- 反写: the platform's clearance answer ------------------------------ */
 

@@ -65,8 +65,10 @@ struct model {
     json_t *warnings;            /* its receipt's warnings */
     struct draft_template tpl;
     EVP_PKEY *key;               /* the device's */
-    char code[16], type[8], machine[16], amount[32], total[32], rates[640];
+    char code[16], type[4], machine[16], amount[32], total[32];
     int64_t total_fen;
+    struct device_rate_sum rates[DEVICE_MAX_RATES];   /* its journal line's */
+    int nrates;
 };
 
 /* One invoice, ready for the store and the journal. */
@@ -187,10 +189,14 @@ static int make_row(const struct model *m, json_t *inv, json_t *draft, json_t *w
     free(norm);
 
     /* sim.c's journal line */
-    len = snprintf(r->journal, sizeof r->journal, "%u %s %s %s %lld %lld %s %s %s\n", n, m->code,
-                   r->number, m->type, (long long)at, (long long)m->total_fen, hex, signature,
-                   m->rates);
-    if (len <= 0 || (size_t)len >= sizeof r->journal) {
+    struct device_journal_entry e = { .seq = n, .issued_at = at, .total_fen = m->total_fen };
+    memcpy(e.code, m->code, sizeof e.code);
+    memcpy(e.number, r->number, sizeof e.number);
+    memcpy(e.type, m->type, sizeof e.type);
+    memcpy(e.sm3_hex, hex, sizeof e.sm3_hex);
+    memcpy(e.signature, signature, sizeof e.signature);
+    len = sim_format_journal_line(&e, m->rates, m->nrates, r->journal, sizeof r->journal);
+    if (len < 0) {
         row_free(r);
         return -1;
     }
@@ -417,15 +423,13 @@ static void load_model(struct model *m, const struct first *f, const char *journ
     char why[512], *journal = read_text(journal_path), *nl;
     json_t *receipt, *totals;
     json_error_t jerr;
-    long long seq, at, total;
-    char code[16], number[16], type[8], sm3[80], sig[CRYPTO_SIG_B64_MAX];
+    struct device_journal_entry e;
 
     nl = strchr(journal, '\n');
     if (!nl || strchr(nl + 1, '\n'))
         die("%s: want exactly one line, the engine's invoice", journal_path);
-    nl[1] = 0;
-    if (sscanf(journal, "%lld %15s %15s %7s %lld %lld %79s %111s %639s", &seq, code, number, type,
-               &at, &total, sm3, sig, m->rates) != 9)
+    *nl = 0;
+    if (sim_parse_journal_line(journal, &e, m->rates, &m->nrates))
         die("%s: unexpected line: %s", journal_path, journal);
     free(journal);
     m->inv = json_loads(f->file, 0, &jerr);
@@ -437,14 +441,14 @@ static void load_model(struct model *m, const struct first *f, const char *journ
     json_decref(receipt);
     totals = json_object_get(m->inv, "totals");
     snprintf(m->code, sizeof m->code, "%s", json_string_value(json_object_get(m->inv, "code")));
-    snprintf(m->type, sizeof m->type, "%s", type);
+    snprintf(m->type, sizeof m->type, "%s", e.type);
     snprintf(m->machine, sizeof m->machine, "%s",
              json_string_value(json_object_get(m->inv, "machine_number")));
     snprintf(m->amount, sizeof m->amount, "%s", json_string_value(json_object_get(totals, "amount")));
     snprintf(m->total, sizeof m->total, "%s", json_string_value(json_object_get(totals, "total")));
-    m->total_fen = total;
-    if (strcmp(m->code, code) || strcmp(m->code, ROLL_CODE))
-        die("invoice 1 is %s-%s, not of roll %s", code, number, ROLL_CODE);
+    m->total_fen = e.total_fen;
+    if (strcmp(m->code, e.code) || strcmp(m->code, ROLL_CODE))
+        die("invoice 1 is %s-%s, not of roll %s", e.code, e.number, ROLL_CODE);
     if (template_load(template_path, &m->tpl, why, sizeof why))
         die("%s", why);
     m->key = device_key(state_path);

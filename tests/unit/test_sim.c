@@ -4,7 +4,9 @@
  * every refusal (limit, lock date, roll, PIN and PIN lock), batches of
  * reserved numbers signed with one journal write, the admin
  * commands of fapiaofs-sim seen live by an open device, the journal and the
- * signed period summary, a torn journal line, 反写 of platform-signed
+ * signed period summary, a torn journal line, the journal index (used
+ * after a crash, rewritten while the device signs, refused when damaged),
+ * the journal parser's strictness, 反写 of platform-signed
  * clearance answers (trust on first use of the platform key, every refusal,
  * idempotence), and the state file and journal surviving SIGKILL at random
  * moments of a signing loop.
@@ -14,6 +16,7 @@
 #include <jansson.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -694,6 +697,193 @@ static void test_index(const char *path)
     device_close(d);
 }
 
+/* Copy the device at `from` (state, journal, index) to `to`, as a crash
+ * would leave it: the device at `from` stays open. */
+static int snapshot(const char *from, const char *to)
+{
+    const char *ext[] = { "", ".journal", ".journal.idx" };
+    char src[PATH_MAX + 16], dst[PATH_MAX + 16], buf[65536];
+    size_t i, n;
+    int bad = 0;
+
+    for (i = 0; i < sizeof ext / sizeof *ext; i++) {
+        snprintf(src, sizeof src, "%s%s", from, ext[i]);
+        snprintf(dst, sizeof dst, "%s%s", to, ext[i]);
+        FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+        while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0)
+            bad |= fwrite(buf, 1, n, out) != n;
+        bad |= !in || !out;
+        if (in)
+            fclose(in);
+        if (out)
+            bad |= fclose(out) != 0;
+    }
+    return bad ? -1 : 0;
+}
+
+/* The entries the journal index of the device at path covers (its header:
+ * magic, journal size, entry count), or -1. */
+static long long index_covers(const char *path)
+{
+    char ipath[PATH_MAX + 16];
+    unsigned char h[24];
+    uint64_t n = 0;
+    FILE *f;
+
+    snprintf(ipath, sizeof ipath, "%s.journal.idx", path);
+    f = fopen(ipath, "rb");
+    if (!f)
+        return -1;
+    if (fread(h, 1, sizeof h, f) == sizeof h)
+        memcpy(&n, h + 16, 8);
+    fclose(f);
+    return n ? (long long)n : -1;
+}
+
+/* One byte of the device file path+ext at offset (from the end if < 0). */
+static int poke(const char *path, const char *ext, long long offset, char c)
+{
+    char p[PATH_MAX + 16];
+    struct stat st;
+    int fd, rc;
+
+    snprintf(p, sizeof p, "%s%s", path, ext);
+    fd = open(p, O_WRONLY);
+    if (fd < 0 || fstat(fd, &st)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    rc = pwrite(fd, &c, 1, offset < 0 ? st.st_size + offset : offset) == 1 ? 0 : -1;
+    close(fd);
+    return rc;
+}
+
+/* While the device is open the index follows the journal (once 1,024
+ * entries, and a sixteenth of the journal, are not covered), so a crash
+ * replays only what came after it; an index whose body does not hash as its
+ * header says (a power cut) is not trusted. */
+static void test_index_open(void)
+{
+    struct sim_params p;
+    struct device *d = NULL, *c = NULL;
+    struct device_journal_entry e[1];
+    char why[512], path[PATH_MAX], snap[PATH_MAX], got[40];
+    enum fa_err err = FA_OK;
+    long long covered;
+    int i, n = 0;
+
+    path_in(path, sizeof path, "reindex.json");
+    path_in(snap, sizeof snap, "snap.json");
+    sim_params_demo(&p);
+    p.nrolls = 1;
+    CHECK_INT(sim_create(path, &p, why, sizeof why), FA_OK);
+    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
+    if (!d)
+        return;
+    CHECK_INT(device_verify_pin(d, p.pin), FA_OK);
+    for (i = 0; i < 1100 && !err; i++)
+        err = issue(d, "026", 100, clock_now(), got);
+    CHECK_INT(err, FA_OK);
+    covered = index_covers(path);
+    CHECK(covered >= 1024 && covered < 1100,
+          "the index was rewritten while the device signed (it covers %lld of 1100)", covered);
+
+    /* a crash now, with the first journal line damaged: only a replay from
+     * the start would read it (and then lose every entry after it) */
+    CHECK_INT(snapshot(path, snap), 0);
+    CHECK_INT(poke(snap, ".journal", 0, 'x'), 0);
+    CHECK_INT(sim_open(snap, &c, why, sizeof why), FA_OK);
+    if (c) {
+        CHECK_INT(status_of(c).signed_count, 1100);
+        CHECK_INT(roll_of(c, p.rolls[0].code).next, p.rolls[0].first + 1100);
+        device_close(c);
+        c = NULL;
+    }
+
+    /* the first offset in the index damaged: the body hash refuses it */
+    CHECK_INT(snapshot(path, snap), 0);
+    CHECK_INT(poke(snap, ".journal.idx", -8 * covered, 1), 0);
+    CHECK_INT(sim_open(snap, &c, why, sizeof why), FA_OK);
+    if (c) {
+        CHECK_INT(status_of(c).signed_count, 1100);
+        CHECK_INT(device_read_journal(c, 1, e, 1, &n), FA_OK);
+        CHECK(n == 1 && e[0].seq == 1, "entry 1 reads back from the journal, not the bad offset");
+        device_close(c);
+    }
+    device_close(d);
+}
+
+/* The entries the device at path has once `line` is appended to a copy of
+ * it at snap, after `junk` bytes of a line that is no entry (0: none). */
+static int64_t entries_with(const char *path, const char *snap, size_t junk, const char *line)
+{
+    struct device *d = NULL;
+    char jpath[PATH_MAX + 16], why[512];
+    int64_t n = -1;
+    size_t i;
+    FILE *f;
+
+    snapshot(path, snap);
+    snprintf(jpath, sizeof jpath, "%s.journal", snap);
+    f = fopen(jpath, "a");
+    if (!f)
+        return -1;
+    for (i = 0; i < junk; i++)
+        fputc('x', f);
+    fprintf(f, "%s%s\n", junk ? "\n" : "", line);
+    fclose(f);
+    if (sim_open(snap, &d, why, sizeof why) == FA_OK) {
+        n = status_of(d).signed_count;
+        device_close(d);
+    }
+    return n;
+}
+
+/* The journal parser: a line counts only as journal_line() writes it. */
+static void test_journal_lines(const char *path)
+{
+    /* how the next entry is spelt wrong; "%s" is the right spelling */
+    const char *bad[] = { "%s ", "+%s", "0%s", " %s", "%s\t", "%s;", "%s:1" };
+    struct device *d = NULL;
+    char why[512], snap[PATH_MAX], jpath[PATH_MAX + 16], line[1200], next[1200], *text, *last;
+    int64_t count = -1;
+    size_t i;
+
+    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
+    if (d) {
+        count = status_of(d).signed_count;
+        device_close(d);
+        d = NULL;
+    }
+    snprintf(jpath, sizeof jpath, "%s.journal", path);
+    text = read_all(jpath);
+    if (!CHECK(text && count > 0 && strlen(text) > 1 && strchr(text, ' '),
+               "the journal has %lld entries", (long long)count)) {
+        free(text);
+        return;
+    }
+    text[strlen(text) - 1] = 0;
+    last = strrchr(text, '\n') ? strrchr(text, '\n') + 1 : text;
+    /* the last line, numbered as the next */
+    snprintf(next, sizeof next, "%lld%s", (long long)count + 1, strchr(last, ' '));
+    free(text);
+    path_in(snap, sizeof snap, "lines.json");
+    for (i = 0; i <= sizeof bad / sizeof *bad; i++) {
+        const char *how = i < sizeof bad / sizeof *bad ? bad[i] : "%s";
+        int64_t got;
+        snprintf(line, sizeof line, how, next);
+        got = entries_with(path, snap, 0, line);
+        if (i < sizeof bad / sizeof *bad)
+            CHECK(got == count, "spelt \"%s\": not an entry (%lld entries)", how, (long long)got);
+        else
+            CHECK(got == count + 1, "spelt right: the next entry (%lld entries)", (long long)got);
+    }
+    /* a line longer than the replay's megabyte buffer neither stops nor
+     * hangs the replay: the entry after it counts */
+    CHECK_INT(entries_with(path, snap, 3u << 20, next), count + 1);
+}
+
 /* ---- the PIN ----------------------------------------------------------- */
 
 static void test_pin(void)
@@ -1244,6 +1434,8 @@ int main(void)
     test_journal(path);
     test_torn(path);
     test_index(path);
+    test_index_open();
+    test_journal_lines(path);
     test_pin();
     test_pin_session();
     test_clearance();
