@@ -99,20 +99,21 @@ clean:
 #              sessions of the host (remote.c) and of the device (loopback.c)
 #   clearance  the platform's clearance answer as the device parses it, invoice summaries
 #   command    the device/clear command line (clear_parse_command)
+#   journal    a line of the simulated device's journal (sim_parse_journal_line)
 #
 #   make fuzz          build every target and run each for FUZZ_SECONDS (60) on a copy of its
 #                      corpus in build-fuzz/corpus-TARGET; one line of figures per target (runs,
 #                      exec/s, coverage, corpus); exits non-zero on a crash, leak, timeout or broken
 #                      invariant and leaves the input in build-fuzz/artifacts/TARGET-*
 #   make fuzz-smoke    each target for FUZZ_SMOKE_SECONDS (2) from its checked-in corpus alone
-#                      (about 13 s in all: libFuzzer adds a second); one "ok -"/"not ok -" line
+#                      (about 16 s in all: libFuzzer adds a second); one "ok -"/"not ok -" line
 #                      per target, for tests/run
 #   make fuzz-merge    fold what the runs found into the checked-in corpora (minimised)
-#   make fuzz-seeds    write the seeds of proto, clearance and command again (make_seeds.c)
+#   make fuzz-seeds    write the seeds of proto, clearance, command and journal again (make_seeds.c)
 #   FUZZ_TARGETS="proto command" limits any of them to those targets.  tests/fuzz/run.sh runs
 #   the fuzzers (per-target dictionary and input size) and reads their figures.
 
-FUZZ_TARGETS ?= draft proto clearance command
+FUZZ_TARGETS ?= draft proto clearance command journal
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 2
 FUZZ_CC    ?= clang

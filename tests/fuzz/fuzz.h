@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -83,6 +84,19 @@ static inline const uint8_t *fz_bytes(struct fz *f, size_t want, size_t *got)
     *got = want < fz_left(f) ? want : fz_left(f);
     f->off += *got;
     return p;
+}
+
+/* The input as a C string in a buffer of exactly size + 1 bytes (so that
+ * ASan sees a read past its NUL), or NULL; free() it. */
+static inline char *fz_cstring(const uint8_t *data, size_t size)
+{
+    char *s = malloc(size + 1);
+
+    if (s) {
+        memcpy(s, data, size);
+        s[size] = 0;
+    }
+    return s;
 }
 
 #endif

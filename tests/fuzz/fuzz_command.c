@@ -100,11 +100,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size > LINE_MAX_FUZZ)
         return 0;
-    line = malloc(size + 1);
+    line = fz_cstring(data, size);
     if (!line)
         return 0;
-    memcpy(line, data, size);
-    line[size] = 0;
     parse(line, 64, sizeof ((struct clear_result *)0)->command);
     parse(line, 1 + size % 13, 1 + size % 23);
     free(line);

@@ -3,7 +3,7 @@
  * encodings, so that the fuzzers start from inputs that pass every check
  * and mutate from there: `make fuzz-seeds` (then commit what changed in
  * tests/fuzz/corpus/).  Usage: make_seeds DIR; writes DIR/proto,
- * DIR/clearance and DIR/command, files named NAME-HASH (16 hex digits of
+ * DIR/clearance, DIR/command and DIR/journal, files named NAME-HASH (16 hex digits of
  * their content).  It first removes the NAME-HASH files it wrote before,
  * because keys and signatures are new at every run, and leaves every other
  * file alone (what `make fuzz-merge` added is named by a 40-digit SHA-1).
@@ -19,6 +19,7 @@
  * clearance: clearance answers signed as platform/sim.c signs them (with
  * and without platform_public_key), and invoices for the summary.
  * command: lines for device/clear, accepted and refused.
+ * journal: lines of the simulated device's journal, accepted and refused.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -539,6 +540,35 @@ out:
     free(pem);
 }
 
+/* ---- journal ------------------------------------------------------------------ */
+
+#define SEED_SM3 "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+#define SEED_SIG "MEUCIQDzQ1n0y8mVb2n9Xq7lQ3W4mJcX1Yt0hR5s6Zk2fL8aPwIgY3b7T1o9" \
+                 "uKx2VdE4nC6sA8rF0gH5jM2pQ1wZ7yB3vN4="
+
+/* Lines of the device journal, without their newline: as sim.c writes them
+ * (blue, red, without rates, with three), and spelt in ways it never does. */
+static void journal_seeds(void)
+{
+    static const struct {
+        const char *name, *line;
+    } lines[] = {
+        { "blue", "1 031001900111 00000001 026 1763604000 11300 " SEED_SM3 " " SEED_SIG " 130:10000:1300" },
+        { "red", "2 031001900111 00000002 026 1763604060 -11300 " SEED_SM3 " " SEED_SIG " 130:-10000:-1300" },
+        { "no-rates", "3 031001900211 00000001 028 1763604120 0 " SEED_SM3 " " SEED_SIG " -" },
+        { "three-rates", "4 031001900111 00000003 026 1763604180 25950 " SEED_SM3 " " SEED_SIG
+                         " 130:10000:1300;90:10000:900;0:3750:0" },
+        { "trailing-space", "5 031001900111 00000004 026 1763604240 100 " SEED_SM3 " " SEED_SIG " -  " },
+        { "plus-seq", "+6 031001900111 00000005 026 1763604300 100 " SEED_SM3 " " SEED_SIG " -" },
+        { "leading-zero", "07 031001900111 00000006 026 1763604360 100 " SEED_SM3 " " SEED_SIG " -" },
+        { "short", "8 031001900111 00000007 026" },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        seed("journal", lines[i].name, lines[i].line, strlen(lines[i].line));
+}
+
 /* ---- command ------------------------------------------------------------------ */
 
 static void command_seeds(void)
@@ -571,7 +601,8 @@ static void command_seeds(void)
 int main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: make_seeds DIR (the corpora go to DIR/proto, DIR/clearance, DIR/command)\n");
+        fprintf(stderr, "usage: make_seeds DIR (the corpora go to DIR/proto, DIR/clearance, "
+                        "DIR/command, DIR/journal)\n");
         return 2;
     }
     out_dir = argv[1];
@@ -579,9 +610,11 @@ int main(int argc, char **argv)
     clean("proto");
     clean("clearance");
     clean("command");
+    clean("journal");
     proto_seeds();
     clearance_seeds();
     command_seeds();
+    journal_seeds();
     printf("make_seeds: %d seeds written to %s, %d failures\n", written, out_dir, failed);
     return failed ? 1 : 0;
 }

@@ -23,6 +23,7 @@ max_len() {
     proto) echo 16384 ;;
     clearance) echo 8192 ;;
     command) echo 512 ;;
+    journal) echo 2048 ;;
     *) echo 4096 ;;
   esac
 }
