@@ -38,6 +38,9 @@
 #define SIM_NUMBER_MAX 99999999u
 #define SIM_PIN_CAP 32
 #define SIM_JOURNAL_LINE_MAX 1024 /* one journal line, its newline included */
+/* |amount| in fen that a journal line may carry: above any dec_t (engine/decimal.h, 9.2e12
+ * fen), and low enough that a period's sums of a million such stay in int64_t */
+#define SIM_JOURNAL_AMOUNT_MAX 10000000000000LL
 #define SIM_OFFLINE_HOURS_MAX 100000
 #define SIM_PRESIGN_POOL 32       /* nonces ready: a burst of 32 invoices signs at full speed */
 #define GENERAL_TAXPAYER "一般纳税人"
@@ -73,6 +76,7 @@ struct sim {
     char platform_key[CRYPTO_PUBLIC_B64_MAX];   /* the pinned platform key; "" none yet */
     uint64_t signed_count;
     uint64_t indexed_count;       /* entries the journal index on disk covers */
+    uint64_t index_tried_count;   /* signed_count at the last attempt to write it */
 
     /* the numbers reserved by issue_begin and issue_reserve_next, in order,
      * consumed by issue_sign(_batch); req.type is NULL (the roll has it) */
@@ -530,6 +534,7 @@ static int used_note(struct sim *s, const char *code, uint32_t number)
     if (!v)
         return -1;
     s->used = v;
+    memset(&v[s->nused], 0, sizeof v[s->nused]);   /* the index hashes and writes every byte */
     snprintf(v[s->nused].code, sizeof v[s->nused].code, "%s", code);
     v[s->nused++].max = number;
     return 0;
@@ -638,7 +643,12 @@ static int field_sep(const char **p, char c)
     return 0;
 }
 
-/* "pm:amount:tax;pm:amount:tax" or "-" */
+static bool amount_ok(long long fen)
+{
+    return fen >= -SIM_JOURNAL_AMOUNT_MAX && fen <= SIM_JOURNAL_AMOUNT_MAX;
+}
+
+/* "pm:amount:tax;pm:amount:tax" or "-"; pm 0..1000 (per mille) */
 static int parse_rates(const char *text, struct device_rate_sum *rates, int *n)
 {
     long long pm, amount, tax;
@@ -649,7 +659,8 @@ static int parse_rates(const char *text, struct device_rate_sum *rates, int *n)
     for (;;) {
         if (*n == DEVICE_MAX_RATES || field_int(&text, ":", &pm) || field_sep(&text, ':') ||
             field_int(&text, ":", &amount) || field_sep(&text, ':') ||
-            field_int(&text, ";", &tax) || pm < INT_MIN || pm > INT_MAX)
+            field_int(&text, ";", &tax) || pm < 0 || pm > 1000 || !amount_ok(amount) ||
+            !amount_ok(tax))
             return -1;
         rates[(*n)++] = (struct device_rate_sum){ (int)pm, amount, tax };
         if (!*text)
@@ -677,7 +688,7 @@ int sim_format_journal_line(const struct device_journal_entry *e,
 int sim_parse_journal_line(const char *line, struct device_journal_entry *e,
                            struct device_rate_sum *rates, int *nrates)
 {
-    char rtext[640];
+    char rtext[SIM_JOURNAL_LINE_MAX];
     long long seq, at, total;
     const char *p = line;
 
@@ -690,7 +701,8 @@ int sim_parse_journal_line(const char *line, struct device_journal_entry *e,
         field_int(&p, " ", &total) || field_sep(&p, ' ') ||
         field_text(&p, e->sm3_hex, sizeof e->sm3_hex) || field_sep(&p, ' ') ||
         field_text(&p, e->signature, sizeof e->signature) || field_sep(&p, ' ') ||
-        field_text(&p, rtext, sizeof rtext) || *p)
+        field_text(&p, rtext, sizeof rtext) || *p || !all_digits(e->code, 12) ||
+        !all_digits(e->number, 8) || !all_digits(e->type, 3) || at < 0 || !amount_ok(total))
         return -1;
     e->seq = (uint64_t)seq;
     e->issued_at = at;
@@ -736,7 +748,7 @@ static int replay_entry(struct sim *s, const struct device_journal_entry *e,
 static int sim_replay_journal(struct sim *s, uint64_t start)
 {
     const size_t cap = (size_t)1 << 20;
-    int fd = open(s->journal_path, O_RDONLY | O_CLOEXEC), rc = -1;
+    int fd = open(s->journal_path, O_RDONLY | O_CLOEXEC), rc = -1, err;
     char *buf = NULL;
     size_t have = 0;          /* bytes in buf, buf[0] at file offset pos */
     uint64_t pos = start;
@@ -782,8 +794,10 @@ static int sim_replay_journal(struct sim *s, uint64_t start)
     rolls_follow_journal(s);
     rc = 0;
 out:
+    err = errno;
     free(buf);
     close(fd);
+    errno = err;   /* the caller reports it */
     return rc;
 }
 
@@ -795,7 +809,8 @@ out:
  * signed.  It is written when the device closes and, while it is open,
  * whenever the entries it does not cover reach a sixteenth of the journal
  * (at least SIM_INDEX_MIN_BEHIND): after a crash a mount replays at most
- * that, and the rewrites cost a few bytes per entry (index_is_due).
+ * that, and the rewrites cost 16 × 8 = 128 bytes written per entry, about
+ * half a journal line (index_is_due).
  *
  * It is a cache, written without a sync: it is trusted only if it is this
  * build's layout, its body hashes as its header says (a power cut can leave
@@ -890,10 +905,12 @@ static void sim_write_index(struct sim *s)
     if (end <= 0 || s->signed_count == 0 || (uint64_t)end <= s->offsets[s->signed_count - 1] ||
         journal_hash(s->journal_rd, s->offsets[s->signed_count - 1], (uint64_t)end, &h.last_hash)) {
         unlink(path);
+        s->indexed_count = 0;
         return;
     }
     if (s->indexed_count == s->signed_count)
         return;
+    s->index_tried_count = s->signed_count;
     h.journal_size = (uint64_t)end;
     h.signed_count = s->signed_count;
     h.nused = s->nused;
@@ -917,7 +934,10 @@ static void sim_write_index(struct sim *s)
 /* Whether the entries the index does not cover call for a new one. */
 static bool index_is_due(const struct sim *s)
 {
-    uint64_t behind = s->signed_count - s->indexed_count;
+    /* after a failed write (a full disk), not again at every signature */
+    uint64_t since = s->index_tried_count > s->indexed_count ? s->index_tried_count
+                                                             : s->indexed_count;
+    uint64_t behind = s->signed_count - since;
 
     return behind >= SIM_INDEX_MIN_BEHIND && behind >= s->signed_count / 16;
 }
@@ -1812,8 +1832,12 @@ out:
 
 static void sim_close(struct device *d)
 {
-    sim_write_index((struct sim *)d);
-    sim_free((struct sim *)d);
+    struct sim *s = (struct sim *)d;
+
+    lock_file(s->lock_fd);   /* STATE.journal.idx.new: one writer at a time */
+    sim_write_index(s);
+    unlock_file(s->lock_fd);
+    sim_free(s);
 }
 
 static const struct device_ops sim_ops = {

@@ -96,7 +96,10 @@ void sim_derive_digits(const char *machine_number, const char *code, uint32_t nu
  * them.  Format: the length, newline included, or -1 if it does not fit in
  * cap.  Parse (the line without its newline, NUL-terminated): 0, or -1 for
  * anything the formatter would not have written (a field missing, too long
- * or spelt otherwise, a space too many, more than DEVICE_MAX_RATES rates). */
+ * or spelt otherwise, a space too many, more than DEVICE_MAX_RATES rates)
+ * and for what no device signs: SEQ 0, CODE not 12 digits, NUMBER not 8,
+ * TYPE not 3, ISSUED_AT before 1970, PM outside 0..1000, an amount beyond
+ * ±10^13 fen. */
 int sim_format_journal_line(const struct device_journal_entry *e,
                             const struct device_rate_sum *rates, int nrates, char *line, size_t cap);
 int sim_parse_journal_line(const char *line, struct device_journal_entry *e,

@@ -13,6 +13,7 @@
  * Besides what ASan and UBSan catch, it traps (so libFuzzer saves the input)
  * when a promise of sim.h is broken:
  *   0  -> every text field is NUL-terminated within its size, seq >= 1,
+ *         code, number and type of 12, 8 and 3 characters, a time >= 0,
  *         0..DEVICE_MAX_RATES rates, and sim_format_journal_line() of what
  *         was parsed gives back the input, byte for byte, and its newline:
  *         the parser accepts exactly what the formatter writes;
@@ -45,6 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                        FUZZ_STR_OK(e.sm3_hex) && FUZZ_STR_OK(e.signature),
                    "\"%s\": a field without its NUL", line);
         FUZZ_CHECK(e.seq >= 1, "\"%s\": seq %llu", line, (unsigned long long)e.seq);
+        FUZZ_CHECK(strlen(e.code) == 12 && strlen(e.number) == 8 && strlen(e.type) == 3 &&
+                       e.issued_at >= 0,
+                   "\"%s\": code, number, type or time not as a device signs them", line);
         FUZZ_CHECK(nrates >= 0 && nrates <= DEVICE_MAX_RATES, "\"%s\": %d rates", line, nrates);
         n = sim_format_journal_line(&e, rates, nrates, again, sizeof again);
         FUZZ_CHECK(n >= 1 && (size_t)n == len + 1 && !memcmp(again, line, len) && again[len] == '\n',

@@ -27,6 +27,8 @@
 
 static char dir[64];
 
+#define SIM_JOURNAL_LINE_MAX_TEST 1024   /* device/sim.c's SIM_JOURNAL_LINE_MAX */
+
 static void path_in(char *buf, size_t cap, const char *name)
 {
     snprintf(buf, cap, "%s/%s", dir, name);
@@ -793,8 +795,10 @@ static void test_index_open(void)
      * the start would read it (and then lose every entry after it) */
     CHECK_INT(snapshot(path, snap), 0);
     CHECK_INT(poke(snap, ".journal", 0, 'x'), 0);
-    CHECK_INT(sim_open(snap, &c, why, sizeof why), FA_OK);
-    if (c) {
+    for (i = 0; i < 2; i++) {   /* the second time after a close with nothing new */
+        CHECK_INT(sim_open(snap, &c, why, sizeof why), FA_OK);
+        if (!c)
+            break;
         CHECK_INT(status_of(c).signed_count, 1100);
         CHECK_INT(roll_of(c, p.rolls[0].code).next, p.rolls[0].first + 1100);
         device_close(c);
@@ -811,11 +815,13 @@ static void test_index_open(void)
         CHECK(n == 1 && e[0].seq == 1, "entry 1 reads back from the journal, not the bad offset");
         device_close(c);
     }
+    CHECK_INT(index_covers(snap), 1100);   /* the refused index, written again at close */
     device_close(d);
 }
 
 /* The entries the device at path has once `line` is appended to a copy of
- * it at snap, after `junk` bytes of a line that is no entry (0: none). */
+ * it at snap, after `junk` bytes of a line that is no entry (0: none); -2 if
+ * the last of them does not read back. */
 static int64_t entries_with(const char *path, const char *snap, size_t junk, const char *line)
 {
     struct device *d = NULL;
@@ -824,7 +830,8 @@ static int64_t entries_with(const char *path, const char *snap, size_t junk, con
     size_t i;
     FILE *f;
 
-    snapshot(path, snap);
+    if (snapshot(path, snap))
+        return -1;
     snprintf(jpath, sizeof jpath, "%s.journal", snap);
     f = fopen(jpath, "a");
     if (!f)
@@ -834,7 +841,13 @@ static int64_t entries_with(const char *path, const char *snap, size_t junk, con
     fprintf(f, "%s%s\n", junk ? "\n" : "", line);
     fclose(f);
     if (sim_open(snap, &d, why, sizeof why) == FA_OK) {
+        struct device_journal_entry e;
+        int got = 0;
         n = status_of(d).signed_count;
+        /* the last entry reads back from its offset: -2 if not */
+        if (n > 0 && (device_read_journal(d, (uint64_t)n, &e, 1, &got) || got != 1 ||
+                      e.seq != (uint64_t)n))
+            n = -2;
         device_close(d);
     }
     return n;
@@ -882,6 +895,32 @@ static void test_journal_lines(const char *path)
     /* a line longer than the replay's megabyte buffer neither stops nor
      * hangs the replay: the entry after it counts */
     CHECK_INT(entries_with(path, snap, 3u << 20, next), count + 1);
+
+    /* whatever the formatter writes within a line, the parser reads back:
+     * DEVICE_MAX_RATES rates at the largest amounts; one fen more is refused */
+    struct device_journal_entry e = { .seq = 1, .code = "031001900111", .number = "00000001",
+                                      .type = "026", .issued_at = 1, .total_fen = -10000000000000 },
+                                back;
+    struct device_rate_sum rates[DEVICE_MAX_RATES], rback[DEVICE_MAX_RATES];
+    int nback = -1, len;
+    memset(e.sm3_hex, 'f', 64);
+    memset(e.signature, 'A', sizeof e.signature - 1);
+    for (i = 0; i < DEVICE_MAX_RATES; i++)
+        rates[i] = (struct device_rate_sum){ 1000, -10000000000000, -10000000000000 };
+    len = sim_format_journal_line(&e, rates, DEVICE_MAX_RATES, line, SIM_JOURNAL_LINE_MAX_TEST);
+    CHECK(len > 0, "%d rates at -10^13 fen fit in a line (%d bytes)", DEVICE_MAX_RATES, len);
+    if (len > 0)
+        line[len - 1] = 0;
+    CHECK(len > 0 && sim_parse_journal_line(line, &back, rback, &nback) == 0 &&
+              nback == DEVICE_MAX_RATES && !memcmp(rback, rates, sizeof rates) &&
+              back.total_fen == e.total_fen && !strcmp(back.signature, e.signature),
+          "and read back the same (%d rates)", nback);
+    rates[DEVICE_MAX_RATES - 1].tax_fen--;
+    len = sim_format_journal_line(&e, rates, DEVICE_MAX_RATES, line, SIM_JOURNAL_LINE_MAX_TEST);
+    if (len > 0)
+        line[len - 1] = 0;
+    CHECK(len > 0 && sim_parse_journal_line(line, &back, rback, &nback) == -1,
+          "one fen beyond 10^13: refused");
 }
 
 /* ---- the PIN ----------------------------------------------------------- */
