@@ -37,7 +37,6 @@
 #define SIM_STATE_FORMAT 1
 #define SIM_NUMBER_MAX 99999999u
 #define SIM_PIN_CAP 32
-#define SIM_JOURNAL_LINE_MAX 1024 /* one journal line, its newline included */
 /* |amount| in fen that a journal line may carry: above any dec_t (engine/decimal.h, 9.2e12
  * fen), and low enough that a period's sums of a million such stay in int64_t */
 #define SIM_JOURNAL_AMOUNT_MAX 10000000000000LL
@@ -76,7 +75,8 @@ struct sim {
     char platform_key[CRYPTO_PUBLIC_B64_MAX];   /* the pinned platform key; "" none yet */
     uint64_t signed_count;
     uint64_t indexed_count;       /* entries the journal index on disk covers */
-    uint64_t index_tried_count;   /* signed_count at the last attempt to write it */
+    uint64_t index_tried_count;   /* signed_count when it was last loaded or written, or
+                                     a write was tried (and failed: a full disk) */
 
     /* the numbers reserved by issue_begin and issue_reserve_next, in order,
      * consumed by issue_sign(_batch); req.type is NULL (the roll has it) */
@@ -680,7 +680,7 @@ int sim_format_journal_line(const struct device_journal_entry *e,
     for (i = 0; i < nrates && n > 0 && (size_t)n < cap; i++)
         n += snprintf(line + n, cap - (size_t)n, "%s%d:%lld:%lld", i ? ";" : "", rates[i].rate_pm,
                       (long long)rates[i].amount_fen, (long long)rates[i].tax_fen);
-    if (n > 0 && (size_t)n < cap - 2)
+    if (n > 0 && (size_t)n < cap)
         n += snprintf(line + n, cap - (size_t)n, "%s\n", nrates ? "" : "-");
     return n > 0 && (size_t)n < cap ? n : -1;
 }
@@ -692,6 +692,8 @@ int sim_parse_journal_line(const char *line, struct device_journal_entry *e,
     long long seq, at, total;
     const char *p = line;
 
+    /* the fields' bounds keep a line under 900 bytes, so whatever parses
+     * also fits in SIM_JOURNAL_LINE_MAX (test_sim: 16 rates at -10^13 fen) */
     memset(e, 0, sizeof *e);
     if (field_int(&p, " ", &seq) || seq < 1 || field_sep(&p, ' ') ||
         field_text(&p, e->code, sizeof e->code) || field_sep(&p, ' ') ||
@@ -774,7 +776,7 @@ static int sim_replay_journal(struct sim *s, uint64_t start)
             struct device_rate_sum rates[DEVICE_MAX_RATES];
             int nrates;
             *nl = 0;
-            if (!skip && nl - line < SIM_JOURNAL_LINE_MAX && !memchr(line, 0, (size_t)(nl - line)) &&
+            if (!skip && !memchr(line, 0, (size_t)(nl - line)) &&
                 !sim_parse_journal_line(line, &e, rates, &nrates) && e.seq == s->signed_count + 1 &&
                 replay_entry(s, &e, rates, nrates, pos + (uint64_t)(line - buf))) {
                 errno = ENOMEM;
@@ -825,20 +827,15 @@ struct index_header {
     char magic[8];
     uint64_t journal_size, signed_count, nused, nsums;
     uint64_t sizeof_used, sizeof_sum;
-    uint64_t last_hash;           /* FNV-1a of the last entry's line */
+    uint64_t last_hash;           /* hash_words() of the last entry's line */
     uint64_t body_hash;           /* hash_words() of used, sums and offsets */
 };
 
-static uint64_t fnv1a(const unsigned char *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325u;
-    while (n--)
-        h = (h ^ *p++) * 0x100000001b3u;
-    return h;
-}
+#define HASH_START 0xcbf29ce484222325u
 
-/* FNV-1a taken eight bytes at a time, from h on: 8 MB of offsets per
- * million entries hash in a few milliseconds.  Torn writes, not malice. */
+/* FNV-1a taken eight bytes at a time, from h (HASH_START) on: 8 MB of
+ * offsets per million entries hash in a few milliseconds.  Torn writes and
+ * a changed journal, not malice. */
 static uint64_t hash_words(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *c = p;
@@ -857,14 +854,13 @@ static uint64_t index_body_hash(const struct sim_used *used, uint64_t nused,
                                 const struct device_summary *sums, uint64_t nsums,
                                 const uint64_t *offsets, uint64_t noffsets)
 {
-    uint64_t h = 0xcbf29ce484222325u;
+    uint64_t h = hash_words(HASH_START, used, nused * sizeof *used);
 
-    h = hash_words(h, used, nused * sizeof *used);
     h = hash_words(h, sums, nsums * sizeof *sums);
     return hash_words(h, offsets, noffsets * sizeof *offsets);
 }
 
-/* FNV-1a of journal bytes [from, to) (one line); 0 or -1. */
+/* The hash of journal bytes [from, to) (one line); 0 or -1. */
 static int journal_hash(int fd, uint64_t from, uint64_t to, uint64_t *h)
 {
     unsigned char line[SIM_JOURNAL_LINE_MAX];
@@ -872,7 +868,7 @@ static int journal_hash(int fd, uint64_t from, uint64_t to, uint64_t *h)
     if (to <= from || to - from > sizeof line ||
         pread(fd, line, (size_t)(to - from), (off_t)from) != (ssize_t)(to - from))
         return -1;
-    *h = fnv1a(line, (size_t)(to - from));
+    *h = hash_words(HASH_START, line, (size_t)(to - from));
     return 0;
 }
 
@@ -934,10 +930,7 @@ static void sim_write_index(struct sim *s)
 /* Whether the entries the index does not cover call for a new one. */
 static bool index_is_due(const struct sim *s)
 {
-    /* after a failed write (a full disk), not again at every signature */
-    uint64_t since = s->index_tried_count > s->indexed_count ? s->index_tried_count
-                                                             : s->indexed_count;
-    uint64_t behind = s->signed_count - since;
+    uint64_t behind = s->signed_count - s->index_tried_count;
 
     return behind >= SIM_INDEX_MIN_BEHIND && behind >= s->signed_count / 16;
 }
@@ -985,7 +978,7 @@ static int sim_load_index(struct sim *s, uint64_t *start)
     s->offsets = offsets;
     s->cap_offsets = h.signed_count;
     s->signed_count = h.signed_count;
-    s->indexed_count = h.signed_count;
+    s->indexed_count = s->index_tried_count = h.signed_count;
     s->used = used;
     s->nused = h.nused;
     s->sums = sums;

@@ -91,12 +91,15 @@ void sim_derive_digits(const char *machine_number, const char *code, uint32_t nu
 
 /* ---- the journal, one line per signed invoice --------------------------- */
 
+#define SIM_JOURNAL_LINE_MAX 1024 /* one journal line, its newline included */
+
 /* "SEQ CODE NUMBER TYPE ISSUED_AT TOTAL_FEN SM3_HEX SIGNATURE RATES\n", RATES
  * "PM:AMOUNT:TAX" joined by ';' or "-" for none; integers as "%lld" writes
  * them.  Format: the length, newline included, or -1 if it does not fit in
- * cap.  Parse (the line without its newline, NUL-terminated): 0, or -1 for
- * anything the formatter would not have written (a field missing, too long
- * or spelt otherwise, a space too many, more than DEVICE_MAX_RATES rates)
+ * cap (the device gives SIM_JOURNAL_LINE_MAX).  Parse (the line without its
+ * newline, NUL-terminated): 0, or -1 for anything the device's formatter
+ * would not have written (a field missing, too long or spelt otherwise, a
+ * space too many, more than DEVICE_MAX_RATES rates)
  * and for what no device signs: SEQ 0, CODE not 12 digits, NUMBER not 8,
  * TYPE not 3, ISSUED_AT before 1970, PM outside 0..1000, an amount beyond
  * ±10^13 fen. */

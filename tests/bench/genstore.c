@@ -78,7 +78,7 @@ struct row {
     char number[16], name[32], request_id[32], period[8], hash[65];
     char *file, *receipt, *body;
     size_t file_len, receipt_len, body_len;
-    char journal[1024];
+    char journal[SIM_JOURNAL_LINE_MAX];
 };
 
 static double now_s(void)

@@ -15,8 +15,9 @@
  *   0  -> every text field is NUL-terminated within its size, seq >= 1,
  *         code, number and type of 12, 8 and 3 characters, a time >= 0,
  *         0..DEVICE_MAX_RATES rates, and sim_format_journal_line() of what
- *         was parsed gives back the input, byte for byte, and its newline:
- *         the parser accepts exactly what the formatter writes;
+ *         was parsed, within the device's SIM_JOURNAL_LINE_MAX, gives back
+ *         the input, byte for byte, and its newline: the parser accepts
+ *         exactly what the device's formatter writes;
  *   -1 -> nothing more to check (the replay skips the line).
  */
 #include <stdlib.h>
@@ -31,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct device_journal_entry e;
     struct device_rate_sum rates[DEVICE_MAX_RATES];
-    char *line, again[JOURNAL_LINE_FUZZ_MAX + 2];
+    char *line, again[SIM_JOURNAL_LINE_MAX];
     size_t len;
     int nrates = -1, n;
 

@@ -27,8 +27,6 @@
 
 static char dir[64];
 
-#define SIM_JOURNAL_LINE_MAX_TEST 1024   /* device/sim.c's SIM_JOURNAL_LINE_MAX */
-
 static void path_in(char *buf, size_t cap, const char *name)
 {
     snprintf(buf, cap, "%s/%s", dir, name);
@@ -643,62 +641,6 @@ static void test_torn(const char *path)
     free(text);
 }
 
-/* The journal index written at close: a reopen replays only what follows it,
- * and an index that does not match the journal is ignored. */
-static void test_index(const char *path)
-{
-    struct device *d = NULL;
-    struct device_journal_entry e[40];
-    struct device_summary before, after;
-    struct device_roll roll;
-    char why[512], ipath[PATH_MAX + 32], old[PATH_MAX + 40], got[40];
-    int64_t now = iso("2024-11-22T09:00:00+08:00"), count;
-    int n = 0, m = 0, fd;
-
-    snprintf(ipath, sizeof ipath, "%s.journal.idx", path);
-    snprintf(old, sizeof old, "%s.old", ipath);
-    CHECK(access(ipath, F_OK) == 0, "closing the device wrote the journal index");
-    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
-    if (!d)
-        return;
-    count = status_of(d).signed_count;
-    CHECK_INT(count, 11);
-    CHECK_INT(device_read_journal(d, 1, e, 40, &n), FA_OK);
-    CHECK_INT(n, count);
-    device_period_summary(d, "2024-11", &before);
-    CHECK(rename(ipath, old) == 0, "index kept aside");
-    device_set_clock(d, now);
-    CHECK_INT(d->ops->verify_pin(d, "87654321"), FA_OK);
-    CHECK_INT(issue(d, "026", 200, now, got), FA_OK);
-    CHECK_STR(got, "035001900113-00000007");
-    device_close(d);
-    /* as after a crash: the index of the last clean close, behind the journal */
-    CHECK(rename(old, ipath) == 0, "the older index back");
-    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
-    if (!d)
-        return;
-    CHECK_INT(status_of(d).signed_count, count + 1);
-    roll = roll_of(d, "035001900113");
-    CHECK_INT(roll.next, 8);
-    CHECK_INT(device_read_journal(d, 1, e, 40, &m), FA_OK);
-    CHECK(m == n + 1 && e[m - 1].seq == (uint64_t)count + 1 && !strcmp(e[m - 1].number, "00000007"),
-          "every entry reads back through the index's offsets");
-    device_period_summary(d, "2024-11", &after);
-    CHECK(after.nlines == before.nlines && after.lines[0].count == before.lines[0].count + 1,
-          "the period sums come back and go on");
-    device_close(d);
-    fd = open(ipath, O_WRONLY);   /* an index that no longer matches: ignored */
-    CHECK(fd >= 0 && pwrite(fd, "XXXXXXXX", 8, 0) == 8, "index damaged");
-    if (fd >= 0)
-        close(fd);
-    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
-    if (!d)
-        return;
-    CHECK_INT(status_of(d).signed_count, count + 1);
-    CHECK_INT(roll_of(d, "035001900113").next, 8);
-    device_close(d);
-}
-
 /* Copy the device at `from` (state, journal, index) to `to`, as a crash
  * would leave it: the device at `from` stays open. */
 static int snapshot(const char *from, const char *to)
@@ -759,6 +701,60 @@ static int poke(const char *path, const char *ext, long long offset, char c)
     rc = pwrite(fd, &c, 1, offset < 0 ? st.st_size + offset : offset) == 1 ? 0 : -1;
     close(fd);
     return rc;
+}
+
+/* The journal index written at close: a reopen replays only what follows it,
+ * and an index that does not match the journal is ignored. */
+static void test_index(const char *path)
+{
+    struct device *d = NULL;
+    struct device_journal_entry e[40];
+    struct device_summary before, after;
+    struct device_roll roll;
+    char why[512], ipath[PATH_MAX + 32], old[PATH_MAX + 40], got[40];
+    int64_t now = iso("2024-11-22T09:00:00+08:00"), count;
+    int n = 0, m = 0;
+
+    snprintf(ipath, sizeof ipath, "%s.journal.idx", path);
+    snprintf(old, sizeof old, "%s.old", ipath);
+    CHECK(access(ipath, F_OK) == 0, "closing the device wrote the journal index");
+    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
+    if (!d)
+        return;
+    count = status_of(d).signed_count;
+    CHECK_INT(count, 11);
+    CHECK_INT(device_read_journal(d, 1, e, 40, &n), FA_OK);
+    CHECK_INT(n, count);
+    device_period_summary(d, "2024-11", &before);
+    CHECK(rename(ipath, old) == 0, "index kept aside");
+    device_set_clock(d, now);
+    CHECK_INT(d->ops->verify_pin(d, "87654321"), FA_OK);
+    CHECK_INT(issue(d, "026", 200, now, got), FA_OK);
+    CHECK_STR(got, "035001900113-00000007");
+    device_close(d);
+    /* as after a crash: the index of the last clean close, behind the journal */
+    CHECK(rename(old, ipath) == 0, "the older index back");
+    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
+    if (!d)
+        return;
+    CHECK_INT(status_of(d).signed_count, count + 1);
+    roll = roll_of(d, "035001900113");
+    CHECK_INT(roll.next, 8);
+    CHECK_INT(device_read_journal(d, 1, e, 40, &m), FA_OK);
+    CHECK(m == n + 1 && e[m - 1].seq == (uint64_t)count + 1 && !strcmp(e[m - 1].number, "00000007"),
+          "every entry reads back through the index's offsets");
+    device_period_summary(d, "2024-11", &after);
+    CHECK(after.nlines == before.nlines && after.lines[0].count == before.lines[0].count + 1,
+          "the period sums come back and go on");
+    device_close(d);
+    /* an index that no longer matches: ignored */
+    CHECK(poke(path, ".journal.idx", 0, 'X') == 0, "index damaged");
+    CHECK_INT(sim_open(path, &d, why, sizeof why), FA_OK);
+    if (!d)
+        return;
+    CHECK_INT(status_of(d).signed_count, count + 1);
+    CHECK_INT(roll_of(d, "035001900113").next, 8);
+    device_close(d);
 }
 
 /* While the device is open the index follows the journal (once 1,024
@@ -907,7 +903,7 @@ static void test_journal_lines(const char *path)
     memset(e.signature, 'A', sizeof e.signature - 1);
     for (i = 0; i < DEVICE_MAX_RATES; i++)
         rates[i] = (struct device_rate_sum){ 1000, -10000000000000, -10000000000000 };
-    len = sim_format_journal_line(&e, rates, DEVICE_MAX_RATES, line, SIM_JOURNAL_LINE_MAX_TEST);
+    len = sim_format_journal_line(&e, rates, DEVICE_MAX_RATES, line, SIM_JOURNAL_LINE_MAX);
     CHECK(len > 0, "%d rates at -10^13 fen fit in a line (%d bytes)", DEVICE_MAX_RATES, len);
     if (len > 0)
         line[len - 1] = 0;
@@ -916,7 +912,7 @@ static void test_journal_lines(const char *path)
               back.total_fen == e.total_fen && !strcmp(back.signature, e.signature),
           "and read back the same (%d rates)", nback);
     rates[DEVICE_MAX_RATES - 1].tax_fen--;
-    len = sim_format_journal_line(&e, rates, DEVICE_MAX_RATES, line, SIM_JOURNAL_LINE_MAX_TEST);
+    len = sim_format_journal_line(&e, rates, DEVICE_MAX_RATES, line, SIM_JOURNAL_LINE_MAX);
     if (len > 0)
         line[len - 1] = 0;
     CHECK(len > 0 && sim_parse_journal_line(line, &back, rback, &nback) == -1,
