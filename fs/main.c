@@ -148,6 +148,7 @@ int main(int argc, char *argv[])
     struct engine *e = NULL;
     int rc = 1, i;
 
+    pending_setup_malloc();
     if (fuse_opt_parse(&args, &c, cli_opts, cli_proc))
         goto out;
     if (c.show_help) {

@@ -20,6 +20,10 @@
 struct pending_dir;
 struct pending_handle;
 
+/* Once per process, before threads: large draft buffers are returned to the
+ * kernel when freed (see pending.c), so the daemon's memory stays flat. */
+void pending_setup_malloc(void);
+
 struct pending_dir *pending_new(struct engine *e);
 void pending_free(struct pending_dir *d);
 /* Waiting drafts of an earlier mount; then the retry thread starts. */
