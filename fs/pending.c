@@ -80,13 +80,15 @@ bool pending_is_draft_name(const char *name)
 }
 
 /*
- * A draft's buffer grows by realloc up to 1 MiB.  glibc's default mmap
- * threshold is dynamic: after the first large buffer is freed it rises to
- * that size, and later large buffers come from the arenas, where a freed one
- * stays resident and fragments (measured by test_badinput under load: RSS
- * swinging 25-50 MiB from round to round).  A fixed threshold sends buffers
- * of LARGE_BUFFER and more to mmap, and a trim after freeing one returns the
- * arenas' free pages too: 18-20 MiB, flat.  Drafts are small; both are rare.
+ * A draft's buffer grows by realloc up to 1 MiB, and processing one makes a
+ * few more of its size (the engine's copy, the decoded text, the parse tree).
+ * glibc's mmap threshold is dynamic: after the first large buffer is freed it
+ * rises to that size, and later large buffers come from the arenas, where they
+ * stay resident when freed and fragment (test_badinput under load: RSS
+ * swinging +19..+39 MiB from round to round).  A fixed threshold sends
+ * buffers of LARGE_BUFFER and more to mmap, and a trim after processing a
+ * draft that large returns what the engine left in the arenas: +4..+10 MiB,
+ * flat.  Drafts are small; both are rare.
  */
 #define LARGE_BUFFER (256 * 1024)
 
@@ -102,7 +104,6 @@ static void entry_unref(struct pending_entry *e)
 {
     struct pending_dir *d = e->dir;
     size_t i;
-    bool large;
 
     if (--e->refs)
         return;
@@ -112,15 +113,8 @@ static void entry_unref(struct pending_entry *e)
             break;
         }
     d->held -= e->cap;
-    large = e->cap >= LARGE_BUFFER;
     free(e->data);
     free(e);
-#ifdef __GLIBC__
-    if (large)
-        malloc_trim(0);   /* a few ms at most, with the folder's lock held: rare */
-#else
-    (void)large;
-#endif
 }
 
 /* Room for cap bytes of content; 0, ENOSPC past PENDING_MEMORY_MAX, ENOMEM.
@@ -301,6 +295,10 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e)
     announce(name, ino_make(SPACE_PENDING, e->id), &out, err);
     if (err == FA_OK && out.kind == OUTCOME_WAITING)
         pthread_cond_signal(&d->retry_cond);
+#ifdef __GLIBC__
+    if (len >= LARGE_BUFFER)
+        malloc_trim(0);   /* without the folder's lock: other writers go on */
+#endif
     return rc;
 }
 

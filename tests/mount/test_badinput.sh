@@ -116,11 +116,11 @@ check "its receipt is there" test -f "$MNT/receipts/after.json"
 # Memory.  After the warm-up the daemon's main heap does not grow at all.  One request for a
 # 1 MiB draft peaks at a few MiB (write buffer, the engine's copy, the decoded text, the parse
 # tree, the SQLite blob); before pending_setup_malloc() glibc kept part of each peak in the FUSE
-# threads' arenas, and RSS swung +19..+39 MiB from round to round (7 runs, 2 of them beside two
+# threads' arenas, and RSS swung +19..+39 MiB from round to round (7 runs, 4 of them beside two
 # busy loops).  Now buffers of 256 KiB and more are mmapped and the arenas trimmed after a large
-# one is freed: +3..+4 MiB over the warm-up, flat (7 runs, the same way).  Bounds: never more
-# than 16 MiB over the warm-up; and no trend: the lowest of the last three rounds is at most
-# 6 MiB above the highest of the first three (measured: 0 MiB).  Each round drops ~16 MiB of
+# draft is processed: +4..+10 MiB over the warm-up, flat (4 runs, 1 beside two busy loops).
+# Bounds: never more than 16 MiB over the warm-up; and no trend: the lowest of the last three
+# rounds is at most 6 MiB above the highest of the first three (measured: 0..+2 MiB).  Each round drops ~16 MiB of
 # drafts, so a leak of 5% of the bytes dropped fails that over nine rounds.  Under ASan,
 # freed memory sits in the allocator's quarantine (256 MiB by default) and the allocator keeps
 # its size classes, so RSS says little about leaks there: the bound is the quarantine plus
