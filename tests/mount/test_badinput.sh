@@ -120,8 +120,9 @@ check "its receipt is there" test -f "$MNT/receipts/after.json"
 # busy loops).  Now buffers of 256 KiB and more are mmapped and the arenas trimmed after a large
 # draft is processed: +4..+10 MiB over the warm-up, flat (4 runs, 1 beside two busy loops).
 # Bounds: never more than 16 MiB over the warm-up; and no trend: the lowest of the last three
-# rounds is at most 6 MiB above the highest of the first three (measured: 0..+2 MiB).  Each round drops ~16 MiB of
-# drafts, so a leak of 5% of the bytes dropped fails that over nine rounds.  Under ASan,
+# rounds is at most 6 MiB above the highest of the first three (measured: 0..+2 MiB).  Each
+# round drops ~16 MiB of drafts, so a leak of 5% of the bytes dropped fails that over nine
+# rounds.  Under ASan,
 # freed memory sits in the allocator's quarantine (256 MiB by default) and the allocator keeps
 # its size classes, so RSS says little about leaks there: the bound is the quarantine plus
 # 160 MiB (measured: +340..+370 MiB), and LeakSanitizer at unmount (lib.sh) catches the leaks.
