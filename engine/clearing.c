@@ -128,16 +128,40 @@ static enum fa_err find_period(struct clearing *c, const struct device_status *d
 
 /* ---- step 2 ---------------------------------------------------------------- */
 
+/* Why the platform did not take invoice CODE-NUMBER; FA_PLATFORM_REFUSED when
+ * sending it again cannot help (the invoice itself, or our credentials), else
+ * FA_PLATFORM_DOWN. */
+static enum fa_err upload_refusal(const struct platform_reply *r, const struct store_upload *u,
+                                  const char *period, char *why, size_t len)
+{
+    char detail[320];
+
+    describe_reply(r, detail, sizeof detail);
+    if (r->http == 409)
+        snprintf(why, len, "the platform holds other bytes for %s-%s (%s: an integrity alarm); "
+                 "compare issued/%s/%s-%s.json with the platform's copy and resolve it with the tax "
+                 "bureau", u->code, u->number, detail, period, u->code, u->number);
+    else if (platform_refuses_invoice(r->http))
+        snprintf(why, len, "the platform refused %s-%s (%s)", u->code, u->number, detail);
+    else if (r->http == 401 || r->http == 403)
+        snprintf(why, len, "the platform refused our credentials (%s); check [platform] app_key and "
+                 "app_secret_file", detail);
+    else
+        snprintf(why, len, "%s-%s: %s", u->code, u->number, detail);
+    return platform_refuses_invoice(r->http) || r->http == 401 || r->http == 403 ? FA_PLATFORM_REFUSED
+                                                                                 : FA_PLATFORM_DOWN;
+}
+
 /* POST the period's invoices in issue order: those still in the upload queue
  * (marked uploaded as the platform accepts them), or every one of them.
- * FA_OK with *sent; FA_PLATFORM_DOWN or a store error with why. */
+ * FA_OK with *sent; FA_PLATFORM_DOWN, FA_PLATFORM_REFUSED (upload_refusal) or
+ * a store error with why. */
 static enum fa_err send_period(struct clearing *c, bool queued_only, int64_t *sent, char *why,
                                size_t len)
 {
     struct platform_reply reply;
     struct store_upload u;
     int64_t after = 0;
-    char detail[600];
     enum fa_err err;
 
     *sent = 0;
@@ -149,13 +173,11 @@ static enum fa_err send_period(struct clearing *c, bool queued_only, int64_t *se
             err = queued_only ? store_upload_done(c->store, u.invoice_id, clock_now()) : FA_OK;
             (*sent)++;
         } else {
-            describe_reply(&reply, detail, sizeof detail);
-            snprintf(why, len, "%s-%s: %s", u.code, u.number, detail);
-            err = FA_PLATFORM_DOWN;
+            err = upload_refusal(&reply, &u, c->r->period, why, len);
         }
         platform_reply_free(&reply);
         store_upload_free(&u);
-        if (err == FA_PLATFORM_DOWN)
+        if (err == FA_PLATFORM_DOWN || err == FA_PLATFORM_REFUSED)
             return err;
         if (err)
             break;
@@ -177,6 +199,10 @@ static enum fa_err upload_period(struct clearing *c)
         return step_fail(c, STEP_UPLOAD, err, "%s; %lld invoice(s) of %s not yet uploaded; run clear "
                          "again when the platform is back", why,
                          (long long)store_count_queued_in_period(c->store, p), p);
+    if (err == FA_PLATFORM_REFUSED)
+        return step_fail(c, STEP_UPLOAD, err, "%s; %lld invoice(s) of %s not yet uploaded, and %s "
+                         "cannot be cleared until the platform has them all", why,
+                         (long long)store_count_queued_in_period(c->store, p), p, p);
     if (err)
         return step_fail(c, STEP_UPLOAD, err, "%s", why);
     uploader_kick(engine_uploader(c->e));   /* status shows the shorter queue */
@@ -299,8 +325,8 @@ static enum fa_err report_summary(struct clearing *c, const struct device_summar
 static enum fa_err ask_clearance(struct clearing *c, char **answer)
 {
     struct platform_reply reply;
-    char path[64], body[64], why[600];
-    enum fa_err err = FA_OK;
+    char path[64], body[64], why[700];
+    enum fa_err err = FA_OK, resend = FA_OK;
     int64_t resent = -1;
     int attempt;
 
@@ -341,14 +367,19 @@ static enum fa_err ask_clearance(struct clearing *c, char **answer)
          * Sending every invoice of the period again is harmless (the platform
          * answers 200 for bytes it has) and is what gets the clearing through. */
         else if (!strcmp(reply.code, "invoices_missing") && attempt == 0 &&
-                 send_period(c, false, &resent, why, sizeof why) == FA_OK) {
+                 (resend = send_period(c, false, &resent, why, sizeof why)) == FA_OK) {
             json_decref(doc);
             platform_reply_free(&reply);
             continue;   /* ask again, once */
-        } else if (!strcmp(reply.code, "invoices_missing"))
-            err = step_fail(c, STEP_CLEARANCE, FA_PLATFORM_DOWN, "the platform is missing invoices of "
-                            "%s (invoices_missing) and sending them again failed; run clear again "
-                            "later", c->r->period);
+        } else if (!strcmp(reply.code, "invoices_missing") && attempt == 0)
+            err = step_fail(c, STEP_CLEARANCE, resend, "the platform is missing invoices of %s "
+                            "(invoices_missing), and sending them again failed: %s; run clear again "
+                            "later", c->r->period, why);
+        else if (!strcmp(reply.code, "invoices_missing"))
+            err = step_fail(c, STEP_CLEARANCE, FA_PLATFORM_REFUSED, "the platform is missing invoices "
+                            "of %s (invoices_missing) although it accepted all %lld of them again just "
+                            "now; its records of %s need the tax bureau's attention", c->r->period,
+                            (long long)resent, c->r->period);
         else
             err = unexpected_reply(c, STEP_CLEARANCE, &reply, "the clearance");
         json_decref(doc);

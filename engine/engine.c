@@ -497,12 +497,33 @@ static void round_view_read(struct engine *e, struct round_view *v)
                       store_queue_counts(e->store, &v->sc) == FA_OK;
 }
 
-static enum fa_err check_offline(const struct round_view *v, const struct device_issue_req *req,
-                                 char *reason, size_t len)
+/* Why uploads are behind, for a draft waiting on an offline limit: an
+ * invoice the platform refused (which no waiting mends), or the platform's
+ * last error. */
+static void offline_cause(struct engine *e, char *buf, size_t len)
+{
+    struct store_refused r;
+    struct platform_status ps = { 0 };
+
+    if (store_first_refused(e->store, &r) == FA_OK) {
+        snprintf(buf, len, "the platform refused %.15s-%.15s%s: see platform/status", r.code, r.number,
+                 r.count > 1 ? " and more" : "");
+        return;
+    }
+    if (e->uploader)
+        uploader_status(e->uploader, &ps);
+    if (ps.last_error[0])
+        snprintf(buf, len, "platform: %.60s", ps.last_error);
+    else
+        snprintf(buf, len, "platform unreachable?");
+}
+
+static enum fa_err check_offline(struct engine *e, const struct round_view *v,
+                                 const struct device_issue_req *req, char *reason, size_t len)
 {
     const struct device_status ds = v->ds;
     const struct store_counts sc = v->sc;
-    char a[DEC_FMT_MAX], b[DEC_FMT_MAX], when[32];
+    char a[DEC_FMT_MAX], b[DEC_FMT_MAX], when[32], cause[96];
 
     if (!v->limits_known)
         return FA_OK;   /* the device's own refusal will say what is wrong */
@@ -510,16 +531,18 @@ static enum fa_err check_offline(const struct round_view *v, const struct device
         return FA_OK;   /* above the per-invoice limit: rejected by the device, not delayed */
     if (ds.offline_hours > 0 && sc.upload_oldest_issued_at &&
         req->issued_at - sc.upload_oldest_issued_at > ds.offline_hours * 3600) {
+        offline_cause(e, cause, sizeof cause);
         snprintf(reason, len, "offline limit reached: an invoice issued %s is not uploaded after "
-                 "%lld hours (platform unreachable?)", clock_iso_cst(sc.upload_oldest_issued_at, when),
-                 (long long)ds.offline_hours);
+                 "%lld hours (%s)", clock_iso_cst(sc.upload_oldest_issued_at, when),
+                 (long long)ds.offline_hours, cause);
         return FA_DEV_OFFLINE_LIMIT;
     }
     if (ds.offline_amount_fen > 0 && req->total_fen > 0 &&
         sc.upload_queued_blue_fen + req->total_fen > ds.offline_amount_fen) {
+        offline_cause(e, cause, sizeof cause);
         snprintf(reason, len, "offline limit reached: %s not uploaded, with this draft more than "
-                 "the offline amount %s", dec_format(dec_from_fen(sc.upload_queued_blue_fen), 2, a),
-                 dec_format(dec_from_fen(ds.offline_amount_fen), 2, b));
+                 "the offline amount %s (%s)", dec_format(dec_from_fen(sc.upload_queued_blue_fen), 2, a),
+                 dec_format(dec_from_fen(ds.offline_amount_fen), 2, b), cause);
         return FA_DEV_OFFLINE_LIMIT;
     }
     return FA_OK;
@@ -627,7 +650,7 @@ static enum prepared prepare_job(struct engine *e, struct issue_job *j, bool fir
     sum_rates(d, &j->req);
     err = v->info_err;
     if (err == FA_OK)
-        err = check_offline(v, &j->req, out->reason, sizeof out->reason);
+        err = check_offline(e, v, &j->req, out->reason, sizeof out->reason);
     if (err == FA_OK)
         err = first ? device_issue_begin(e->dev, &j->req, &j->f)
                     : device_issue_reserve_next(e->dev, &j->req, &j->f);

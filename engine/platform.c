@@ -135,6 +135,11 @@ static void reply_error_code(const char *reply, size_t len, char *buf, size_t si
     json_decref(doc);
 }
 
+bool platform_refuses_invoice(long http)
+{
+    return http == 409 || http == 400 || http == 413;
+}
+
 /* ---- libcurl callbacks ----------------------------------------------- */
 
 /* Keeps the answer up to PLATFORM_REPLY_MAX bytes and drops the rest. */

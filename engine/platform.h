@@ -47,4 +47,11 @@ int platform_call(platform_client_t *pc, const char *method, const char *path, c
                   size_t len, struct platform_reply *r);
 void platform_reply_free(struct platform_reply *r);
 
+/* Whether an answer to POST /v1/invoices refuses that invoice for good: 409
+ * (the platform holds other bytes for its number), 400 (invalid) or 413 (too
+ * large).  Sending the same bytes again cannot change it; other answers
+ * (5xx, 401/403 credentials, 404 a wrong url, 429) are about the platform or
+ * our configuration and hold for every invoice alike. */
+bool platform_refuses_invoice(long http);
+
 #endif

@@ -111,6 +111,11 @@ static const char *const store_migrations[] = {
     "CREATE INDEX receipts_list ON receipts(id, name, mtime, size, hidden) WHERE hidden = 0;"
     "CREATE TRIGGER receipt_size AFTER INSERT ON receipts WHEN NEW.size IS NULL BEGIN"   /* tools */
     "  UPDATE receipts SET size = length(json) WHERE id = NEW.id; END;",
+    /* 10: an invoice the platform refused for good (409, 400, 413) steps out of
+     * the queue's order, so that it does not hold back the ones after it; it
+     * stays queued (offline) and is tried again at the backoff's pace */
+    "ALTER TABLE upload_queue ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX upload_refused ON upload_queue(invoice_id, next_at) WHERE refused = 1;",
 };
 #define STORE_MIGRATIONS (int)(sizeof store_migrations / sizeof store_migrations[0])
 
@@ -123,7 +128,7 @@ enum stmt_id {
     S_PUT_RECEIPT, S_QUEUE_UPLOAD,
     S_PUT_REJECT, S_DRAFT_REJECTED, S_DRAFT_DUPLICATE,
     S_LIST_PERIODS, S_HAS_PERIOD, S_LAST_TIMES, S_PERIOD_LAST, S_GET_META, S_PUT_META,
-    S_COUNT_INVOICES, S_COUNT_WAITING, S_COUNT_REJECTED, S_COUNT_QUEUE, S_COUNT_LOG,
+    S_COUNT_INVOICES, S_COUNT_WAITING, S_COUNT_REJECTED, S_COUNT_QUEUE, S_COUNT_LOG, S_FIRST_REFUSED,
     S_NEXT_UPLOAD, S_UPLOAD_DEL, S_UPLOAD_DONE, S_UPLOAD_FAILED, S_UPLOAD_DUE,
     S_PUT_LINE, S_PERIOD_LINES, S_NEXT_QUEUED_IN, S_COUNT_QUEUED_IN, S_ALL_INVOICES,
     S_PERIOD_INVOICES,
@@ -191,14 +196,22 @@ static const char *const stmt_sql[S_COLL_BASE] = {
                       " JOIN invoices i ON i.id = q.invoice_id ORDER BY q.invoice_id LIMIT 1), 0),"
                       " queued_blue_fen FROM tallies",
     [S_COUNT_LOG] = "SELECT count(*), coalesce(max(id), 0) FROM device_log",
-    [S_NEXT_UPLOAD] = "SELECT q.invoice_id, i.code, i.number, i.json, q.attempts, q.next_at"
+    [S_FIRST_REFUSED] = "SELECT (SELECT count(*) FROM upload_queue WHERE refused = 1), i.code, i.number,"
+                        " coalesce(q.last_error, '') FROM upload_queue q"
+                        " JOIN invoices i ON i.id = q.invoice_id"
+                        " WHERE q.refused = 1 ORDER BY q.invoice_id LIMIT 1",
+    /* the head of those in order, or a refused one that is due, whichever comes first */
+    [S_NEXT_UPLOAD] = "SELECT q.invoice_id, i.code, i.number, i.json, q.attempts, q.next_at, q.refused"
                       " FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id"
-                      " WHERE q.invoice_id > ?1 ORDER BY q.invoice_id LIMIT 1",
+                      " WHERE q.invoice_id > ?1 AND (q.refused = 0 OR q.next_at <= ?2 OR q.next_at > ?3)"
+                      " ORDER BY q.invoice_id LIMIT 1",
     [S_UPLOAD_DEL] = "DELETE FROM upload_queue WHERE invoice_id = ?1",
     [S_UPLOAD_DONE] = "INSERT OR REPLACE INTO uploads(invoice_id, uploaded_at) VALUES(?1, ?2)",
     [S_UPLOAD_FAILED] = "UPDATE upload_queue SET attempts = attempts + 1, next_at = ?2,"
-                        " last_error = ?3 WHERE invoice_id = ?1",
-    [S_UPLOAD_DUE] = "SELECT next_at FROM upload_queue ORDER BY invoice_id LIMIT 1",
+                        " last_error = ?3, refused = ?4 WHERE invoice_id = ?1",
+    [S_UPLOAD_DUE] = "SELECT min(n) FROM (SELECT * FROM (SELECT next_at AS n FROM upload_queue"
+                     " WHERE refused = 0 ORDER BY invoice_id LIMIT 1)"
+                     " UNION ALL SELECT min(next_at) FROM upload_queue WHERE refused = 1)",
     [S_PUT_LINE] = "INSERT INTO period_lines(period, type, red, rate_pm, count, amount_fen, tax_fen)"
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(period, type, red, rate_pm)"
                    " DO UPDATE SET count = count + excluded.count,"
@@ -1280,10 +1293,12 @@ enum fa_err store_counts(store_t *s, struct store_counts *c)
 
 /* ---- upload queue ------------------------------------------------------ */
 
-enum fa_err store_next_upload(store_t *s, int64_t now, int64_t after_id, struct store_upload *u)
+enum fa_err store_next_upload(store_t *s, int64_t now, const struct store_due *due, int64_t after_id,
+                              struct store_upload *u)
 {
     sqlite3_stmt *q;
     enum fa_err err = FA_NOTFOUND;
+    int64_t next_at;
     int rc;
 
     memset(u, 0, sizeof *u);
@@ -1291,9 +1306,18 @@ enum fa_err store_next_upload(store_t *s, int64_t now, int64_t after_id, struct 
     q = st(s, S_NEXT_UPLOAD);
     rc = sqlite3_bind_int64(q, 1, after_id);
     if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(q, 2, now);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(q, 3, now + due->refused_ahead);
+    if (rc == SQLITE_OK)
         rc = sqlite3_step(q);
-    /* Strict issue order: only the head of the queue may go, when it is due. */
-    if (rc == SQLITE_ROW && sqlite3_column_int64(q, 5) <= now) {
+    /* Strict issue order: only the head of the queue may go, when it is due
+     * (or a refused invoice, which has stepped out of the order).  A time
+     * further ahead than any backoff gives was set before the clock went
+     * back: due now, or the queue would stall for as long as the step. */
+    next_at = rc == SQLITE_ROW ? sqlite3_column_int64(q, 5) : 0;
+    if (rc == SQLITE_ROW && (next_at <= now || next_at > now + (sqlite3_column_int(q, 6) ?
+                                                                 due->refused_ahead : due->order_ahead))) {
         err = invoice_row(q, u);
         u->attempts = sqlite3_column_int(q, 4);
     } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
@@ -1333,11 +1357,34 @@ enum fa_err store_upload_done(store_t *s, int64_t invoice_id, int64_t now)
     return store_uploads_done(s, &invoice_id, 1, now);
 }
 
-enum fa_err store_upload_failed(store_t *s, int64_t invoice_id, int64_t next_at, const char *error)
+enum fa_err store_upload_failed(store_t *s, int64_t invoice_id, int64_t next_at, bool refused,
+                                const char *error)
 {
     int rc;
-    EXEC_ONE(s, NULL, S_UPLOAD_FAILED, "iit", invoice_id, next_at, error);
+    EXEC_ONE(s, NULL, S_UPLOAD_FAILED, "iiti", invoice_id, next_at, error, (int64_t)refused);
     return sqlite_to_fa(rc);
+}
+
+enum fa_err store_first_refused(store_t *s, struct store_refused *r)
+{
+    sqlite3_stmt *q;
+    enum fa_err err;
+    int rc;
+
+    memset(r, 0, sizeof *r);
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_FIRST_REFUSED);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        r->count = sqlite3_column_int64(q, 0);
+        snprintf(r->code, sizeof r->code, "%s", (const char *)sqlite3_column_text(q, 1));
+        snprintf(r->number, sizeof r->number, "%s", (const char *)sqlite3_column_text(q, 2));
+        snprintf(r->error, sizeof r->error, "%s", (const char *)sqlite3_column_text(q, 3));
+    }
+    err = rc == SQLITE_ROW ? FA_OK : rc == SQLITE_DONE ? FA_NOTFOUND : sqlite_to_fa(rc);
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return err;
 }
 
 enum fa_err store_upload_next_due(store_t *s, int64_t *when)
@@ -1348,7 +1395,7 @@ enum fa_err store_upload_next_due(store_t *s, int64_t *when)
     pthread_mutex_lock(&s->lock);
     q = st(s, S_UPLOAD_DUE);
     rc = sqlite3_step(q);
-    *when = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    *when = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;   /* NULL (empty): 0 */
     sqlite3_reset(q);
     pthread_mutex_unlock(&s->lock);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? FA_OK : sqlite_to_fa(rc);

@@ -243,15 +243,33 @@ struct store_upload {
     unsigned char *json; size_t len;   /* malloc'd */
     int attempts;
 };
+/* How far ahead the uploader ever schedules an attempt, in seconds: a time
+ * further ahead was set before the clock went back, and counts as due. */
+struct store_due {
+    int64_t order_ahead;      /* the longest backoff of an invoice in order */
+    int64_t refused_ahead;    /* the retry interval of a refused invoice */
+};
 /* The oldest queued invoice with id > after_id (0: the head of the queue),
- * if its next attempt is due at `now`.  FA_NOTFOUND if none is due. */
-enum fa_err store_next_upload(store_t *s, int64_t now, int64_t after_id, struct store_upload *u);
+ * if its next attempt is due at `now`; refused invoices (below) do not count
+ * as the head.  FA_NOTFOUND if none is due. */
+enum fa_err store_next_upload(store_t *s, int64_t now, const struct store_due *due, int64_t after_id,
+                              struct store_upload *u);
 void store_upload_free(struct store_upload *u);
 enum fa_err store_upload_done(store_t *s, int64_t invoice_id, int64_t now);
 /* The same for n invoices in one commit (the uploader's run of accepted ones). */
 enum fa_err store_uploads_done(store_t *s, const int64_t *invoice_ids, int n, int64_t now);
-enum fa_err store_upload_failed(store_t *s, int64_t invoice_id, int64_t next_at, const char *error);
+/* A failed attempt: tried again at next_at.  refused: the platform refused the
+ * invoice for good (409, 400, 413), and it steps out of the queue's order. */
+enum fa_err store_upload_failed(store_t *s, int64_t invoice_id, int64_t next_at, bool refused,
+                                const char *error);
 /* Earliest next attempt of the queue, 0 if empty. */
 enum fa_err store_upload_next_due(store_t *s, int64_t *when);
+/* The invoices the platform refused, and the first of them (FA_NOTFOUND: none). */
+struct store_refused {
+    int64_t count;
+    char code[16], number[16];
+    char error[256];   /* its last error, cut */
+};
+enum fa_err store_first_refused(store_t *s, struct store_refused *r);
 
 #endif

@@ -13,15 +13,25 @@
  * Retrying is scheduled in the store too.  A failed attempt writes next_at =
  * now (the first failure), then 2^(attempts-1) seconds (capped at 30) plus
  * up to 25% random jitter, so that many machines coming back after the same
- * outage do not all call at once.  Because only the head may go, its backoff is also the pause of the
- * whole queue: while the platform is down we call it at that slowing pace and
- * no faster, however many invoices are issued meanwhile (a kick only makes the
- * thread look at the queue again; it does not bring a retry forward).
+ * outage do not all call at once.  Because only the head may go, its backoff
+ * is also the pause of the whole queue: while the platform is down we call it
+ * at that slowing pace and no faster, however many invoices are issued
+ * meanwhile (a kick only makes the thread look at the queue again; it does
+ * not bring a retry forward).
+ *
+ * The one exception to the order: an invoice the platform refuses for good
+ * (platform_refuses_invoice: 409, 400, 413) steps out of it.  Waiting for it
+ * would hold back every later invoice for ever and, once it is older than the
+ * offline hours limit, stop issuing.  It stays queued (it is offline: the
+ * platform has not accepted it), is tried again every REFUSED_RETRY_S in case
+ * the platform's side was mended, and status names it.
  *
  * Times: due times and "now" come from clock_now(), the clock the store and
  * the rest of fapiaofs use (tests may replace it with a file).  Waiting is
  * done in real seconds on CLOCK_MONOTONIC and never longer than 30 s, so a
- * test clock that jumps is noticed soon.  (The request's X-Timestamp is the
+ * test clock that jumps is noticed soon.  A clock set back (NTP after a
+ * drift, an administrator) leaves due times further ahead than any backoff;
+ * the store counts those as due (struct store_due).  (The request's X-Timestamp is the
  * real time(): platform.c says why.)
  *
  * Stopping: uploader_stop() abandons the client (platform_client_abandon),
@@ -51,6 +61,7 @@
 #define INVOICES_PATH        "/v1/invoices"
 #define SENTENCE_MAX         1024    /* an error sentence before it meets status */
 #define MARKS_MAX            32      /* accepted invoices marked in one commit */
+#define REFUSED_RETRY_S      600     /* a refused invoice is tried again this often */
 
 struct uploader {
     store_t *store;
@@ -189,7 +200,7 @@ static enum attempt upload_one(struct uploader *u, const struct store_upload *it
 {
     char error[SENTENCE_MAX];
     struct platform_reply r;
-    bool answered;
+    bool answered, refused;
     int64_t now, next_at;
     enum fa_err err;
 
@@ -216,10 +227,11 @@ static enum attempt upload_one(struct uploader *u, const struct store_upload *it
         describe_http_error(&r, item, error, sizeof error);
     else
         copy_cut(error, sizeof error, r.error);
+    refused = answered && platform_refuses_invoice(r.http);
     platform_reply_free(&r);
     /* attempts counts the earlier failures: this one makes it attempts + 1. */
-    next_at = now + backoff_seconds(item->attempts + 1);
-    err = store_upload_failed(u->store, item->invoice_id, next_at, error);
+    next_at = now + (refused ? REFUSED_RETRY_S : backoff_seconds(item->attempts + 1));
+    err = store_upload_failed(u->store, item->invoice_id, next_at, refused, error);
     pthread_mutex_lock(&u->lock);
     u->status.reachable = answered;
     if (answered)
@@ -227,8 +239,9 @@ static enum attempt upload_one(struct uploader *u, const struct store_upload *it
     u->status.next_retry = next_at;
     if (strncmp(u->status.last_error, error, sizeof u->status.last_error - 1))
         /* each new kind of failure once in the log, not every retry */
-        fprintf(stderr, "fapiaofs: upload of %s-%s failed: %s (retrying)\n", item->code,
-                item->number, error);
+        fprintf(stderr, "fapiaofs: upload of %s-%s failed: %s (%s)\n", item->code, item->number,
+                error, refused ? "refused: the invoices after it go on; tried again every 10 minutes"
+                               : "retrying");
     copy_cut(u->status.last_error, sizeof u->status.last_error, error);
     pthread_mutex_unlock(&u->lock);
     return err == FA_OK ? ATTEMPT_FAILED : ATTEMPT_STORE_FAILED;
@@ -275,6 +288,8 @@ static void wait_for_work(struct uploader *u, int64_t now)
 
 static void *uploader_main(void *arg)
 {
+    /* the longest wait backoff_seconds() gives, and a refused invoice's */
+    static const struct store_due due = { BACKOFF_CAP_S + BACKOFF_CAP_S / 4 + 1, REFUSED_RETRY_S + 1 };
     struct uploader *u = arg;
 
     while (!atomic_load(&u->stopping)) {
@@ -288,7 +303,7 @@ static void *uploader_main(void *arg)
         u->kicked = false;
         pthread_mutex_unlock(&u->lock);
 
-        err = store_next_upload(u->store, now, u->naccepted ? u->accepted[u->naccepted - 1] : 0,
+        err = store_next_upload(u->store, now, &due, u->naccepted ? u->accepted[u->naccepted - 1] : 0,
                                 &item);
         if (err == FA_OK) {
             enum attempt a = upload_one(u, &item);

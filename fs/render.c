@@ -181,6 +181,7 @@ static void render_platform_status(struct text *t)
 {
     struct platform_status ps;
     struct store_counts sc;
+    struct store_refused r;
     char c1[32], c2[32], c3[32], a[DEC_FMT_MAX];
     uploader_status(engine_uploader(g_fs.engine), &ps);
     store_counts(engine_store(g_fs.engine), &sc);
@@ -190,6 +191,13 @@ static void render_platform_status(struct text *t)
         when(ps.last_contact, c1), ps.last_error[0] ? ps.last_error : "none",
         (long long)sc.upload_queued, fen(sc.upload_queued_fen, a),
         when(sc.upload_oldest_issued_at, c2), when(ps.next_retry, c3));
+    /* Invoices the platform refused for good stay queued outside the order
+     * (engine/upload.c); last_error forgets them at the next success. */
+    if (store_first_refused(engine_store(g_fs.engine), &r) == FA_OK)
+        put(t, "refused: %lld\nrefused_first: %s-%s: %s\n", (long long)r.count, r.code, r.number,
+            r.error);
+    else
+        put(t, "refused: 0\n");
 }
 
 static void render_status(struct text *t)

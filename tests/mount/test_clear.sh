@@ -123,3 +123,21 @@ for step in 1 2 3 4 5 6; do
 done
 check_eq "device and store agree after the runs" \
   "$(field "$MNT/device/status" signed_invoices)" "$(field "$MNT/status" invoices)"
+
+# An invoice the platform refuses for good (409: it holds other bytes for that number) stops a
+# clearing at step 2 with EPERM naming it; once the platform's side is mended, clear goes through.
+IFS='|' read -r RCODE RNUM <<<"$(sqlite3 "$T/state/fapiaofs.db" \
+  "select code, printf('%08d', number + 1) from invoices order by id desc limit 1")"
+sqlite3 "$T/platform.db" "insert into invoices values('$RCODE', '$RNUM', 'other bytes', 0)"
+draft refused.json REFUSED
+check "the draft is issued as $RCODE-$RNUM" test -f "$MNT/issued/$month/$RCODE-$RNUM.json"
+t_clock "${day}T09:00:00+08:00"
+filed "$month"
+check_eq "clear with an invoice the platform refuses (409): EPERM" "$(clear_cmd)" "Operation not permitted"
+check "  the reason names the invoice and the integrity alarm" \
+  grep -q "^reason: the platform holds other bytes for $RCODE-$RNUM (HTTP 409" "$MNT/device/clear"
+echo "# $(grep '^reason' "$MNT/device/clear")"
+check "  step 2 failed" grep -q '^step_2_upload: failed' "$MNT/device/clear"
+sqlite3 "$T/platform.db" "delete from invoices where code = '$RCODE' and number = '$RNUM'"
+check_eq "mended on the platform: clear goes through" "$(clear_cmd)" ""
+check_eq "  cleared through $month" "$(field "$MNT/device/status" cleared_through)" "$month"
