@@ -8,8 +8,16 @@
  * has it open stays readable through that descriptor.
  *
  * Processing runs without the folder's lock held: the engine may take a
- * while (device, fsync), and other writers must not wait for it.
+ * while (device, fsync), and other writers must not wait for it.  While it
+ * runs the entry is `busy`, and that is what keeps a draft from being taken
+ * twice: a second descriptor closed at the same moment waits for the first
+ * one's outcome and returns it instead of submitting the bytes again (two
+ * invoices for one file); writes and truncation are refused, so nothing is
+ * added that the outcome would not include; `rm` of a waiting draft waits
+ * for a retry in progress, which would otherwise overwrite the cancel; and a
+ * create of the same name waits, then makes a new file if the old one left.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -29,6 +37,7 @@
 enum entry_state {
     ENTRY_OPEN,      /* being written, or a scratch file */
     ENTRY_WAITING,   /* handed to the engine, waits for the device (read-only) */
+    ENTRY_DONE,      /* handed to the engine and left pending/ (still open somewhere) */
 };
 
 struct pending_entry {
@@ -43,6 +52,9 @@ struct pending_entry {
     int refs;
     bool linked;               /* still in the folder */
     bool too_big;              /* a write went past 1 MiB: dropped at close */
+    bool busy;                 /* process_entry() runs for it */
+    bool renamed;              /* renamed to a draft name while open: processed at a close */
+    int outcome;               /* the errno of its last processing */
     struct pending_dir *dir;
 };
 
@@ -66,6 +78,7 @@ struct pending_dir {
     pthread_t retry_thread;
     bool retry_running, stopping;
     pthread_cond_t retry_cond;
+    pthread_cond_t idle;          /* an entry stopped being busy */
 };
 
 #define RETRY_SECONDS 2
@@ -213,6 +226,28 @@ static struct pending_entry *add_entry(struct pending_dir *d, const char *name)
     return e;
 }
 
+/* Until no processing of e runs; lock held (released while waiting), and a
+ * reference to e, or it could be freed while we wait. */
+static void wait_idle(struct pending_dir *d, struct pending_entry *e)
+{
+    while (e->busy)
+        pthread_cond_wait(&d->idle, &d->lock);
+}
+
+/* The same for an entry found by name, without a reference of our own. */
+static void wait_idle_found(struct pending_dir *d, struct pending_entry *e)
+{
+    e->refs++;
+    wait_idle(d, e);
+    entry_unref(e);
+}
+
+/* Whether e's content may change: not while it is processed or after. */
+static bool entry_writable(const struct pending_entry *e)
+{
+    return !e->busy && e->state == ENTRY_OPEN;
+}
+
 static void entry_stat(const struct pending_entry *e, struct stat *st)
 {
     fill_attr(st, ino_make(SPACE_PENDING, e->id),
@@ -255,8 +290,18 @@ static void announce(const char *name, uint64_t ino, const struct engine_outcome
     }
 }
 
-/* Hand entry e (a reference held by the caller) to the engine and apply the
- * outcome.  Returns the errno for close()/rename(). */
+/* The end of processing e: its outcome is known; lock held. */
+static int entry_idle(struct pending_dir *d, struct pending_entry *e, int rc)
+{
+    e->busy = false;
+    e->outcome = rc;
+    pthread_cond_broadcast(&d->idle);
+    return rc;
+}
+
+/* Hand entry e (a reference held by the caller, marked busy by it under the
+ * lock) to the engine and apply the outcome.  Returns the errno for
+ * close()/rename(). */
 static int process_entry(struct pending_dir *d, struct pending_entry *e)
 {
     struct engine_outcome out;
@@ -267,11 +312,14 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e)
     int rc;
 
     pthread_mutex_lock(&d->lock);
+    assert(e->busy);
     len = e->size;
     copy = malloc(len ? len : 1);
     if (copy && len)
         memcpy(copy, e->data, len);
     memcpy(name, e->name, sizeof name);
+    if (!copy)
+        entry_idle(d, e, ENOMEM);
     pthread_mutex_unlock(&d->lock);
     if (!copy)
         return ENOMEM;
@@ -288,9 +336,11 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e)
         rc = 0;
     } else {
         /* issued, rejected, or not stored at all: it leaves pending/ */
+        e->state = ENTRY_DONE;
         unlink_entry(d, e);
         rc = err == FA_OK ? 0 : fa_err_errno(err);
     }
+    entry_idle(d, e, rc);
     pthread_mutex_unlock(&d->lock);
     announce(name, ino_make(SPACE_PENDING, e->id), &out, err);
     if (err == FA_OK && out.kind == OUTCOME_WAITING)
@@ -314,8 +364,11 @@ static void retry_waiting(struct pending_dir *d)
         for (i = 0; i < d->n && !e; i++)
             if (d->v[i]->state == ENTRY_WAITING)
                 e = d->v[i];
-        if (e)
+        if (e) {
+            assert(!e->busy);   /* only this thread processes waiting drafts */
             e->refs++;
+            e->busy = true;
+        }
         pthread_mutex_unlock(&d->lock);
         if (!e)
             return;
@@ -366,6 +419,7 @@ struct pending_dir *pending_new(struct engine *e)
     d->next_id = 1;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->retry_cond, NULL);
+    pthread_cond_init(&d->idle, NULL);
     return d;
 }
 
@@ -418,6 +472,7 @@ void pending_free(struct pending_dir *d)
     free(d->v);
     free(d->orphans);
     pthread_cond_destroy(&d->retry_cond);
+    pthread_cond_destroy(&d->idle);
     pthread_mutex_destroy(&d->lock);
     free(d);
 }
@@ -477,7 +532,9 @@ int pending_create(struct pending_dir *d, const char *name, struct pending_handl
     if (strlen(name) > 255)
         return ENAMETOOLONG;
     pthread_mutex_lock(&d->lock);
-    i = find_name(d, name);
+    /* a draft of that name being processed: its outcome first (it may leave) */
+    while ((i = find_name(d, name)) >= 0 && d->v[i]->busy)
+        wait_idle_found(d, d->v[i]);
     if (i >= 0) {
         e = d->v[i];
         if (e->state == ENTRY_WAITING) {
@@ -512,8 +569,12 @@ int pending_open(struct pending_dir *d, uint64_t id, int flags, struct pending_h
         goto out;
     }
     e = d->v[i];
-    if ((flags & O_ACCMODE) != O_RDONLY && e->state == ENTRY_WAITING) {
+    if (((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) && e->state == ENTRY_WAITING) {
         rc = EACCES;   /* a waiting draft is already handed over */
+        goto out;
+    }
+    if ((flags & O_TRUNC) && !entry_writable(e)) {
+        rc = EBUSY;    /* being processed: its bytes are the engine's now */
         goto out;
     }
     if (flags & O_TRUNC) {
@@ -557,8 +618,8 @@ ssize_t pending_write(struct pending_handle *h, const char *buf, size_t size, of
         goto out;
     }
     end = (size_t)off + size;
-    if (e->state == ENTRY_WAITING) {
-        rc = -EACCES;
+    if (!entry_writable(e)) {
+        rc = -EACCES;   /* handed to the engine (waiting, being processed, or done) */
         goto out;
     }
     if (end > e->cap) {
@@ -588,6 +649,7 @@ int pending_flush(struct pending_handle *h)
 {
     struct pending_dir *d = h->dir;
     bool process;
+    int rc;
 
     /* Only a descriptor that wrote triggers processing: a shell's
      * duplicated descriptor is closed before anything is written. */
@@ -599,9 +661,26 @@ int pending_flush(struct pending_handle *h)
         notify_inode(FIXED_PENDING);
         return EFBIG;
     }
-    process = h->wrote && h->e->linked && h->e->state == ENTRY_OPEN &&
+    if (h->wrote || h->e->renamed) {
+        /* Another descriptor's close is processing it: that outcome includes
+         * what this one wrote (writes stop while it runs), and is ours too. */
+        if (h->e->busy) {
+            wait_idle(d, h->e);
+            if (h->e->state != ENTRY_OPEN) {
+                h->wrote = false;
+                rc = h->e->outcome;
+                pthread_mutex_unlock(&d->lock);
+                return rc;
+            }
+        }
+    }
+    process = (h->wrote || h->e->renamed) && h->e->linked && h->e->state == ENTRY_OPEN &&
               pending_is_draft_name(h->e->name);
     h->wrote = false;
+    if (process) {
+        h->e->busy = true;
+        h->e->renamed = false;
+    }
     pthread_mutex_unlock(&d->lock);
     return process ? process_entry(d, h->e) : 0;
 }
@@ -622,7 +701,7 @@ static int truncate_entry(struct pending_entry *e, off_t size, struct stat *st)
 
     if (size < 0 || size > DRAFT_MAX_BYTES)
         return EFBIG;
-    if (e->state == ENTRY_WAITING)
+    if (!entry_writable(e))
         return EACCES;
     err = grow_entry(e->dir, e, (size_t)size);
     if (err)
@@ -684,7 +763,10 @@ int pending_unlink(struct pending_dir *d, const char *name)
     enum fa_err err = FA_OK;
 
     pthread_mutex_lock(&d->lock);
-    i = find_name(d, name);
+    /* a retry in progress would write its outcome over the cancel: wait for
+     * it (the draft may be issued by then, and gone) */
+    while ((i = find_name(d, name)) >= 0 && d->v[i]->busy)
+        wait_idle_found(d, d->v[i]);
     if (i >= 0) {
         e = d->v[i];
         if (e->state == ENTRY_WAITING)
@@ -717,12 +799,12 @@ int pending_rename(struct pending_dir *d, const char *from, const char *to, unsi
         rc = ENOENT;
     } else if (i == j) {
         rc = 0;
-    } else if (d->v[i]->state == ENTRY_WAITING) {
+    } else if (d->v[i]->state == ENTRY_WAITING || d->v[i]->busy) {
         rc = EBUSY;    /* handed to the engine: its name is its identity */
     } else if (j >= 0 && (flags & RENAME_NOREPLACE)) {
         rc = EEXIST;
-    } else if (j >= 0 && d->v[j]->state == ENTRY_WAITING) {
-        rc = EBUSY;    /* never silently replace a draft that waits */
+    } else if (j >= 0 && (d->v[j]->state == ENTRY_WAITING || d->v[j]->busy)) {
+        rc = EBUSY;    /* never silently replace a draft that waits or is processed */
     } else {
         e = d->v[i];
         if (j >= 0) {
@@ -730,10 +812,15 @@ int pending_rename(struct pending_dir *d, const char *from, const char *to, unsi
         }
         snprintf(e->name, sizeof e->name, "%s", to);
         /* A closed scratch file renamed to a draft name is processed now;
-         * one still open is processed when its writer closes it. */
+         * one still open at the next close of a descriptor on it (which may
+         * be a reader's, or have written before the rename: a write's own
+         * flag was spent at a close while the name was a scratch name). */
         process = pending_is_draft_name(to) && e->refs == 1;
-        if (process)
+        e->renamed = pending_is_draft_name(to) && !process;
+        if (process) {
             e->refs++;
+            e->busy = true;
+        }
     }
     pthread_mutex_unlock(&d->lock);
     if (process) {

@@ -57,6 +57,30 @@ elif mode == "dup":          # PATH SRC: close a dup before writing (must do not
     outcome = os.path.exists(f"{mnt}/receipts/{name}") or os.path.exists(f"{mnt}/rejected/{name}")
     os.write(fd, data)
     print(r, still, outcome, err(os.close, fd))
+elif mode == "twofds":       # DIR SRC N: N drafts (no request_id), each written through two
+    import threading         # descriptors that two threads close at once; prints the closes' errnos
+    d, body, n = args[0], json.load(open(args[1], encoding="utf-8")), int(args[2])
+    body.pop("request_id", None)
+    data = json.dumps(body, ensure_ascii=False).encode()
+    res = []
+    for i in range(n):
+        path = "%s/two-%02d.json" % (d, i)
+        fds = [os.open(path, os.O_WRONLY | os.O_CREAT, 0o644) for _ in range(2)]
+        for fd in fds:
+            os.pwrite(fd, data, 0)
+        go = threading.Barrier(2)
+        def close(fd):
+            go.wait(); res.append(err(os.close, fd))
+        ts = [threading.Thread(target=close, args=(fd,)) for fd in fds]
+        for t in ts: t.start()
+        for t in ts: t.join()
+    print(" ".join(sorted(set(map(str, res)))), len(res))
+elif mode == "renameopen":   # DIR SRC: a scratch file renamed to a draft name while a reader
+    d, data = args[0], open(args[1], "rb").read()  # holds it open; the reader's close processes it
+    open(d + "/ro.json.tmp", "wb").write(data)
+    fd = os.open(d + "/ro.json.tmp", os.O_RDONLY)
+    os.rename(d + "/ro.json.tmp", d + "/ro.json")
+    print(err(os.close, fd))
 elif mode == "rename":       # FROM TO
     print(err(os.rename, args[0], args[1]))
 elif mode == "open":         # PATH FLAGS...: open (and close) with the named flags
@@ -295,7 +319,29 @@ check "it reads back" cmp "$T/bad.json" "$P/bad.json.tmp"
 check "no rejection for the scratch name" test ! -e "$MNT/rejected/bad.json.tmp"
 check "rm of a scratch file" rm "$P/bad.json.tmp"
 check_eq "pending/ empty" "$(ls -A "$P")" ""
+# A scratch file renamed into place while a descriptor is still open on it: processed at that
+# descriptor's close (it was left in pending/ for ever, and gone at the next mount).
+mkdraft RENAME-OPEN > "$T/ro.json"
+check_eq "rename into place while a reader holds it open; its close returns 0" \
+  "$(drop renameopen "$P" "$T/ro.json")" "0"
+issued ro.json RENAME-OPEN
+# The same in a shell: the writer's descriptor, its write flag spent at a builtin's close.
+mkdraft RENAME-OPEN-2 > "$T/ro2.json"
+bash -c 'exec 3>"$1/ro2.json.tmp"; cat "$2" >&3; mv "$1/ro2.json.tmp" "$1/ro2.json"; exec 3>&-' \
+  _ "$P" "$T/ro2.json"
+issued ro2.json RENAME-OPEN-2
 alive "the scratch names"
+
+# --- one file written through two descriptors closed at the same moment: one invoice ----------
+# Both closes processed it (the second while the first was still in the engine): 20 files made
+# 40 invoices.  Now the second close waits for the first one's outcome and returns it.
+before=$(sql "select count(*) from invoices")
+check_eq "20 files, two descriptors each, closed at once: every close returns 0" \
+  "$(drop twofds "$P" "$ROOT/examples/basic.json" 20)" "0 40"
+check_eq "  20 invoices, not 40" "$(( $(sql "select count(*) from invoices") - before ))" "20"
+check_eq "  20 receipts" "$(ls "$MNT/receipts" | grep -c '^two-')" "20"
+check_eq "  pending/ empty" "$(ls -A "$P")" ""
+alive "two descriptors"
 
 # --- results as errnos: close() and rename() --------------------------------------------------
 mkdraft RES-1 > "$T/res1.json"; mkdraft RES-2 > "$T/res2.json"
@@ -414,6 +460,8 @@ check "... and saying why (the PIN)" grep -q '^waiting_draft: wait.json .*PIN' "
 check_eq "writing to the waiting draft: EACCES (13)" "$(drop open "$P/wait.json" O_WRONLY)" "13"
 check_eq "appending to the waiting draft: EACCES (13)" "$(drop append1 "$P/wait.json")" "13"
 check_eq "O_TRUNC of the waiting draft: EACCES (13)" "$(drop open "$P/wait.json" O_WRONLY O_TRUNC)" "13"
+check_eq "O_RDONLY|O_TRUNC of the waiting draft (root): EACCES (13)" \
+  "$(drop open "$P/wait.json" O_RDONLY O_TRUNC)" "13"
 check_eq "the waiting draft is unchanged" "$(cmp "$T/wait.json" "$P/wait.json" && echo same)" "same"
 check_eq "a second waiting draft" "$(drop close "$P/wait2.json" "$T/wait2.json" 4096)" "0"
 check_eq "the store says waiting" "$(sql "select state from drafts where name='wait.json'")" "waiting"
