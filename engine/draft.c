@@ -178,6 +178,11 @@ static bool rate_in(const char *const *list, dec_t rate)
     return false;
 }
 
+bool draft_rate_is_historical(dec_t rate)
+{
+    return rate_in(historical_rates, rate);
+}
+
 /* "path.key" or "key" at the top level. */
 static const char *field(char buf[64], const char *path, const char *key)
 {

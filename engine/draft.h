@@ -75,6 +75,9 @@ struct draft_defaults {
 #define DRAFT_INVOICE_TOLERANCE_FEN 127   /* ±1.27 over all lines (SPEC §3.3) */
 
 /* Sum the lines into the totals and check the invoice tolerance. */
+/* Whether rate is one of the historical rates allowed only on red invoices
+ * (0.10 0.11 0.16 0.17: they reverse blue invoices of the years they held). */
+bool draft_rate_is_historical(dec_t rate);
 void draft_totals(struct draft *d, struct problems *p);
 
 /* FA_OK with *d filled, or FA_REJECTED with every problem in p.  Other

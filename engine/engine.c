@@ -569,20 +569,22 @@ static enum fa_err resolve_red(struct engine *e, int64_t draft_id, const char *n
                                struct engine_outcome *out)
 {
     struct problems problems = { 0 };
-    int64_t reversed = 0;
+    struct red_sums reversed = { 0 };
     char *blue = NULL;
     size_t blue_len = 0;
     enum fa_err err;
 
-    err = store_get_blue(e->store, d->red.code, d->red.number, &blue, &blue_len, &reversed);
+    err = store_get_blue(e->store, d->red.code, d->red.number, &blue, &blue_len);
+    if (err == FA_OK)
+        err = store_each_red(e->store, d->red.code, d->red.number, red_sums_add_invoice, &reversed);
     if (err == FA_NOTFOUND)
         problems_add(&problems, "red.number: %s-%s was not issued by this device (no such "
                                 "invoice in the store)", d->red.code, d->red.number);
-    else if (err)
-        return err;
-    else
-        red_resolve(d, blue, blue_len, reversed, &problems);
+    else if (err == FA_OK)
+        red_resolve(d, blue, blue_len, &reversed, &problems);
     free(blue);
+    if (err && err != FA_NOTFOUND)
+        return err;
     if (problems.count)
         err = reject(e, draft_id, name, body, len, problems.text, out);
     problems_free(&problems);

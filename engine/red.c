@@ -44,6 +44,129 @@ static const char *plain_name(json_t *item)
     return printed;
 }
 
+/* ---- sums by tax rate ---------------------------------------------------- */
+
+static struct red_rate_sum *sums_at(struct red_sums *s, dec_t rate)
+{
+    int i;
+
+    for (i = 0; i < s->n; i++)
+        if (dec_cmp(s->by_rate[i].rate, rate) == 0)
+            return &s->by_rate[i];
+    if (s->n == RED_RATES_MAX) {
+        s->unreadable = true;
+        return NULL;
+    }
+    s->by_rate[s->n] = (struct red_rate_sum){ .rate = rate };
+    return &s->by_rate[s->n++];
+}
+
+static const struct red_rate_sum *sums_find(const struct red_sums *s, dec_t rate)
+{
+    int i;
+
+    for (i = 0; i < s->n; i++)
+        if (dec_cmp(s->by_rate[i].rate, rate) == 0)
+            return &s->by_rate[i];
+    return NULL;
+}
+
+/* Adds a line; a red invoice's lines are negative, and negated here. */
+static void sums_add(struct red_sums *s, dec_t rate, dec_t amount, dec_t tax, bool red)
+{
+    struct red_rate_sum *r = sums_at(s, rate);
+
+    if (red) {
+        amount = dec_neg(amount);
+        tax = dec_neg(tax);
+    }
+    if (!r || !dec_add(r->amount, amount, &r->amount) || !dec_add(r->tax, tax, &r->tax) ||
+        !dec_add(s->amount, amount, &s->amount) || !dec_add(s->tax, tax, &s->tax))
+        s->unreadable = true;
+}
+
+/* The lines of an invoice file's "items" (a blue one's discount lines
+ * subtract from their rate). */
+static void sums_add_items(struct red_sums *s, json_t *items, bool red)
+{
+    size_t i;
+    json_t *it;
+
+    if (!json_is_array(items))
+        s->unreadable = true;
+    json_array_foreach(items, i, it) {
+        dec_t rate, amount, tax;
+        if (dec_at(it, "tax_rate", &rate) || dec_at(it, "amount", &amount) || dec_at(it, "tax", &tax))
+            s->unreadable = true;
+        else
+            sums_add(s, rate, amount, tax, red);
+    }
+}
+
+int red_sums_add_invoice(void *arg, const void *json, size_t len)
+{
+    struct red_sums *s = arg;
+    json_t *doc = json_loadb(json, len, 0, NULL);
+
+    sums_add_items(s, json_object_get(doc, "items"), true);
+    json_decref(doc);
+    return 0;
+}
+
+/* The rates of s as "0.13 0.06", for a message. */
+static void rate_list(const struct red_sums *s, char *buf, size_t len)
+{
+    char r[DEC_FMT_MAX];
+    size_t used = 0;
+    int i;
+
+    buf[0] = 0;
+    for (i = 0; i < s->n && used < len; i++) {
+        int n = snprintf(buf + used, len - used, "%s%s", i ? " " : "",
+                         dec_format(s->by_rate[i].rate, dec_decimals_used(s->by_rate[i].rate), r));
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
+/* Each rate of this red invoice against the blue one's, with what earlier
+ * red invoices reversed at it. */
+static void check_by_rate(const struct draft *d, const struct red_sums *blue, const struct red_sums *before,
+                          struct problems *p)
+{
+    static const struct red_rate_sum none;
+    struct red_sums mine = { 0 };
+    char rate[DEC_FMT_MAX], a[DEC_FMT_MAX], b[DEC_FMT_MAX], c[DEC_FMT_MAX], rates[128];
+    int i, k;
+
+    for (i = 0; i < d->nitems; i++)
+        sums_add(&mine, d->items[i].tax_rate, d->items[i].amount, d->items[i].tax, true);
+    for (i = 0; i < mine.n; i++) {
+        const struct red_rate_sum *m = &mine.by_rate[i], *bl = sums_find(blue, m->rate);
+        const struct red_rate_sum *was = sums_find(before, m->rate);
+        dec_format(m->rate, dec_decimals_used(m->rate), rate);
+        if (!bl && draft_rate_is_historical(m->rate))
+            continue;   /* the rate of the years it held: the totals bound it */
+        if (!bl) {
+            rate_list(blue, rates, sizeof rates);
+            problems_add(p, "items: the blue invoice %s-%s has no line at tax rate %s (its rates: %s)",
+                         d->red.code, d->red.number, rate, rates);
+            continue;
+        }
+        if (!was)
+            was = &none;
+        for (k = 0; k < 2; k++) {
+            dec_t now = k ? m->tax : m->amount, earlier = k ? was->tax : was->amount, sum;
+            dec_t limit = k ? bl->tax : bl->amount;
+            if (dec_add(now, earlier, &sum) && dec_cmp(sum, limit) <= 0)
+                continue;
+            problems_add(p, "items: at tax rate %s this red invoice reverses %s %s; with the %s already "
+                            "reversed that is more than the blue invoice's %s", rate,
+                         k ? "tax" : "amount", dec_format(now, 2, a), dec_format(earlier, 2, b),
+                         dec_format(limit, 2, c));
+        }
+    }
+}
+
 /* The lines of the blue invoice, negated, discounts merged. */
 static int negate_blue_lines(struct draft *d, json_t *items, struct problems *p)
 {
@@ -136,13 +259,40 @@ static void set_remark(struct draft *d, struct problems *p)
                      prefix, gbk, RED_REMARK_MAX_GBK);
 }
 
-enum fa_err red_resolve(struct draft *d, const char *blue_json, size_t len, int64_t reversed_fen,
-                        struct problems *p)
+/* The totals of SPEC §3.5 (amount, tax and total) over all red invoices of
+ * the blue one; the number of problems added. */
+static int check_totals(const struct draft *d, const struct red_sums *blue, const struct red_sums *before,
+                        dec_t blue_total, struct problems *p)
+{
+    static const char *const what[] = { "total", "amount", "tax" };
+    char a[DEC_FMT_MAX], b[DEC_FMT_MAX], c[DEC_FMT_MAX];
+    int k, n = 0;
+
+    for (k = 0; k < 3; k++) {
+        dec_t now = k == 0 ? d->total : k == 1 ? d->total_amount : d->total_tax, earlier, limit, sum;
+        earlier = k == 0 ? dec_add(before->amount, before->tax, &sum) ? sum : blue_total
+                         : k == 1 ? before->amount : before->tax;
+        limit = k == 0 ? blue_total : k == 1 ? blue->amount : blue->tax;
+        now = dec_neg(now);   /* a red invoice's totals are negative */
+        if (dec_add(now, earlier, &sum) && dec_cmp(sum, limit) <= 0)
+            continue;
+        problems_add(p, "items: this red invoice reverses %s %s; with the %s already reversed that "
+                        "is more than the blue invoice's %s %s", what[k], dec_format(now, 2, a),
+                     dec_format(earlier, 2, b), what[k], dec_format(limit, 2, c));
+        n++;
+        if (k == 0)
+            break;   /* the total says it; its parts would repeat it */
+    }
+    return n;
+}
+
+enum fa_err red_resolve(struct draft *d, const char *blue_json, size_t len,
+                        const struct red_sums *reversed, struct problems *p)
 {
     int before = p->count;
     const char *blue_type;
-    dec_t blue_total, would;
-    char a[DEC_FMT_MAX], b[DEC_FMT_MAX], c[DEC_FMT_MAX];
+    struct red_sums blue = { 0 };
+    dec_t blue_total;
 
     d->blue = json_loadb(blue_json, len, 0, NULL);
     if (!d->blue || dec_at(json_object_get(d->blue, "totals"), "total", &blue_total)) {
@@ -170,13 +320,12 @@ enum fa_err red_resolve(struct draft *d, const char *blue_json, size_t len, int6
     set_remark(d, p);
     draft_totals(d, p);
     if (p->count == before) {
-        dec_t reversed = dec_from_fen(reversed_fen);
-        dec_add(reversed, dec_abs(d->total), &would);
-        if (dec_cmp(would, blue_total) > 0)
-            problems_add(p, "items: this red invoice reverses %s; with the %s already reversed "
-                            "that is more than the blue invoice's total %s",
-                         dec_format(dec_abs(d->total), 2, a), dec_format(reversed, 2, b),
-                         dec_format(blue_total, 2, c));
+        sums_add_items(&blue, json_object_get(d->blue, "items"), false);
+        if (blue.unreadable || reversed->unreadable)
+            problems_add(p, "red.number: the lines of %s-%s or of its earlier red invoices cannot be "
+                            "read", d->red.code, d->red.number);
+        else if (check_totals(d, &blue, reversed, blue_total, p) == 0)
+            check_by_rate(d, &blue, reversed, p);
     }
     return p->count == before ? FA_OK : FA_REJECTED;
 }

@@ -122,7 +122,8 @@ static const char *const store_migrations[] = {
 enum stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
     S_ADD_DRAFT, S_DRAFT_WAITING, S_DRAFT_CANCEL, S_LIST_WAITING,
-    S_FIND_REQUEST, S_GET_BLUE, S_PUT_INTENT, S_DEL_INTENT, S_DEL_INTENT_NUMBER, S_HAS_NUMBER, S_FIND_INTENT,
+    S_FIND_REQUEST, S_GET_BLUE, S_EACH_RED, S_PUT_INTENT, S_DEL_INTENT, S_DEL_INTENT_NUMBER, S_HAS_NUMBER,
+    S_FIND_INTENT,
     S_DEL_STALE_INTENTS, S_PUT_LOG, S_LIST_LOG,
     S_PUT_INVOICE, S_PUT_PERIOD, S_DRAFT_ISSUED, S_HIDE_RECEIPT_NAME, S_HIDE_REJECT_NAME,
     S_PUT_RECEIPT, S_QUEUE_UPLOAD,
@@ -148,9 +149,8 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_LIST_WAITING] = "SELECT id, name, received_at, body FROM drafts WHERE state = 'waiting' ORDER BY id",
     [S_FIND_REQUEST] = "SELECT id, code, number, period, issued_at, total_fen, draft_hash FROM invoices"
                         " WHERE request_id = ?1",
-    [S_GET_BLUE] = "SELECT json, (SELECT coalesce(-sum(r.total_fen), 0) FROM invoices r"
-                    " WHERE r.red_code = i.code AND r.red_number = i.number)"
-                    " FROM invoices i WHERE code = ?1 AND number = ?2",
+    [S_GET_BLUE] = "SELECT json FROM invoices WHERE code = ?1 AND number = ?2",
+    [S_EACH_RED] = "SELECT json FROM invoices WHERE red_code = ?1 AND red_number = ?2 ORDER BY id",
     [S_HAS_NUMBER] = "SELECT 1 FROM invoices WHERE code = ?1 AND number = ?2",
     [S_FIND_INTENT] = "SELECT i.draft_id, i.canonical, d.name, d.body, i.receipt FROM intents i"
                       " JOIN drafts d ON d.id = i.draft_id WHERE i.code = ?1 AND i.number = ?2",
@@ -681,17 +681,41 @@ enum fa_err store_find_request(store_t *s, const char *request_id, struct store_
     return err;
 }
 
+/* Statement id with an invoice's code and number bound as ?1 and ?2; lock held. */
+static sqlite3_stmt *st_invoice(store_t *s, int id, const char *code, const char *number)
+{
+    sqlite3_stmt *q = st(s, id);
+
+    sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, number, -1, SQLITE_STATIC);
+    return q;
+}
+
+enum fa_err store_each_red(store_t *s, const char *code, const char *number,
+                           int (*fn)(void *arg, const void *json, size_t len), void *arg)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    q = st_invoice(s, S_EACH_RED, code, number);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW &&
+           !fn(arg, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0)))
+        ;
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? FA_OK : sqlite_to_fa(rc);
+}
+
 enum fa_err store_get_blue(store_t *s, const char *code, const char *number, char **json,
-                           size_t *len, int64_t *reversed_fen)
+                           size_t *len)
 {
     sqlite3_stmt *q;
     enum fa_err err = FA_OK;
     int rc;
 
     pthread_mutex_lock(&s->lock);
-    q = st(s, S_GET_BLUE);
-    sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, number, -1, SQLITE_STATIC);
+    q = st_invoice(s, S_GET_BLUE, code, number);
     rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
         *len = (size_t)sqlite3_column_bytes(q, 0);
@@ -702,7 +726,6 @@ enum fa_err store_get_blue(store_t *s, const char *code, const char *number, cha
         } else {
             err = FA_NOMEM;
         }
-        *reversed_fen = sqlite3_column_int64(q, 1);
     } else {
         err = rc == SQLITE_DONE ? FA_NOTFOUND : sqlite_to_fa(rc);
     }
@@ -717,9 +740,7 @@ bool store_has_number(store_t *s, const char *code, const char *number)
     bool found;
 
     pthread_mutex_lock(&s->lock);
-    q = st(s, S_HAS_NUMBER);
-    sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, number, -1, SQLITE_STATIC);
+    q = st_invoice(s, S_HAS_NUMBER, code, number);
     found = sqlite3_step(q) == SQLITE_ROW;
     sqlite3_reset(q);
     pthread_mutex_unlock(&s->lock);

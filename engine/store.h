@@ -60,11 +60,15 @@ struct store_invoice_ref {
 };
 enum fa_err store_find_request(store_t *s, const char *request_id, struct store_invoice_ref *ref);
 
-/* The invoice CODE-NUMBER (malloc'd file bytes) and the total already reversed
- * by red invoices of it, as a positive number of fen.  FA_NOTFOUND if this
- * store never issued it. */
+/* The invoice CODE-NUMBER (malloc'd file bytes).  FA_NOTFOUND if this store
+ * never issued it. */
 enum fa_err store_get_blue(store_t *s, const char *code, const char *number, char **json,
-                           size_t *len, int64_t *reversed_fen);
+                           size_t *len);
+/* Calls fn with the file bytes of every red invoice of CODE-NUMBER, in issue
+ * order (under the store's lock: fn must not call the store); a non-zero
+ * return stops. */
+enum fa_err store_each_red(store_t *s, const char *code, const char *number,
+                           int (*fn)(void *arg, const void *json, size_t len), void *arg);
 
 /* ---- reconciliation with the device journal (SPEC §5.1) ---- */
 
