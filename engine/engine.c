@@ -598,6 +598,7 @@ struct issue_job {
     const char *name;
     const void *body;
     size_t len;
+    const char *behind;           /* an earlier draft that waits (engine_submit) */
     struct draft *d;
     char hash[65];                /* draft_hash, by the writer before it queues */
     struct engine_outcome *out;
@@ -651,6 +652,11 @@ static enum prepared prepare_job(struct engine *e, struct issue_job *j, bool fir
     j->req.issued_at = clock_now();
     sum_rates(d, &j->req);
     err = v->info_err;
+    if (err == FA_OK && j->behind) {
+        snprintf(out->reason, sizeof out->reason, "behind %.120s, which came earlier and waits "
+                 "(drafts are issued in arrival order)", j->behind);
+        err = FA_WAIT_BEHIND;
+    }
     if (err == FA_OK)
         err = check_offline(e, v, &j->req, out->reason, sizeof out->reason);
     if (err == FA_OK)
@@ -668,7 +674,7 @@ static enum prepared prepare_job(struct engine *e, struct issue_job *j, bool fir
         out->kind = OUTCOME_WAITING;
         if (err == FA_DEV_LOCKED)
             locked_reason(e, out->reason, sizeof out->reason);
-        else if (err != FA_DEV_OFFLINE_LIMIT)   /* that one has its own words already */
+        else if (err != FA_DEV_OFFLINE_LIMIT && err != FA_WAIT_BEHIND)   /* their own words */
             snprintf(out->reason, sizeof out->reason, "%s", fa_err_str(err));
         err = store_set_draft_waiting(e->store, j->draft_id, out->reason);
         goto done;
@@ -888,7 +894,7 @@ static enum fa_err issue_queued(struct engine *e, struct issue_job *j)
 }
 
 static enum fa_err process(struct engine *e, int64_t draft_id, const char *name, const void *body,
-                           size_t len, struct engine_outcome *out)
+                           size_t len, const char *behind, struct engine_outcome *out)
 {
     struct draft_defaults defs = draft_defaults_of(e);
     struct problems problems = { 0 };
@@ -901,7 +907,7 @@ static enum fa_err process(struct engine *e, int64_t draft_id, const char *name,
                      out);
     } else if (err == FA_OK) {
         struct issue_job j = { .draft_id = draft_id, .name = name, .body = body, .len = len,
-                               .d = &d, .out = out };
+                               .behind = behind, .d = &d, .out = out };
         /* hashed here, in the writer's thread, not by the leader of the
          * round: the round's work is serial, the writers' is parallel */
         if (draft_hash(&d, j.hash)) {
@@ -920,7 +926,7 @@ static enum fa_err process(struct engine *e, int64_t draft_id, const char *name,
 }
 
 enum fa_err engine_submit(struct engine *e, const char *name, const void *body, size_t len,
-                          struct engine_outcome *out)
+                          const char *behind, struct engine_outcome *out)
 {
     enum fa_err err;
 
@@ -928,7 +934,7 @@ enum fa_err engine_submit(struct engine *e, const char *name, const void *body, 
     err = store_add_draft(e->store, name, body, len, clock_now(), &out->draft_id);
     if (err)
         return err;
-    return process(e, out->draft_id, name, body, len, out);
+    return process(e, out->draft_id, name, body, len, behind, out);
 }
 
 enum fa_err engine_retry(struct engine *e, int64_t draft_id, const char *name, const void *body,
@@ -936,7 +942,7 @@ enum fa_err engine_retry(struct engine *e, int64_t draft_id, const char *name, c
 {
     memset(out, 0, sizeof *out);
     out->draft_id = draft_id;
-    return process(e, draft_id, name, body, len, out);
+    return process(e, draft_id, name, body, len, NULL, out);
 }
 
 enum fa_err engine_cancel(struct engine *e, int64_t draft_id)

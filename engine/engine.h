@@ -47,9 +47,11 @@ void engine_close(struct engine *e);
 
 /* Process a draft.  FA_OK for issued and waiting drafts (see out->kind),
  * FA_REJECTED for rejected ones, another error if nothing could be stored
- * (then nothing is left behind and the writer must retry). */
+ * (then nothing is left behind and the writer must retry).  behind: the name
+ * of the earliest draft that waits, or NULL; a valid draft then waits behind
+ * it (SPEC §2.1: waiting drafts are issued in arrival order), however small. */
 enum fa_err engine_submit(struct engine *e, const char *name, const void *body, size_t len,
-                          struct engine_outcome *out);
+                          const char *behind, struct engine_outcome *out);
 
 /* Retry a waiting draft (recorded earlier as draft_id). */
 enum fa_err engine_retry(struct engine *e, int64_t draft_id, const char *name, const void *body,

@@ -24,6 +24,7 @@ static const struct { int err; const char *text; } fa_err_table[FA_ERR_COUNT] = 
     [FA_DEV_IO]            = { EIO,     "device failure" },
     [FA_PLATFORM_DOWN]     = { EAGAIN,  "platform unreachable" },
     [FA_PLATFORM_REFUSED]  = { EPERM,   "platform refused" },
+    [FA_WAIT_BEHIND]       = { EAGAIN,  "behind an earlier waiting draft" },
 };
 
 int fa_err_errno(enum fa_err e)
@@ -43,5 +44,5 @@ const char *fa_err_str(enum fa_err e)
 int fa_err_is_wait(enum fa_err e)
 {
     return e == FA_DEV_LOCKED || e == FA_DEV_OFFLINE_LIMIT || e == FA_DEV_ROLL_EMPTY ||
-           e == FA_DEV_PIN || e == FA_DEV_ABSENT;
+           e == FA_DEV_PIN || e == FA_DEV_ABSENT || e == FA_WAIT_BEHIND;
 }

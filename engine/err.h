@@ -33,6 +33,8 @@ enum fa_err {
     /* the platform */
     FA_PLATFORM_DOWN,     /* unreachable: EAGAIN */
     FA_PLATFORM_REFUSED,  /* EPERM */
+    /* a draft waits behind an earlier one that waits: arrival order */
+    FA_WAIT_BEHIND,
     FA_ERR_COUNT
 };
 

@@ -306,8 +306,8 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e)
 {
     struct engine_outcome out;
     unsigned char *copy;
-    size_t len;
-    char name[256];
+    size_t len, i;
+    char name[256], behind[256];
     enum fa_err err;
     int rc;
 
@@ -318,6 +318,10 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e)
     if (copy && len)
         memcpy(copy, e->data, len);
     memcpy(name, e->name, sizeof name);
+    behind[0] = 0;
+    for (i = 0; e->state == ENTRY_OPEN && i < d->n && !behind[0]; i++)
+        if (d->v[i]->state == ENTRY_WAITING)   /* in arrival order: ids increase */
+            memcpy(behind, d->v[i]->name, sizeof behind);
     if (!copy)
         entry_idle(d, e, ENOMEM);
     pthread_mutex_unlock(&d->lock);
@@ -325,7 +329,8 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e)
         return ENOMEM;
 
     err = e->state == ENTRY_WAITING ? engine_retry(d->engine, e->draft_id, name, copy, len, &out)
-                                    : engine_submit(d->engine, name, copy, len, &out);
+                                    : engine_submit(d->engine, name, copy, len,
+                                                    behind[0] ? behind : NULL, &out);
     free(copy);
 
     pthread_mutex_lock(&d->lock);

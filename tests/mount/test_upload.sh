@@ -152,6 +152,35 @@ check_eq "  with its own bytes" \
      where p.body = i.json and i.number = '$RNUM'" 2>&1)" "1"
 check_eq "platform/status: refused 0" "$(sed -n 's/^refused: //p' "$MNT/platform/status")" "0"
 
+# 7. Arrival order (SPEC §2.1): a draft that waits for the offline amount is not overtaken by a
+# later, smaller one; that one waits behind it, and both go in order once uploads catch up.
+"$BUILD/fapiaofs-sim" set "$T/state/device.json" offline_amount=25000.00 > /dev/null
+platform_mode down
+check_eq "offline amount 25000.00, platform down: a draft of 10070.00 is issued" \
+  "$(drop_many order-a 1)" "1 0 0"
+python3 - "$ROOT/examples/basic.json" "$T/order-big.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+d["request_id"] = "ORDER-BIG"
+d["items"] = [dict(d["items"][0], quantity="2", amount="20000.00", tax="1200.00")]
+json.dump(d, open(sys.argv[2], "w", encoding="utf-8"), ensure_ascii=False)
+PY
+cp "$T/order-big.json" "$MNT/pending/order-big.json"
+ok $? "a draft of 21200.00 is accepted"
+check "  and waits for the offline amount" test -f "$MNT/pending/order-big.json"
+check_eq "a later draft of 10070.00, which would fit, waits too" "$(drop_many order-c 1)" "0 1 0"
+sleep 1.1   # status is a 1-second snapshot
+check "status says it waits behind the earlier one" \
+  grep -q '^waiting_draft: order-c-00000.json .*behind order-big.json' "$MNT/status"
+platform_mode up
+"$BUILD/fapiaofs-sim" set "$T/state/device.json" offline_amount=10000000000.00 > /dev/null
+wait_for 60 test -z "$(ls -A "$MNT/pending")"
+check_eq "both issued once uploads caught up, in arrival order" \
+  "$(sqlite3 "$T/state/fapiaofs.db" "select group_concat(name, ' ') from (select d.name from invoices i
+     join drafts d on d.id = i.draft_id where d.name in ('order-big.json', 'order-c-00000.json')
+     order by i.number)")" \
+  "order-big.json order-c-00000.json"
+
 # 5. A wrong app secret: a clear error in platform/status, nothing lost.
 t_unmount
 printf 'wrong-secret\n' > "$T/secret"
