@@ -77,6 +77,26 @@ struct device_issue_req {
     struct device_rate_sum rates[DEVICE_MAX_RATES];
 };
 
+/* The invoice's amount excluding tax (Σ of its rates): what the per-invoice
+ * limit (单张开票限额, a limit on 销售额) applies to. */
+static inline int64_t device_req_amount_fen(const struct device_issue_req *r)
+{
+    int64_t sum = 0;
+    int i;
+
+    for (i = 0; i < r->nrates; i++)
+        sum += r->rates[i].amount_fen;
+    return sum;
+}
+
+/* Whether the request is above the device's per-invoice limit (blue or red). */
+static inline bool device_req_above_limit(const struct device_issue_req *r, int64_t limit_fen)
+{
+    int64_t amount = device_req_amount_fen(r);
+
+    return amount > limit_fen || -amount > limit_fen;
+}
+
 /* One signed invoice in the device's journal. */
 struct device_journal_entry {
     uint64_t seq;                 /* 1, 2, ... in signing order */

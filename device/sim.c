@@ -1411,7 +1411,7 @@ static enum fa_err sim_reserve(struct device *d, const struct device_issue_req *
         err = FA_DEV_PIN;
     else if (sim_now(s) > s->lock_date)
         err = FA_DEV_LOCKED;
-    else if (req->total_fen > s->limit_fen || -req->total_fen > s->limit_fen)
+    else if (device_req_above_limit(req, s->limit_fen))
         err = FA_DEV_LIMIT;
     else if (roll < 0)
         err = FA_DEV_ROLL_EMPTY;

@@ -527,7 +527,7 @@ static enum fa_err check_offline(struct engine *e, const struct round_view *v,
 
     if (!v->limits_known)
         return FA_OK;   /* the device's own refusal will say what is wrong */
-    if (req->total_fen > ds.limit_fen || -req->total_fen > ds.limit_fen)
+    if (device_req_above_limit(req, ds.limit_fen))
         return FA_OK;   /* above the per-invoice limit: rejected by the device, not delayed */
     if (ds.offline_hours > 0 && sc.upload_oldest_issued_at &&
         req->issued_at - sc.upload_oldest_issued_at > ds.offline_hours * 3600) {
@@ -653,8 +653,8 @@ static enum prepared prepare_job(struct engine *e, struct issue_job *j, bool fir
     sum_rates(d, &j->req);
     err = v->info_err;
     if (err == FA_OK && j->behind) {
-        snprintf(out->reason, sizeof out->reason, "behind %.120s, which came earlier and waits "
-                 "(drafts are issued in arrival order)", j->behind);
+        snprintf(out->reason, sizeof out->reason, "behind %.160s, which came earlier and waits; drafts "
+                 "are issued in arrival order", j->behind);
         err = FA_WAIT_BEHIND;
     }
     if (err == FA_OK)
@@ -665,8 +665,9 @@ static enum prepared prepare_job(struct engine *e, struct issue_job *j, bool fir
     if (err == FA_DEV_LIMIT) {
         char problem[256], limit[DEC_FMT_MAX];
         snprintf(problem, sizeof problem,
-                 "totals.total: %s exceeds the device's per-invoice limit of %s (单张开票限额)\n",
-                 dec_format(d->total, 2, total), dec_format(dec_from_fen(v->ds.limit_fen), 2, limit));
+                 "totals.amount: %s exceeds the device's per-invoice limit of %s (单张开票限额, "
+                 "excluding tax)\n", dec_format(d->total_amount, 2, total),
+                 dec_format(dec_from_fen(v->ds.limit_fen), 2, limit));
         err = reject(e, j->draft_id, j->name, j->body, j->len, problem, out);
         goto done;
     }

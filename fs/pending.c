@@ -321,7 +321,7 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e)
     behind[0] = 0;
     for (i = 0; e->state == ENTRY_OPEN && i < d->n && !behind[0]; i++)
         if (d->v[i]->state == ENTRY_WAITING)   /* in arrival order: ids increase */
-            memcpy(behind, d->v[i]->name, sizeof behind);
+            memcpy(behind, d->v[i]->name, sizeof behind);   /* its line in status says why */
     if (!copy)
         entry_idle(d, e, ENOMEM);
     pthread_mutex_unlock(&d->lock);

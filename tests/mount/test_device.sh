@@ -1,5 +1,5 @@
 # Every refusal of the simulated device seen through the mount, with the device set up and
-# changed by fapiaofs-sim while mounted: the per-invoice limit (EINVAL, totals.total in the
+# changed by fapiaofs-sim while mounted: the per-invoice limit (EINVAL, totals.amount in the
 # .error), rolls used in order and running out (the draft waits, close() returns 0; add-roll
 # issues it), the lock date (set in the past: drafts wait; set back: issued), a wrong PIN
 # (drafts wait; five wrong PINs through remounts lock the device, even the right PIN is refused;
@@ -80,12 +80,12 @@ waiting() {   # NAME WHY: close 0 already checked; the draft waits, read-only, s
 }
 
 # --- above the per-invoice limit: rejected at close, EINVAL -------------------------------------
-# the example with its first line at 30000.00: total 31270.00
+# the example with its first line at 30000.00: amount 29500.00, total 31270.00
 sed 's/SO-2024-000123/DEV-BIG/; s/"10000.00"/"30000.00"/g; s/"600.00"/"1800.00"/' \
   "$ROOT/examples/basic.json" > "$T/big.json"
 check_eq "a draft above the limit: close() returns EINVAL (22)" "$(close_errno big.json "$T/big.json")" "22"
-check "rejected/big.json.error: totals.total 31270.00 exceeds the device's limit of 20000.00" \
-  grep -q '^totals.total: 31270.00 exceeds .*limit of 20000.00' "$MNT/rejected/big.json.error"
+check "rejected/big.json.error: totals.amount 29500.00 exceeds the device's limit of 20000.00" \
+  grep -q '^totals.amount: 29500.00 exceeds .*limit of 20000.00' "$MNT/rejected/big.json.error"
 check "no receipt for the draft above the limit" test ! -e "$MNT/receipts/big.json"
 
 # --- rolls used in order, then exhausted ---------------------------------------------------------
@@ -154,7 +154,7 @@ check_eq "PIN-locked: the right PIN is refused too, pin_retries_left stays 0" "$
 check_eq "draft 7, PIN-locked: close() returns 0 (accepted, waiting)" \
   "$(close_errno d7.json "$T/DEV-7.json")" "0"
 waiting d6.json "PIN"
-waiting d7.json "PIN"
+waiting d7.json "behind d6.json, which came earlier and waits"   # arrival order (SPEC §2.1)
 check "fapiaofs-sim reset-pin while mounted" "$SIMTOOL" reset-pin "$DEV"
 wait_for 3 has_line "$MNT/device/status" '^pin_retries_left: 5$'
 ok $? "device/status: pin_retries_left 5 after reset-pin"

@@ -171,7 +171,7 @@ check "  and waits for the offline amount" test -f "$MNT/pending/order-big.json"
 check_eq "a later draft of 10070.00, which would fit, waits too" "$(drop_many order-c 1)" "0 1 0"
 sleep 1.1   # status is a 1-second snapshot
 check "status says it waits behind the earlier one" \
-  grep -q '^waiting_draft: order-c-00000.json .*behind order-big.json' "$MNT/status"
+  grep -q '^waiting_draft: order-c-00000.json .*behind order-big.json, which came earlier' "$MNT/status"
 platform_mode up
 "$BUILD/fapiaofs-sim" set "$T/state/device.json" offline_amount=10000000000.00 > /dev/null
 wait_for 60 test -z "$(ls -A "$MNT/pending")"

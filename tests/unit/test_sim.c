@@ -309,9 +309,12 @@ static void test_issue(const char *path)
     CHECK_INT(status_of(d).signed_count, 5);
     CHECK_INT(roll_of(d, "035001900111").next, 3);
 
-    /* per-invoice limit, blue and red */
-    CHECK_INT(begin(d, "026", 100001, now, &f), FA_DEV_LIMIT);
-    CHECK_INT(begin(d, "026", -100001, now, &f), FA_DEV_LIMIT);
+    /* per-invoice limit, blue and red, on the amount excluding tax: 1,131.14 at 13 % is
+     * 1,001.00 of it; 1,129.99 (999.99 of it) is within although its total is not, and
+     * meets the next check, the 026 roll used up above */
+    CHECK_INT(begin(d, "026", 113114, now, &f), FA_DEV_LIMIT);
+    CHECK_INT(begin(d, "026", -113114, now, &f), FA_DEV_LIMIT);
+    CHECK_INT(begin(d, "026", 112999, now, &f), FA_DEV_ROLL_EMPTY);
 
     /* lock date passed (device clock) */
     device_set_clock(d, iso("2024-12-16T00:00:00+08:00"));
