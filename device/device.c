@@ -41,15 +41,6 @@ enum fa_err device_open(const struct config *c, bool login, struct device **out,
     return FA_OK;
 }
 
-int device_configured_pin(const struct config *c, char *pin, size_t cap, char *why, size_t whylen)
-{
-    if (!c->pin_file[0]) {
-        snprintf(pin, cap, "%s", SIM_DEMO_PIN);
-        return 0;
-    }
-    return config_read_secret(c->pin_file, "[device] pin_file", true, pin, cap, why, whylen);
-}
-
 void device_close(struct device *d)
 {
     if (d)

@@ -53,6 +53,7 @@ struct device_status {
     int64_t offline_amount_fen;
     int pin_retries_left;
     int64_t signed_count;         /* invoices in the journal */
+    bool session_open;            /* a right PIN was given since the device was opened */
 };
 
 struct device_roll {
@@ -77,24 +78,19 @@ struct device_issue_req {
     struct device_rate_sum rates[DEVICE_MAX_RATES];
 };
 
-/* The invoice's amount excluding tax (Σ of its rates): what the per-invoice
- * limit (单张开票限额, a limit on 销售额) applies to. */
-static inline int64_t device_req_amount_fen(const struct device_issue_req *r)
-{
-    int64_t sum = 0;
-    int i;
-
-    for (i = 0; i < r->nrates; i++)
-        sum += r->rates[i].amount_fen;
-    return sum;
-}
-
-/* Whether the request is above the device's per-invoice limit (blue or red). */
+/* Whether the request is above the device's per-invoice limit (单张开票限额),
+ * blue or red.  The limit is on 销售额, the amount excluding tax: the Σ of
+ * the request's rates.  A sum that overflows (a request no engine makes, but
+ * the device cannot trust its host) is above any limit. */
 static inline bool device_req_above_limit(const struct device_issue_req *r, int64_t limit_fen)
 {
-    int64_t amount = device_req_amount_fen(r);
+    int64_t amount = 0;
+    int i;
 
-    return amount > limit_fen || -amount > limit_fen;
+    for (i = 0; i < r->nrates && i < DEVICE_MAX_RATES; i++)
+        if (__builtin_add_overflow(amount, r->rates[i].amount_fen, &amount))
+            return true;
+    return amount > limit_fen || amount < -limit_fen;
 }
 
 /* One signed invoice in the device's journal. */
@@ -180,9 +176,6 @@ struct device {
 enum fa_err device_open(const struct config *c, bool login, struct device **out, char *why,
                         size_t whylen);
 void device_close(struct device *d);
-/* The PIN fapiaofs logs in with: [device] pin_file, or the demo PIN.
- * 0, or -1 with why (the file unreadable, or readable by others). */
-int device_configured_pin(const struct config *c, char *pin, size_t cap, char *why, size_t whylen);
 
 static inline enum fa_err device_get_info(struct device *d, struct device_info *o)
 { return d->ops->get_info(d, o); }

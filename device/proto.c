@@ -607,6 +607,7 @@ enum fa_err proto_enc_resp_devstatus(const struct device_status *in, uint8_t *bu
     w_i64(&w, in->offline_amount_fen);
     w_i32(&w, in->pin_retries_left);
     w_i64(&w, in->signed_count);
+    w_u8(&w, in->session_open ? 1 : 0);
     return resp_end(&w, len);
 }
 
@@ -755,6 +756,7 @@ enum fa_err proto_dec_devstatus(const uint8_t *body, size_t len, struct device_s
     out->offline_amount_fen = r_i64(&r);
     out->pin_retries_left = r_i32(&r);
     out->signed_count = r_i64(&r);
+    out->session_open = r_bool(&r);
     return rd_finish(&r);
 }
 

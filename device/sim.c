@@ -1310,6 +1310,7 @@ static enum fa_err sim_get_status(struct device *d, struct device_status *out)
     out->offline_amount_fen = s->offline_amount_fen;
     out->pin_retries_left = s->pin_retries_left;
     out->signed_count = (int64_t)s->signed_count;
+    out->session_open = s->pin_ok && s->pin_retries_left > 0;
     sim_leave(s);
     return FA_OK;
 }

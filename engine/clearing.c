@@ -491,29 +491,58 @@ int clear_parse_command(const char *line, char *pin, size_t cap, char *shown, si
     return -1;
 }
 
-/* Printable, bounded copy of what was written, for the message. */
+/* What was written, for the message and device/log (which anyone who may
+ * read the mount can read): words of letters are shown, anything else in a
+ * word — a mistyped PIN ("clear PIN=12345678", "clear pin = 1234"), or a PIN
+ * written alone — becomes "…", so that no PIN is ever recorded.  Bounded. */
 static void quote_command(const char *line, char *buf, size_t len)
 {
-    size_t i, j = 0;
+    size_t i = 0, j = 0, k;
 
-    for (i = 0; line[i] && j + 2 < len && i < 40; i++)
-        buf[j++] = (unsigned char)line[i] < 0x20 || line[i] == 0x7f ? '?' : line[i];
+    while (line[i] && i < 80 && j + 8 < len) {
+        if (line[i] == ' ' || line[i] == '\t' || line[i] == '=') {
+            buf[j++] = line[i++] == '=' ? '=' : ' ';
+            continue;
+        }
+        for (k = i; line[k] && line[k] != ' ' && line[k] != '\t' && line[k] != '='; k++)
+            if (!((line[k] >= 'a' && line[k] <= 'z') || (line[k] >= 'A' && line[k] <= 'Z')))
+                break;
+        if (!line[k] || line[k] == ' ' || line[k] == '\t' || line[k] == '=') {
+            for (; i < k && j + 8 < len; i++)   /* a word of letters */
+                buf[j++] = line[i];
+        } else {
+            memcpy(buf + j, "\xe2\x80\xa6", 3);   /* "…" in UTF-8 */
+            j += 3;
+            while (line[i] && line[i] != ' ' && line[i] != '\t' && line[i] != '=')
+                i++;
+        }
+    }
     buf[j] = 0;
 }
 
-static enum fa_err login(struct clearing *c, const char *command_pin)
+/* The device must have a session open (a right PIN) to take the write-back.
+ * A plain "clear" uses the session the daemon opened with the configured PIN
+ * and tries no PIN itself: if that PIN was refused at mount, trying it again
+ * at every clear (a cron job retrying after EAGAIN) would use up the device's
+ * tries and lock it.  "clear pin=PIN" checks the PIN given, and a right one
+ * opens the session, for waiting drafts too. */
+static enum fa_err login(struct clearing *c, const char *command_pin, const struct device_status *now)
 {
-    const struct config *cfg = engine_config(c->e);
     struct device_status ds;
-    char pin[64], why[300];
     enum fa_err err;
 
-    if (command_pin[0])
-        snprintf(pin, sizeof pin, "%s", command_pin);
-    else if (device_configured_pin(cfg, pin, sizeof pin, why, sizeof why))
-        return step_fail(c, STEP_FIND, FA_DEV_PIN, "%s; or give the PIN: echo clear pin=PIN > "
-                         "device/clear", why);
-    err = device_verify_pin(c->dev, pin);
+    if (!command_pin[0] && now->session_open)
+        return FA_OK;
+    if (!command_pin[0] && now->pin_retries_left <= 0)
+        return step_fail(c, STEP_FIND, FA_DEV_PIN, "the device is locked after 5 wrong PINs; it must "
+                         "be unlocked by its administrator (the simulated device: fapiaofs-sim "
+                         "reset-pin)");
+    if (!command_pin[0])
+        return step_fail(c, STEP_FIND, FA_DEV_PIN, "the device refused the configured PIN ([device] "
+                         "pin_file, or the demo PIN when none is set) when it was opened; it is not "
+                         "tried again, so that retries cannot lock the device (%d tries left); give "
+                         "the PIN: echo clear pin=PIN > device/clear", now->pin_retries_left);
+    err = device_verify_pin(c->dev, command_pin);
     if (err == FA_DEV_PIN) {
         int left = device_get_status(c->dev, &ds) == FA_OK ? ds.pin_retries_left : -1;
         if (left <= 0)
@@ -542,7 +571,8 @@ static enum fa_err run_steps(struct clearing *c, const char *pin)
     if (err)
         return step_fail(c, STEP_FIND, err == FA_DEV_ABSENT ? err : FA_DEV_IO, "%s%s",
                          err == FA_DEV_ABSENT ? "no device: " : "device failure: ", fa_err_str(err));
-    if ((err = login(c, pin)) != FA_OK || (err = find_period(c, &ds)) != FA_OK || c->r->nothing_to_clear)
+    if ((err = login(c, pin, &ds)) != FA_OK || (err = find_period(c, &ds)) != FA_OK ||
+        c->r->nothing_to_clear)
         return err;
     if (!platform_configured(c->pc))
         return step_fail(c, STEP_UPLOAD, FA_PLATFORM_DOWN, "no platform url is configured ([platform] url)");

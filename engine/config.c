@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "engine/config.h"
+#include "engine/text.h"
 
 struct config_parse {
     struct config *c;
@@ -137,6 +139,33 @@ int config_read_secret(const char *file, const char *what, bool must_be_private,
     return 0;
 }
 
+/* SPEC §6: TLS unless the URL is loopback http:// (the simulator, a local
+ * proxy).  Plain http to another host would carry the invoices and the
+ * signed requests in clear text. */
+static bool platform_url_allowed(const char *url)
+{
+    char host[64];
+    size_t n;
+    unsigned a, b, c, d;
+    char end;
+
+    if (!url[0] || !strncasecmp(url, "https://", 8))
+        return true;
+    if (strncasecmp(url, "http://", 7))
+        return false;   /* curl would refuse it anyway: only http and https */
+    url += 7;
+    n = url[0] == '[' ? strcspn(url, "]") + 1 : strcspn(url, ":/?#");
+    if (n >= sizeof host)
+        return false;
+    memcpy(host, url, n);
+    host[n] = 0;
+    if (!strcasecmp(host, "localhost") || !strcmp(host, "[::1]"))
+        return true;
+    /* 127.0.0.0/8, written as four numbers: "127.0.0.1.example.com" is a name */
+    return sscanf(host, "%3u.%3u.%3u.%3u%c", &a, &b, &c, &d, &end) == 4 && a == 127 && b < 256 &&
+           c < 256 && d < 256 && strspn(host, "0123456789.") == n;
+}
+
 int config_load(const char *path, struct config *c, char *why, size_t whylen)
 {
     struct config_parse p = { .c = c };
@@ -175,6 +204,16 @@ int config_load(const char *path, struct config *c, char *why, size_t whylen)
         if (strcmp(c->device_kind, "sim") && strcmp(c->device_kind, "usb")) {
             snprintf(why, whylen, "%s: [device] kind must be sim or usb, not \"%s\"", path,
                      c->device_kind);
+            return -1;
+        }
+        if (!platform_url_allowed(c->platform_url)) {
+            snprintf(why, whylen, "%s: [platform] url %s: plain http is allowed only to this machine "
+                     "(127.0.0.1, localhost, [::1]); use https://", path, c->platform_url);
+            return -1;
+        }
+        if (c->drawer[0] && (text_gbk_len(c->drawer) < 0 || text_gbk_len(c->drawer) > 16)) {
+            snprintf(why, whylen, "%s: [invoice] drawer \"%s\": at most 16 bytes in GBK (8 Chinese "
+                     "characters), every character with a GBK form", path, c->drawer);
             return -1;
         }
     }

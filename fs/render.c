@@ -200,11 +200,24 @@ static void render_platform_status(struct text *t)
         put(t, "refused: 0\n");
 }
 
+/* The device's line in status: what stops issuing first, or "ready". */
+static const char *device_state(const struct device_status *ds, char *buf, size_t len)
+{
+    if (ds->pin_retries_left <= 0)
+        return "PIN-locked after 5 wrong PINs (its administrator must reset it)";
+    if (!ds->session_open) {
+        snprintf(buf, len, "PIN refused, %d tries left (correct [device] pin_file and remount, or "
+                 "echo clear pin=PIN > device/clear)", ds->pin_retries_left);
+        return buf;
+    }
+    return ds->locked ? "locked (echo clear > device/clear)" : "ready";
+}
+
 static void render_status(struct text *t)
 {
     struct device_status ds;
     struct store_counts sc;
-    char now[32], lock[32], ran[32], a[DEC_FMT_MAX], *lines;
+    char now[32], lock[32], ran[32], a[DEC_FMT_MAX], state[160], *lines;
     struct platform_status ps;
     struct engine_reconcile rec;
     struct device_info di;
@@ -213,8 +226,8 @@ static void render_status(struct text *t)
     uploader_status(engine_uploader(g_fs.engine), &ps);
     if (device_get_status(engine_device(g_fs.engine), &ds) == FA_OK)
         put(t, "device: %s\nperiod: %s\ncleared_through: %s\nlock_date: %s\n",
-            ds.locked ? "locked (echo clear > device/clear)" : "ready",
-            clock_period(clock_now(), now), ds.cleared_through, when(ds.lock_date, lock));
+            device_state(&ds, state, sizeof state), clock_period(clock_now(), now),
+            ds.cleared_through, when(ds.lock_date, lock));
     else if (device_get_info(engine_device(g_fs.engine), &di) == FA_OK && di.model[0])
         put(t, "device: absent\ndevice_reason: %s\n", di.model);
     else

@@ -429,6 +429,20 @@ ok $? "fapiaofs --help exits 0"
 check "--help mentions --config" grep -q -- '--config' "$T/help.out"
 check "--help mentions allow_other" grep -q 'allow_other' "$T/help.out"
 
+# A configuration is refused before anything is mounted: plain http to another host (SPEC §6:
+# TLS unless loopback http), a name that only starts like 127.x, a default drawer too long.
+bad_config() {   # WHAT TEXT PATTERN
+  printf '%b\n' "$2" > "$T/bad.conf"
+  (cd "$T" && timeout 20 "$FAPIAOFS" -f --config "$T/bad.conf" "$M2") > "$T/bad.out" 2>&1
+  check "config refused: $1 (exit status, message)" \
+    bash -c '[ "$1" != 0 ] && [ "$1" != 124 ] && grep -q -- "$2" "$3"' _ "$?" "$3" "$T/bad.out"
+}
+bad_config "url http://192.0.2.1:8080" "[platform]\nurl = http://192.0.2.1:8080" "plain http is allowed only"
+bad_config "url http://127.0.0.1.example.com" "[platform]\nurl = http://127.0.0.1.example.com/" \
+  "plain http is allowed only"
+bad_config "drawer of 9 Chinese characters" "[invoice]\ndrawer = 一二三四五六七八九" "at most 16 bytes in GBK"
+check "  and nothing was mounted" bash -c '! mountpoint -q "$1"' _ "$M2"
+
 "$FAPIAOFS" -f -o allow_other --config "$T/fapiaofs.conf" "$MNT" >> "$T/fapiaofs.log" 2>&1 &
 FS_PID=$!
 for _ in $(seq 200); do mountpoint -q "$MNT" && break; sleep 0.05; done

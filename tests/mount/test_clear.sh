@@ -70,6 +70,14 @@ check "  the retry count" grep -q '4 tries left' "$MNT/device/clear"
 check_eq "  the PIN is not shown" "$(field "$MNT/device/clear" command)" "clear pin=********"
 check_eq "unknown command: EINVAL" "$(clear_cmd 'clean')" "Invalid argument"
 check "  reason names it" grep -q 'unknown command "clean"' "$MNT/device/clear"
+# A mistyped PIN command is refused without recording the PIN anywhere (device/log is 0444).
+for cmd in 'clear PIN=24681357' 'clear pin = 24681357' 'clear pin=2468135７' '24681357'; do
+  check_eq "unknown command \"${cmd%%=*}...\": EINVAL" "$(clear_cmd "$cmd")" "Invalid argument"
+done
+check "  the refusal shows the command's words" grep -q 'unknown command "clear PIN=…"' "$MNT/device/log"
+check "  and a PIN alone not at all" grep -q '^reason: unknown command "…"' "$MNT/device/clear"
+check_eq "  no PIN in device/clear or device/log" \
+  "$(cat "$MNT/device/clear" "$MNT/device/log" | grep -c 2468135)" "0"
 platform_mode "slow 1500"
 ( echo clear > "$MNT/device/clear" ) 2>/dev/null & FIRST=$!
 sleep 0.5

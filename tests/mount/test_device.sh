@@ -140,6 +140,15 @@ check_eq "wrong PIN: device/status pin_retries_left 4" "$(retries)" "4"
 check_eq "draft 6, wrong PIN: close() returns 0 (accepted, waiting)" \
   "$(close_errno d6.json "$T/DEV-6.json")" "0"
 waiting d6.json "PIN"
+check "status: device: PIN refused, 4 tries left" grep -q '^device: PIN refused, 4 tries left' "$MNT/status"
+# A plain clear tries no PIN of its own: retried by a script, it must not lock the device.
+for _ in 1 2 3 4 5 6; do
+  out=$( (echo clear > "$MNT/device/clear") 2>&1 | sed 's/.*: //')
+done
+check_eq "six plain clears with the configured PIN refused: EACCES" "$out" "Permission denied"
+check_eq "  and no tries used: pin_retries_left still 4" "$(retries)" "4"
+check "  the reason says the configured PIN is not tried again" \
+  grep -q '^reason: the device refused the configured PIN .* not tried again' "$MNT/device/clear"
 left=""
 for _ in 1 2 3 4; do
   t_remount
@@ -151,6 +160,7 @@ t_unmount
 sed -i '/^pin_file = /d' "$T/fapiaofs.conf"
 t_mount
 check_eq "PIN-locked: the right PIN is refused too, pin_retries_left stays 0" "$(retries)" "0"
+check "status: device: PIN-locked" grep -q '^device: PIN-locked after 5 wrong PINs' "$MNT/status"
 check_eq "draft 7, PIN-locked: close() returns 0 (accepted, waiting)" \
   "$(close_errno d7.json "$T/DEV-7.json")" "0"
 waiting d6.json "PIN"

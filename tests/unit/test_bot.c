@@ -621,9 +621,12 @@ static void test_commands(struct device *sim, struct device *dev)
     CHECK(device_issue_sign(dev, f.code, f.number, big, PROTO_SIGN_DATA_MAX + 1, sig) == FA_INVAL,
           "signing more than 2 MiB is refused before it is sent");
 
-    /* the device's refusals come back as they are */
+    /* the device's refusals come back as they are (the limit is on the amount excluding tax) */
     req.total_fen = ds.limit_fen + 1;
+    req.nrates = 1;
+    req.rates[0] = (struct device_rate_sum){ 0, ds.limit_fen + 1, 0 };
     CHECK_INT(device_issue_begin(dev, &req, &f), FA_DEV_LIMIT);
+    req.rates[0] = (struct device_rate_sum){ 0, 100, 0 };
     req.total_fen = 100;
     req.type = "099";
     CHECK_INT(device_issue_begin(dev, &req, &f), FA_DEV_ROLL_EMPTY);
