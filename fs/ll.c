@@ -302,9 +302,18 @@ void ll_release_all(void)
 
 static int parse_period(const char *name)
 {
-    int y, m, n = 0;
-    if (strlen(name) != 7 || sscanf(name, "%4d-%2d%n", &y, &m, &n) != 2 || n != 7 || m < 1 ||
-        m > 12 || y < 1000)
+    int y, m, i;
+
+    /* exactly DDDD-DD: sscanf alone would take "2026-+3" and "2026- 3", other
+     * names for the same directory inode, which the kernel must never see */
+    if (strlen(name) != 7 || name[4] != '-')
+        return -1;
+    for (i = 0; i < 7; i++)
+        if (i != 4 && (name[i] < '0' || name[i] > '9'))
+            return -1;
+    y = (name[0] - '0') * 1000 + (name[1] - '0') * 100 + (name[2] - '0') * 10 + (name[3] - '0');
+    m = (name[5] - '0') * 10 + (name[6] - '0');
+    if (m < 1 || m > 12 || y < 1000)
         return -1;
     return y * 12 + m - 1;
 }

@@ -140,8 +140,7 @@ static void render_device_rolls(struct text *t)
     struct device_roll r[DEVICE_MAX_ROLLS];
     int n = 0, i;
     device_list_rolls(engine_device(g_fs.engine), r, DEVICE_MAX_ROLLS, &n);
-    put(t, "# type code first last next remaining\n");
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++)   /* SPEC §2: one line per roll, nothing else */
         put(t, "%s %s %08u %08u %08u %u\n", r[i].type, r[i].code, r[i].first, r[i].last,
             r[i].next, r[i].next > r[i].last ? 0 : r[i].last - r[i].next + 1);
 }
@@ -217,14 +216,16 @@ static void render_status(struct text *t)
 {
     struct device_status ds;
     struct store_counts sc;
-    char now[32], lock[32], ran[32], a[DEC_FMT_MAX], state[160], *lines;
+    char now[32], lock[32], ran[32], oldest[32], a[DEC_FMT_MAX], b[DEC_FMT_MAX], state[160], *lines;
+    bool have_ds;
     struct platform_status ps;
     struct engine_reconcile rec;
     struct device_info di;
 
     store_counts(engine_store(g_fs.engine), &sc);
     uploader_status(engine_uploader(g_fs.engine), &ps);
-    if (device_get_status(engine_device(g_fs.engine), &ds) == FA_OK)
+    have_ds = device_get_status(engine_device(g_fs.engine), &ds) == FA_OK;
+    if (have_ds)
         put(t, "device: %s\nperiod: %s\ncleared_through: %s\nlock_date: %s\n",
             device_state(&ds, state, sizeof state), clock_period(clock_now(), now),
             ds.cleared_through, when(ds.lock_date, lock));
@@ -244,6 +245,14 @@ static void render_status(struct text *t)
         : ps.reachable ? "reachable" : "unreachable",
         ps.last_error[0] ? ps.last_error : "none", (long long)sc.upload_queued,
         fen(sc.upload_queued_fen, a));
+    /* Offline usage against the device's limits (SPEC §5.3): the amount is of
+     * blue invoices only, which is what the limit counts (red ones do not
+     * give room back), so it can differ from upload_queued_amount. */
+    if (have_ds)
+        put(t, "offline_amount: %s\noffline_amount_limit: %s\noffline_oldest: %s\n"
+               "offline_hours_limit: %lld\n", fen(sc.upload_queued_blue_fen, a),
+            fen(ds.offline_amount_fen, b), when(sc.upload_oldest_issued_at, oldest),
+            (long long)ds.offline_hours);
     put(t, "waiting: %lld\n", (long long)sc.drafts_waiting);
     lines = pending_waiting_text(g_fs.pending, 8);   /* status stays one screen */
     if (lines) {

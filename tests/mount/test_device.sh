@@ -102,7 +102,9 @@ check_eq "the invoice names the seller of the device" \
 check_eq "draft 4, rolls exhausted: close() returns 0 (accepted, waiting)" \
   "$(close_errno d4.json "$T/DEV-4.json")" "0"
 waiting d4.json "invoice roll exhausted"
-check_eq "device/rolls: nothing remaining" "$(awk '!/^#/ {s += $6} END {print s}' "$MNT/device/rolls")" "0"
+check_eq "device/rolls: nothing remaining" "$(awk '{s += $6} END {print s}' "$MNT/device/rolls")" "0"
+check_eq "device/rolls: one line per roll, six fields each (SPEC §2)" \
+  "$(awk 'NF != 6 || $1 !~ /^02[68]$/' "$MNT/device/rolls")" ""
 check_eq "the state file still holds the admin's limit after the daemon's writes" \
   "$(sim per_invoice_limit)" "20000.00"
 

@@ -172,6 +172,9 @@ check_eq "a later draft of 10070.00, which would fit, waits too" "$(drop_many or
 sleep 1.1   # status is a 1-second snapshot
 check "status says it waits behind the earlier one" \
   grep -q '^waiting_draft: order-c-00000.json .*behind order-big.json, which came earlier' "$MNT/status"
+check_eq "status shows the offline usage against the limit" \
+  "$(sed -n 's/^offline_amount: //p; s/^offline_amount_limit: //p' "$MNT/status" | tr '\n' ' ')" \
+  "10070.00 25000.00 "
 platform_mode up
 "$BUILD/fapiaofs-sim" set "$T/state/device.json" offline_amount=10000000000.00 > /dev/null
 wait_for 60 test -z "$(ls -A "$MNT/pending")"
