@@ -247,6 +247,16 @@ bool dec_mul(dec_t a, dec_t b, int decimals, dec_t *out)
     return dec_from_steps(steps, step, out);
 }
 
+bool dec_product_within(dec_t a, dec_t b, dec_t c, dec_t tolerance)
+{
+    /* in 10^-16 units: |a.v*b.v| < 2^126 and c.v*10^8 < 2^90, no overflow */
+    dec_i128 diff = (dec_i128)a.v * b.v - (dec_i128)c.v * DEC_SCALE;
+
+    if (diff < 0)
+        diff = -diff;
+    return diff <= (dec_i128)tolerance.v * DEC_SCALE;
+}
+
 bool dec_muldiv(dec_t a, dec_t b, dec_t c, int decimals, dec_t *out)
 {
     /* (a.v*b.v / c.v) is already in 10^-8 units: the scales cancel. */

@@ -49,6 +49,8 @@ bool dec_sub(dec_t a, dec_t b, dec_t *out);
 bool dec_mul(dec_t a, dec_t b, int decimals, dec_t *out);
 /* a × b / c, computed exactly and rounded once to `decimals` digits; c != 0. */
 bool dec_muldiv(dec_t a, dec_t b, dec_t c, int decimals, dec_t *out);
+/* |a × b − c| ≤ tolerance, with the product exact (not rounded first). */
+bool dec_product_within(dec_t a, dec_t b, dec_t c, dec_t tolerance);
 
 int  dec_cmp(dec_t a, dec_t b);
 dec_t dec_abs(dec_t d);

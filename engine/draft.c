@@ -208,6 +208,13 @@ static void check_unknown(struct ctx *c, json_t *obj, const char *path, const ch
 }
 
 /* A text member; NULL if absent.  max_gbk: the limit in GBK bytes (0: none). */
+/* Whether obj has key with a value: null is absent, as get_str() has it. */
+static bool given(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return v && !json_is_null(v);
+}
+
 static const char *get_str(struct ctx *c, json_t *obj, const char *path, const char *key,
                            int required, long max_gbk)
 {
@@ -232,7 +239,8 @@ static const char *get_str(struct ctx *c, json_t *obj, const char *path, const c
         return NULL;
     }
     for (t = s; *t; t++)
-        if ((unsigned char)*t < 0x20 && !(*t == '\n' && !strcmp(key, "remark"))) {
+        if ((unsigned char)*t < 0x20 &&
+            !((*t == '\n' || (*t == '\r' && t[1] == '\n')) && !strcmp(key, "remark"))) {
             problems_add(c->p, "%s: contains a control character (byte 0x%02X)", f,
                          (unsigned char)*t);
             return NULL;
@@ -328,14 +336,14 @@ static int parse_item(struct ctx *c, json_t *it, int index, struct draft_item *i
     item->unit = get_str(c, it, path, "unit", 0, 20);
     item->zero_rate = get_str(c, it, path, "zero_rate", 0, 16);
 
-    has_q = json_object_get(it, "quantity") != NULL;
-    has_p = json_object_get(it, "unit_price") != NULL;
+    has_q = given(it, "quantity");
+    has_p = given(it, "unit_price");
     if (item->discount) {
         static const char *const not_on_discount[] = { "quantity", "unit_price", "spec", "unit",
                                                        NULL };
         const char *const *k;
         for (k = not_on_discount; *k; k++)
-            if (json_object_get(it, *k)) {
+            if (given(it, *k)) {
                 problems_add(c->p, "%s.%s: not allowed on a discount line", path, *k);
                 ok = 0;
             }
@@ -402,7 +410,7 @@ static int parse_item(struct ctx *c, json_t *it, int index, struct draft_item *i
         problems_add(c->p, "%s.zero_rate: only with tax_rate 0", path);
         ok = 0;
     }
-    has_tax = json_object_get(it, "tax") != NULL;
+    has_tax = given(it, "tax");
     if (has_tax)
         ok &= get_dec(c, it, path, "tax", 1, 2, &given_tax) == 0;
     if (!ok)
@@ -446,7 +454,7 @@ static int parse_item(struct ctx *c, json_t *it, int index, struct draft_item *i
             problems_add(c->p, "%s.quantity: quantity × unit_price is out of range", path);
             return -1;
         }
-        if (dec_abs(diff).v > DEC_FEN) {
+        if (!dec_product_within(item->quantity, item->unit_price, listed, (dec_t){ DEC_FEN })) {
             problems_add(c->p, "%s.amount: %s but quantity × unit_price is %s (tolerance 0.01)",
                          path, dec_format(listed, 2, a), dec_format(product, 2, b));
             return -1;

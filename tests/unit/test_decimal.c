@@ -190,6 +190,15 @@ static void test_mul(void)
           "3 x 0.33333333 to 8 decimals = 0.99999999");
     CHECK(dec_mul(D("10000.00"), D("0.06"), 2, &r) && r.v == D("600").v,
           "10000.00 x 0.06 = 600.00");
+    /* the exact product against a tolerance: rounding it first to 8 decimals made
+     * 1.00000001 x 1.00999999 = 1.0100000100999999 look 0.01 away from 1.00 */
+    CHECK(!dec_product_within(D("1.00000001"), D("1.00999999"), D("1.00"), D("0.01")),
+          "1.00000001 x 1.00999999 is more than 0.01 from 1.00");
+    CHECK(dec_product_within(D("1"), D("1.01"), D("1.00"), D("0.01")), "1 x 1.01 is 0.01 from 1.00");
+    CHECK(dec_product_within(D("-3"), D("0.33333333"), D("-1.00"), D("0.01")),
+          "-3 x 0.33333333 is within 0.01 of -1.00");
+    CHECK(!dec_product_within(D("92233720368"), D("92233720368"), D("0"), D("0.01")),
+          "a huge product is far from 0, without overflow");
     CHECK(dec_mul(D("0.5"), D("0.01"), 2, &r) && r.v == D("0.01").v,
           "0.5 x 0.01 = 0.005 -> 0.01");
     CHECK(dec_mul(D("-0.5"), D("0.01"), 2, &r) && r.v == D("-0.01").v,
