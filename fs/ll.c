@@ -238,6 +238,8 @@ static void reply_entry(fuse_req_t req, uint64_t ino)
 
 struct open_file {
     char *buf;                 /* a snapshot or the stored content */
+    uint64_t snap_ino;         /* buf is a render_snapshot() of this file ... */
+    pid_t snap_pid;            /* ... for this process (0: not a snapshot) */
     size_t len;
     struct pending_handle *ph; /* pending/ files */
     struct control_buf *cb;    /* device/clear opened for writing */
@@ -287,9 +289,23 @@ static void of_free(struct open_file *of, bool tracked)
     }
     if (of->ph)
         pending_release(of->ph);
+    if (of->snap_pid)
+        render_closed(of->snap_ino, of->snap_pid);
     control_free(of->cb);
     free(of->buf);
     free(of);
+}
+
+/* of's content: the snapshot of generated file ino that process pid sees. */
+static int open_snapshot(struct open_file *of, uint64_t ino, pid_t pid)
+{
+    int rc = render_snapshot(ino, pid, &of->buf, &of->len);
+
+    if (rc == 0) {
+        of->snap_ino = ino;
+        of->snap_pid = pid;
+    }
+    return rc;
 }
 
 void ll_release_all(void)
@@ -436,13 +452,13 @@ static void fa_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             rc = writing ? EACCES : 0;
         }
         if (!rc && (fi->flags & O_ACCMODE) != O_WRONLY)
-            rc = render_snapshot(ino, req_pid(req), &of->buf, &of->len);
+            rc = open_snapshot(of, ino, req_pid(req));
         /* each reader has its own snapshot (render.h): reads must come here,
          * not from a page cache or an i_size another reader's stat left */
         fi->direct_io = 1;
         break;
     case SPACE_REPORT:
-        rc = writing ? EACCES : render_snapshot(ino, req_pid(req), &of->buf, &of->len);
+        rc = writing ? EACCES : open_snapshot(of, ino, req_pid(req));
         fi->direct_io = 1;
         break;
     case SPACE_INVOICE:

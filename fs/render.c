@@ -267,7 +267,10 @@ static void render_status(struct text *t)
  * its bytes do.  The first stat or open of a file by a process pins the
  * snapshot it saw to (file, pid) for PIN_MS, and that process keeps seeing
  * it: tar's lstat, open, read and fstat agree even when the file changes in
- * between, so tar never reports "file changed as we read it".
+ * between, so tar never reports "file changed as we read it".  The pin goes
+ * when the process closes its last descriptor of the file: tar is done with
+ * it then, and a process that opens status again (a monitor polling it)
+ * must see what changed, not the same bytes for ten seconds.
  */
 #define PIN_MS 10000
 #define PINS 64
@@ -285,6 +288,7 @@ struct pin {
     pid_t pid;
     struct snapshot *snap;
     struct timespec at;
+    int opens;              /* the process's open descriptors of the file */
 };
 
 /* The current snapshot of each file: fixed nodes, and the reports of the
@@ -453,6 +457,17 @@ static struct snapshot *current_snapshot(uint64_t ino, int *err)
     return n;
 }
 
+/* The pin of (ino, pid), current or expired, or NULL; snap_lock held. */
+static struct pin *find_pin(uint64_t ino, pid_t pid)
+{
+    int i;
+
+    for (i = 0; i < PINS; i++)
+        if (pins[i].snap && pins[i].ino == ino && pins[i].pid == pid)
+            return &pins[i];
+    return NULL;
+}
+
 /* The snapshot process pid sees of ino: its pin, or the current one (then pinned). */
 static struct snapshot *reader_snapshot(uint64_t ino, pid_t pid, int *err)
 {
@@ -471,12 +486,12 @@ static struct snapshot *reader_snapshot(uint64_t ino, pid_t pid, int *err)
     s = current_snapshot(ino, err);
     if (!s || is_static(ino))
         return s;
-    for (i = 0; i < PINS; i++)   /* an expired pin of this reader is replaced in place */
-        if (pins[i].snap && pins[i].ino == ino && pins[i].pid == pid)
-            oldest = &pins[i];
+    if (find_pin(ino, pid))   /* an expired pin of this reader is replaced in place */
+        oldest = find_pin(ino, pid);
     snap_unref(oldest->snap);
     s->refs++;
-    *oldest = (struct pin){ .ino = ino, .pid = pid, .snap = s };
+    *oldest = (struct pin){ .ino = ino, .pid = pid, .snap = s, .opens = oldest->ino == ino &&
+                            oldest->pid == pid ? oldest->opens : 0 };
     clock_gettime(CLOCK_MONOTONIC, &oldest->at);
     return s;
 }
@@ -499,14 +514,30 @@ int render_snapshot(uint64_t ino, pid_t pid, char **buf, size_t *len)
     if (s) {
         *buf = malloc(s->len + 1);
         if (*buf) {
+            struct pin *p = find_pin(ino, pid);
             memcpy(*buf, s->buf, s->len);
             *len = s->len;
+            if (p)
+                p->opens++;
         } else {
             rc = ENOMEM;
         }
     }
     pthread_mutex_unlock(&snap_lock);
     return rc;
+}
+
+void render_closed(uint64_t ino, pid_t pid)
+{
+    struct pin *p;
+
+    pthread_mutex_lock(&snap_lock);
+    p = find_pin(ino, pid);
+    if (p && --p->opens <= 0) {
+        snap_unref(p->snap);
+        *p = (struct pin){ 0 };
+    }
+    pthread_mutex_unlock(&snap_lock);
 }
 
 void render_meta(uint64_t ino, pid_t pid, uint64_t *size, int64_t *mtime)

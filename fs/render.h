@@ -13,9 +13,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* A copy of the snapshot of fixed node `ino` that process pid sees (malloc'd).
- * 0, or an errno. */
+/* A copy of the snapshot of fixed node `ino` that process pid sees (malloc'd),
+ * for an open: render_closed() when that handle is released.  0, or an errno. */
 int render_snapshot(uint64_t ino, pid_t pid, char **buf, size_t *len);
+/* A handle render_snapshot() gave is released: when it was the process's
+ * last one on ino, its pin goes, and its next stat or open sees the file as
+ * it is now (a monitor polling status sees each change at once). */
+void render_closed(uint64_t ino, pid_t pid);
 /* Size and mtime of the snapshot that process pid sees. */
 void render_meta(uint64_t ino, pid_t pid, uint64_t *size, int64_t *mtime);
 /* Something changed (a draft processed): the next reader gets a fresh

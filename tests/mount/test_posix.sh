@@ -17,7 +17,7 @@ for i in 1 2 3; do
   check "issue invoice $i (cp into pending/)" cp "$T/inv-$i.json" "$MNT/pending/inv-$i.json"
 done
 
-MNT=$MNT python3 - <<'PY' || T_FAILED=1
+MNT=$MNT T=$T python3 - <<'PY' || T_FAILED=1
 import ctypes, errno, json, mmap, os, subprocess, sys, time
 
 MNT = os.environ["MNT"]
@@ -362,6 +362,20 @@ for name in ("status", "README"):
     fails("open O_WRONLY of %s" % name, (errno.EACCES, errno.EROFS, errno.EPERM), os.open, path,
           os.O_WRONLY)
 
+# A process that reads status again after a change sees the change at once: its snapshot is
+# pinned from its first stat or open until it closes the file (for tar), not for ten seconds.
+def status_invoices():
+    with open(os.path.join(MNT, "status"), encoding="utf-8") as f:
+        return [l for l in f.read().splitlines() if l.startswith("invoices: ")]
+before = status_invoices()
+body = open(os.path.join(os.environ["T"], "inv-1.json"), encoding="utf-8").read()
+with open(os.path.join(P, "inv-4.json"), "w", encoding="utf-8") as f:
+    f.write(body.replace("SO-POSIX-000001", "SO-POSIX-STATUS"))
+after = status_invoices()
+ok(len(before) == 1 and len(after) == 1 and before != after,
+   "status read again by the same process shows the invoice issued in between (%s -> %s)"
+   % (before, after))
+
 # ---- statvfs -----------------------------------------------------------------------------------
 sv = os.statvfs(MNT)
 ok(sv.f_bsize > 0, "statvfs f_bsize > 0 (%d)" % sv.f_bsize)
@@ -387,7 +401,8 @@ ok(gone(n256), "no 256-byte name left behind")
 os.unlink(t)
 eq("pending/ is empty at the end", os.listdir(P), [])
 eq("scratch files were never processed: no receipts but the invoices'",
-   sorted(os.listdir(os.path.join(MNT, "receipts"))), ["inv-1.json", "inv-2.json", "inv-3.json"])
+   sorted(os.listdir(os.path.join(MNT, "receipts"))),
+   ["inv-1.json", "inv-2.json", "inv-3.json", "inv-4.json"])
 eq("nothing rejected", os.listdir(os.path.join(MNT, "rejected")), [])
 sys.exit(1 if failed else 0)
 PY
