@@ -589,6 +589,11 @@ static enum fa_err run_steps(struct clearing *c, const char *pin)
     if ((err = ask_clearance(c, &answer)) != FA_OK)
         return err;
     fault_point(c, STEP_CLEARANCE);
+    /* Step 7 records the outcome; a crash between the device taking the
+     * answer and that record would leave no trace of the clearing but the
+     * device's cleared_through.  This line is the trace. */
+    engine_log_as(c->e, c->r->uid, "clear-write-back", "%s: the platform's clearing answer goes into "
+                  "the device now", c->r->period);
     err = write_back(c, answer);
     free(answer);
     if (err == FA_OK)

@@ -123,6 +123,8 @@ for step in 1 2 3 4 5 6; do
   fusermount3 -uz "$MNT" 2>/dev/null; wait "$FS_PID" 2>/dev/null
   t_mount
   check_eq "killed after step $step, clear again: success" "$(clear_cmd)" ""
+  [ "$step" = 6 ] && check "  device/log shows the write-back of $month the kill cut short" \
+    grep -q "clear-write-back: $month: " "$MNT/device/log"
   check_eq "  cleared through $month" "$(field "$MNT/device/status" cleared_through)" "$month"
   check_eq "  the platform cleared $month once" \
     "$(curl -s "$ADMIN/admin/clearances" | grep -c "^$month ")" "1"
