@@ -7,6 +7,7 @@
  * fields are valid, so one bad line does not cause a cascade of messages.
  */
 #include <stdarg.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,20 +262,76 @@ static const char *get_str(struct ctx *c, json_t *obj, const char *path, const c
     return s;
 }
 
+/* A number written with an exponent ("1E+2", "1.05e3", "-2.5E-1") as plain
+ * decimal text in buf ("100", "1050", "-0.25"), exactly: the digits are
+ * moved, never computed.  s itself when it has no exponent; NULL when the
+ * plain form would not fit (an exponent beyond ±40: no amount is that large
+ * or that precise), or s is not a number with an exponent. */
+static const char *plain_number(const char *s, char buf[128])
+{
+    char digits_buf[48];
+    const char *e = strpbrk(s, "eE"), *p = s;
+    size_t nd = 0, nint = 0, i, o = 0;
+    long exp, point;
+    char *end;
+
+    if (!e)
+        return s;
+    if (*p == '-')
+        buf[o++] = *p++;
+    for (; p < e && nd < sizeof digits_buf; p++) {
+        if (*p == '.' && nint == 0 && nd > 0) {
+            nint = nd;
+            continue;
+        }
+        if (*p < '0' || *p > '9')
+            return NULL;
+        digits_buf[nd++] = *p;
+    }
+    if (p != e || nd == 0)
+        return NULL;
+    if (nint == 0)
+        nint = nd;
+    errno = 0;
+    exp = strtol(e + 1, &end, 10);
+    if (errno || *end || end == e + 1 || exp > 40 || exp < -40)
+        return NULL;
+    while (nd > nint && digits_buf[nd - 1] == '0')   /* 1.2300e1 is 12.3 */
+        nd--;
+    point = (long)nint + exp;   /* the point after this many digits */
+    if (point <= 0) {
+        buf[o++] = '0';
+        buf[o++] = '.';
+        for (; point < 0; point++)
+            buf[o++] = '0';
+        for (i = 0; i < nd; i++)
+            buf[o++] = digits_buf[i];
+    } else {
+        for (i = 0; i < nd || (long)i < point; i++) {
+            if ((long)i == point)
+                buf[o++] = '.';
+            buf[o++] = i < nd ? digits_buf[i] : '0';
+        }
+    }
+    buf[o] = 0;
+    return buf;
+}
+
 /* A decimal member (string, or JSON number turned into a string). */
 static int get_dec(struct ctx *c, json_t *obj, const char *path, const char *key, int required,
                    int max_decimals, dec_t *out)
 {
-    const char *s = get_str(c, obj, path, key, required, 0);
+    const char *s = get_str(c, obj, path, key, required, 0), *plain;
     enum dec_parse_rc rc;
-    char f[64];
+    char f[64], buf[128];
     if (!s)
         return -1;
     if (strlen(s) > 40) {
         problems_add(c->p, "%s: \"%.40s...\" is out of range", field(f, path, key), s);
         return -1;
     }
-    rc = dec_parse(s, max_decimals, out);
+    plain = plain_number(s, buf);
+    rc = plain ? dec_parse(plain, max_decimals, out) : DEC_SYNTAX;
     if (rc != DEC_OK) {
         problems_add(c->p, "%s: \"%s\" %s%s", field(f, path, key), s, dec_parse_strerror(rc),
                      rc == DEC_TOO_PRECISE ? (max_decimals == 2 ? " (at most 2)" : " (at most 8)")
@@ -305,7 +362,7 @@ static const char *const item_fields[] = { "kind", "name", "category", "tax_code
 static int parse_item(struct ctx *c, json_t *it, int index, struct draft_item *item)
 {
     const struct draft *d = c->d;
-    char path[32], a[DEC_FMT_MAX], b[DEC_FMT_MAX];
+    char path[32], a[DEC_FMT_MAX], b[DEC_FMT_MAX], rate_buf[128];
     const char *kind, *rate_text;
     int ok = 1, has_q, has_p, has_tax, rate_ok = 0;
     dec_t given_tax = { 0 }, computed, diff;
@@ -383,11 +440,11 @@ static int parse_item(struct ctx *c, json_t *it, int index, struct draft_item *i
 
     rate_text = get_str(c, it, path, "tax_rate", 1, 16);
     if (rate_text) {
-        if (dec_parse(rate_text, 8, &item->tax_rate) == DEC_OK &&
-            rate_in(current_rates, item->tax_rate))
+        const char *plain = plain_number(rate_text, rate_buf);
+        bool parsed = plain && dec_parse(plain, 8, &item->tax_rate) == DEC_OK;
+        if (parsed && rate_in(current_rates, item->tax_rate))
             rate_ok = 1;
-        else if (dec_parse(rate_text, 8, &item->tax_rate) == DEC_OK &&
-                 rate_in(historical_rates, item->tax_rate))
+        else if (parsed && rate_in(historical_rates, item->tax_rate))
             rate_ok = d->red.present;
         if (!rate_ok)
             problems_add(c->p, "%s.tax_rate: %s is not an allowed rate (" CURRENT_RATES_TEXT

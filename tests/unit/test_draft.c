@@ -126,8 +126,10 @@ static void test_problems(void)
                   "items[0].tax_rate: 0.07 is not an allowed rate");
     check_problem(DRAFT(ITEM("\"amount\":\"1.001\",\"tax_rate\":\"0.06\""), ""),
                   "items[0].amount: \"1.001\" has too many decimals");
-    check_problem(DRAFT(ITEM("\"amount\":1e3,\"tax_rate\":\"0.06\""), ""),
-                  "items[0].amount: \"1e3\" is not a plain decimal");
+    check_problem(DRAFT(ITEM("\"amount\":1e41,\"tax_rate\":\"0.06\""), ""),
+                  "items[0].amount: \"1e41\" is not a plain decimal");
+    check_problem(DRAFT(ITEM("\"amount\":1.005e0,\"tax_rate\":\"0.06\""), ""),
+                  "items[0].amount: \"1.005e0\" has too many decimals");
     check_problem(DRAFT(ITEM("\"quantity\":\"2\",\"amount\":\"1.00\",\"tax_rate\":\"0.06\""), ""),
                   "items[0].unit_price: required when quantity is given");
     check_problem(DRAFT(ITEM("\"quantity\":\"2\",\"unit_price\":\"1\",\"amount\":\"3.00\","
