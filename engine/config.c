@@ -118,6 +118,7 @@ int config_read_secret(const char *file, const char *what, bool must_be_private,
     struct stat sb;
     FILE *f = fopen(file, "r");
     size_t n;
+    int c;
 
     if (!f || fstat(fileno(f), &sb)) {
         snprintf(why, whylen, "%s %s: %s", what, file, strerror(errno));
@@ -132,6 +133,14 @@ int config_read_secret(const char *file, const char *what, bool must_be_private,
         return -1;
     }
     n = fread(out, 1, cap - 1, f);
+    /* a longer secret cut here would fail later in obscure ways (every
+     * request answered 401, every PIN refused): say so now */
+    while (n == cap - 1 && (c = fgetc(f)) != EOF)
+        if (c != '\n' && c != '\r' && c != ' ') {
+            snprintf(why, whylen, "%s %s: longer than %zu bytes", what, file, cap - 1);
+            fclose(f);
+            return -1;
+        }
     fclose(f);
     out[n] = 0;
     while (n && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))

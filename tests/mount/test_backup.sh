@@ -441,6 +441,9 @@ bad_config "url http://192.0.2.1:8080" "[platform]\nurl = http://192.0.2.1:8080"
 bad_config "url http://127.0.0.1.example.com" "[platform]\nurl = http://127.0.0.1.example.com/" \
   "plain http is allowed only"
 bad_config "drawer of 9 Chinese characters" "[invoice]\ndrawer = 一二三四五六七八九" "at most 16 bytes in GBK"
+head -c 300 /dev/zero | tr '\0' 's' > "$T/long.secret"
+bad_config "an app secret of 300 bytes (it was cut to 255, and every upload got 401)" \
+  "[platform]\napp_secret_file = $T/long.secret" "longer than 255 bytes"
 check "  and nothing was mounted" bash -c '! mountpoint -q "$1"' _ "$M2"
 
 "$FAPIAOFS" -f -o allow_other --config "$T/fapiaofs.conf" "$MNT" >> "$T/fapiaofs.log" 2>&1 &
