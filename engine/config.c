@@ -163,6 +163,8 @@ static bool platform_url_allowed(const char *url)
     if (strncasecmp(url, "http://", 7))
         return false;   /* curl would refuse it anyway: only http and https */
     url += 7;
+    if (memchr(url, '@', strcspn(url, "/?#")))
+        return false;   /* "http://localhost:x@example.com/": a user name, and another host */
     n = url[0] == '[' ? strcspn(url, "]") + 1 : strcspn(url, ":/?#");
     if (n >= sizeof host)
         return false;

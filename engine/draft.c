@@ -292,6 +292,9 @@ static const char *plain_number(const char *s, char buf[128])
         return NULL;
     if (nint == 0)
         nint = nd;
+    if (!((e[1] >= '0' && e[1] <= '9') ||
+          ((e[1] == '+' || e[1] == '-') && e[2] >= '0' && e[2] <= '9')))
+        return NULL;   /* strtol would skip spaces: "1e 5" is not a number */
     errno = 0;
     exp = strtol(e + 1, &end, 10);
     if (errno || *end || end == e + 1 || exp > 40 || exp < -40)

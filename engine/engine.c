@@ -519,7 +519,8 @@ static void offline_cause(struct engine *e, char *buf, size_t len)
 }
 
 static enum fa_err check_offline(struct engine *e, const struct round_view *v,
-                                 const struct device_issue_req *req, char *reason, size_t len)
+                                 const struct device_issue_req *req, char *reason, size_t len,
+                                 bool *amount)
 {
     const struct device_status ds = v->ds;
     const struct store_counts sc = v->sc;
@@ -539,6 +540,7 @@ static enum fa_err check_offline(struct engine *e, const struct round_view *v,
     }
     if (ds.offline_amount_fen > 0 && req->total_fen > 0 &&
         sc.upload_queued_blue_fen + req->total_fen > ds.offline_amount_fen) {
+        *amount = true;
         offline_cause(e, cause, sizeof cause);
         snprintf(reason, len, "offline limit reached: %s not uploaded, with this draft more than "
                  "the offline amount %s (%s)", dec_format(dec_from_fen(sc.upload_queued_blue_fen), 2, a),
@@ -652,13 +654,26 @@ static enum prepared prepare_job(struct engine *e, struct issue_job *j, bool fir
     j->req.issued_at = clock_now();
     sum_rates(d, &j->req);
     err = v->info_err;
-    if (err == FA_OK && j->behind) {
+    if (err == FA_OK && v->limits_known && v->ds.offline_amount_fen > 0 &&
+        j->req.total_fen > v->ds.offline_amount_fen && !device_req_above_limit(&j->req, v->ds.limit_fen)) {
+        /* alone above the offline amount: it would wait for ever, and every
+         * blue draft after it behind it (an invoice is offline until the
+         * platform has it, so the limit counts it whatever the queue) */
+        char problem[320], limit[DEC_FMT_MAX];
+        snprintf(problem, sizeof problem, "totals.total: %s is more than the device's offline amount "
+                 "limit of %s (离线开票限额): every invoice counts as offline until the platform has "
+                 "it, so this one could never be issued\n", dec_format(d->total, 2, total),
+                 dec_format(dec_from_fen(v->ds.offline_amount_fen), 2, limit));
+        err = reject(e, j->draft_id, j->name, j->body, j->len, problem, out);
+        goto done;
+    }
+    if (err == FA_OK && j->behind && j->req.total_fen > 0) {
         snprintf(out->reason, sizeof out->reason, "behind %.160s, which came earlier and waits; drafts "
                  "are issued in arrival order", j->behind);
         err = FA_WAIT_BEHIND;
     }
     if (err == FA_OK)
-        err = check_offline(e, v, &j->req, out->reason, sizeof out->reason);
+        err = check_offline(e, v, &j->req, out->reason, sizeof out->reason, &out->waits_for_amount);
     if (err == FA_OK)
         err = first ? device_issue_begin(e->dev, &j->req, &j->f)
                     : device_issue_reserve_next(e->dev, &j->req, &j->f);
@@ -802,6 +817,7 @@ static void sign_round(struct engine *e, struct issue_job **jobs, int n)
 static void issue_batch(struct engine *e, struct issue_job **batch, int n)
 {
     struct issue_job *round[DEVICE_BATCH_MAX];
+    const char *behind = NULL;   /* a job of the batch that waits for the offline amount */
     int i = 0;
 
     while (i < n) {
@@ -819,7 +835,11 @@ static void issue_batch(struct engine *e, struct issue_job **batch, int n)
         }
         round_view_read(e, &v);
         for (; i < n && p != PREP_FAILED_RESERVED; i++) {
+            if (!batch[i]->behind && behind)   /* arrival order inside the batch too */
+                batch[i]->behind = behind;
             p = prepare_job(e, batch[i], k == 0, &v);
+            if (!behind && batch[i]->out->kind == OUTCOME_WAITING && batch[i]->out->waits_for_amount)
+                behind = batch[i]->name;
             if (p == PREP_RESERVED) {
                 round[k++] = batch[i];
                 if (batch[i]->req.total_fen > 0)   /* queued once the round commits */

@@ -36,6 +36,8 @@ struct engine_outcome {
     char period[8];                   /* OUTCOME_ISSUED: the invoice's issued/ folder */
     char invoice_name[48];            /* OUTCOME_ISSUED: CODE-NUMBER.json */
     char reason[256];                 /* OUTCOME_WAITING: why; OUTCOME_REJECTED: first problem */
+    bool waits_for_amount;            /* OUTCOME_WAITING for the offline amount: later blue
+                                         drafts wait behind it (engine_submit's behind) */
 };
 
 /* ENGINE_RUN: reconcile and start the uploader.  ENGINE_CHECK: only open the
@@ -48,8 +50,11 @@ void engine_close(struct engine *e);
 /* Process a draft.  FA_OK for issued and waiting drafts (see out->kind),
  * FA_REJECTED for rejected ones, another error if nothing could be stored
  * (then nothing is left behind and the writer must retry).  behind: the name
- * of the earliest draft that waits, or NULL; a valid draft then waits behind
- * it (SPEC §2.1: waiting drafts are issued in arrival order), however small. */
+ * of the earliest waiting draft when it waits for the offline amount
+ * (waits_for_amount), or NULL; a valid blue draft then waits behind it
+ * (SPEC §2.1: waiting drafts are issued in arrival order), however small.
+ * Other causes (lock date, PIN, hours) stop every draft alike, and an empty
+ * roll only its type, so they need no queue. */
 enum fa_err engine_submit(struct engine *e, const char *name, const void *body, size_t len,
                           const char *behind, struct engine_outcome *out);
 

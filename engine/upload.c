@@ -21,10 +21,11 @@
  *
  * The one exception to the order: an invoice the platform refuses for good
  * (platform_refuses_invoice: 409, 400, 413) steps out of it.  Waiting for it
- * would hold back every later invoice for ever and, once it is older than the
- * offline hours limit, stop issuing.  It stays queued (it is offline: the
- * platform has not accepted it), is tried again every REFUSED_RETRY_S in case
- * the platform's side was mended, and status names it.
+ * would hold back every later invoice for ever.  It stays queued (it is
+ * offline: the platform has not accepted it, and once it is older than the
+ * offline hours limit issuing stops, as SPEC §5.3 says), is tried again every
+ * REFUSED_RETRY_S in case the platform's side was mended, and status and the
+ * waiting drafts' reason name it.
  *
  * Times: due times and "now" come from clock_now(), the clock the store and
  * the rest of fapiaofs use (tests may replace it with a file).  Waiting is

@@ -49,6 +49,7 @@ struct pending_entry {
     enum entry_state state;
     int64_t draft_id;          /* ENTRY_WAITING */
     char reason[256];          /* ENTRY_WAITING */
+    bool waits_for_amount;     /* ENTRY_WAITING for the offline amount: blue drafts queue behind */
     int refs;
     bool linked;               /* still in the folder */
     bool too_big;              /* a write went past 1 MiB: dropped at close */
@@ -319,9 +320,13 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e)
         memcpy(copy, e->data, len);
     memcpy(name, e->name, sizeof name);
     behind[0] = 0;
-    for (i = 0; e->state == ENTRY_OPEN && i < d->n && !behind[0]; i++)
-        if (d->v[i]->state == ENTRY_WAITING)   /* in arrival order: ids increase */
-            memcpy(behind, d->v[i]->name, sizeof behind);   /* its line in status says why */
+    /* the earliest waiting draft, if it waits for the offline amount (engine.h) */
+    for (i = 0; e->state == ENTRY_OPEN && i < d->n; i++)
+        if (d->v[i]->state == ENTRY_WAITING) {   /* in arrival order: ids increase */
+            if (d->v[i]->waits_for_amount)
+                memcpy(behind, d->v[i]->name, sizeof behind);   /* its line in status says why */
+            break;
+        }
     if (!copy)
         entry_idle(d, e, ENOMEM);
     pthread_mutex_unlock(&d->lock);
@@ -337,6 +342,7 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e)
     if (err == FA_OK && out.kind == OUTCOME_WAITING) {
         e->state = ENTRY_WAITING;
         e->draft_id = out.draft_id;
+        e->waits_for_amount = out.waits_for_amount;
         snprintf(e->reason, sizeof e->reason, "%s", out.reason);
         rc = 0;
     } else {

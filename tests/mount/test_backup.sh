@@ -440,6 +440,8 @@ bad_config() {   # WHAT TEXT PATTERN
 bad_config "url http://192.0.2.1:8080" "[platform]\nurl = http://192.0.2.1:8080" "plain http is allowed only"
 bad_config "url http://127.0.0.1.example.com" "[platform]\nurl = http://127.0.0.1.example.com/" \
   "plain http is allowed only"
+bad_config "url http://localhost:x@192.0.2.1/ (a user name, another host)" \
+  "[platform]\nurl = http://localhost:x@192.0.2.1/" "plain http is allowed only"
 bad_config "drawer of 9 Chinese characters" "[invoice]\ndrawer = 一二三四五六七八九" "at most 16 bytes in GBK"
 head -c 300 /dev/zero | tr '\0' 's' > "$T/long.secret"
 bad_config "an app secret of 300 bytes (it was cut to 255, and every upload got 401)" \

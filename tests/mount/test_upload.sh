@@ -172,6 +172,19 @@ check_eq "a later draft of 10070.00, which would fit, waits too" "$(drop_many or
 sleep 1.1   # status is a 1-second snapshot
 check "status says it waits behind the earlier one" \
   grep -q '^waiting_draft: order-c-00000.json .*behind order-big.json, which came earlier' "$MNT/status"
+python3 - "$ROOT/examples/basic.json" "$T/order-huge.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+d["request_id"] = "ORDER-HUGE"
+d["items"] = [dict(d["items"][0], quantity="3", amount="30000.00", tax="1800.00")]
+json.dump(d, open(sys.argv[2], "w", encoding="utf-8"), ensure_ascii=False)
+PY
+check_eq "a draft whose total alone (31800.00) is above the offline amount: EINVAL, not waiting" \
+  "$( (cp "$T/order-huge.json" "$MNT/pending/order-huge.json") 2>&1 | sed 's/.*: //')" \
+  "Invalid argument"
+check "  the error names totals.total and the offline amount limit" \
+  grep -q '^totals.total: 31800.00 is more than the device.s offline amount limit of 25000.00' \
+  "$MNT/rejected/order-huge.json.error"
 check_eq "status shows the offline usage against the limit" \
   "$(sed -n 's/^offline_amount: //p; s/^offline_amount_limit: //p' "$MNT/status" | tr '\n' ' ')" \
   "10070.00 25000.00 "

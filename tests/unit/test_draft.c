@@ -128,6 +128,8 @@ static void test_problems(void)
                   "items[0].amount: \"1.001\" has too many decimals");
     check_problem(DRAFT(ITEM("\"amount\":1e41,\"tax_rate\":\"0.06\""), ""),
                   "items[0].amount: \"1e41\" is not a plain decimal");
+    check_problem(DRAFT(ITEM("\"amount\":\"1e 3\",\"tax_rate\":\"0.06\""), ""),
+                  "items[0].amount: \"1e 3\" is not a plain decimal");
     check_problem(DRAFT(ITEM("\"amount\":1.005e0,\"tax_rate\":\"0.06\""), ""),
                   "items[0].amount: \"1.005e0\" has too many decimals");
     check_problem(DRAFT(ITEM("\"quantity\":\"2\",\"amount\":\"1.00\",\"tax_rate\":\"0.06\""), ""),
