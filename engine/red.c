@@ -46,21 +46,6 @@ static const char *plain_name(json_t *item)
 
 /* ---- sums by tax rate ---------------------------------------------------- */
 
-static struct red_rate_sum *sums_at(struct red_sums *s, dec_t rate)
-{
-    int i;
-
-    for (i = 0; i < s->n; i++)
-        if (dec_cmp(s->by_rate[i].rate, rate) == 0)
-            return &s->by_rate[i];
-    if (s->n == RED_RATES_MAX) {
-        s->unreadable = true;
-        return NULL;
-    }
-    s->by_rate[s->n] = (struct red_rate_sum){ .rate = rate };
-    return &s->by_rate[s->n++];
-}
-
 static const struct red_rate_sum *sums_find(const struct red_sums *s, dec_t rate)
 {
     int i;
@@ -69,6 +54,22 @@ static const struct red_rate_sum *sums_find(const struct red_sums *s, dec_t rate
         if (dec_cmp(s->by_rate[i].rate, rate) == 0)
             return &s->by_rate[i];
     return NULL;
+}
+
+/* The sums at rate, a new zero entry if there are none yet; NULL (and s
+ * unreadable) past RED_RATES_MAX rates. */
+static struct red_rate_sum *sums_at(struct red_sums *s, dec_t rate)
+{
+    const struct red_rate_sum *found = sums_find(s, rate);
+
+    if (found)
+        return &s->by_rate[found - s->by_rate];
+    if (s->n == RED_RATES_MAX) {
+        s->unreadable = true;
+        return NULL;
+    }
+    s->by_rate[s->n] = (struct red_rate_sum){ .rate = rate };
+    return &s->by_rate[s->n++];
 }
 
 /* Adds a line; a red invoice's lines are negative, and negated here. */

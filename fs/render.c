@@ -471,7 +471,8 @@ static struct pin *find_pin(uint64_t ino, pid_t pid)
 /* The snapshot process pid sees of ino: its pin, or the current one (then pinned). */
 static struct snapshot *reader_snapshot(uint64_t ino, pid_t pid, int *err)
 {
-    struct pin *oldest = &pins[0];
+    struct pin *oldest = &pins[0], *mine, *slot;
+    int opens;
     struct snapshot *s;
     int i;
 
@@ -486,13 +487,13 @@ static struct snapshot *reader_snapshot(uint64_t ino, pid_t pid, int *err)
     s = current_snapshot(ino, err);
     if (!s || is_static(ino))
         return s;
-    if (find_pin(ino, pid))   /* an expired pin of this reader is replaced in place */
-        oldest = find_pin(ino, pid);
-    snap_unref(oldest->snap);
+    mine = find_pin(ino, pid);   /* an expired pin of this reader: replaced in place */
+    slot = mine ? mine : oldest;
+    opens = mine ? mine->opens : 0;   /* its descriptors still count */
+    snap_unref(slot->snap);
     s->refs++;
-    *oldest = (struct pin){ .ino = ino, .pid = pid, .snap = s, .opens = oldest->ino == ino &&
-                            oldest->pid == pid ? oldest->opens : 0 };
-    clock_gettime(CLOCK_MONOTONIC, &oldest->at);
+    *slot = (struct pin){ .ino = ino, .pid = pid, .snap = s, .opens = opens };
+    clock_gettime(CLOCK_MONOTONIC, &slot->at);
     return s;
 }
 
