@@ -151,3 +151,11 @@ check "  step 2 failed" grep -q '^step_2_upload: failed' "$MNT/device/clear"
 sqlite3 "$T/platform.db" "delete from invoices where code = '$RCODE' and number = '$RNUM'"
 check_eq "mended on the platform: clear goes through" "$(clear_cmd)" ""
 check_eq "  cleared through $month" "$(field "$MNT/device/status" cleared_through)" "$month"
+
+# Only the exact YYYY-MM names a month (fs/ll.c parse_period): "2027-+5" and "2027- 5" were other
+# names for 2027-05, which the months above issued into, and reports/ the same.
+check "issued/2027-05 exists (the months above)" test -d "$MNT/issued/2027-05"
+for alias in "2027-+5" "2027- 5" "2027-05 " "+027-05"; do
+  check "issued/'$alias' is not a month" test ! -e "$MNT/issued/$alias"
+  check "reports/'$alias.csv' is not a report" test ! -e "$MNT/reports/$alias.csv"
+done
