@@ -134,22 +134,19 @@ static enum fa_err find_period(struct clearing *c, const struct device_status *d
 static enum fa_err upload_refusal(const struct platform_reply *r, const struct store_upload *u,
                                   const char *period, char *why, size_t len)
 {
+    bool refused = platform_refuses_invoice(r->http) || platform_refuses_credentials(r->http);
     char detail[320];
 
     describe_reply(r, detail, sizeof detail);
-    if (r->http == 409)
+    if (r->http == 409)   /* with what to do about it, which only a person can */
         snprintf(why, len, "the platform holds other bytes for %s-%s (%s: an integrity alarm); "
                  "compare issued/%s/%s-%s.json with the platform's copy and resolve it with the tax "
                  "bureau", u->code, u->number, detail, period, u->code, u->number);
-    else if (platform_refuses_invoice(r->http))
-        snprintf(why, len, "the platform refused %s-%s (%s)", u->code, u->number, detail);
-    else if (r->http == 401 || r->http == 403)
-        snprintf(why, len, "the platform refused our credentials (%s); check [platform] app_key and "
-                 "app_secret_file", detail);
+    else if (refused)
+        platform_upload_error(r, u->code, u->number, why, len);   /* the uploader's words */
     else
         snprintf(why, len, "%s-%s: %s", u->code, u->number, detail);
-    return platform_refuses_invoice(r->http) || r->http == 401 || r->http == 403 ? FA_PLATFORM_REFUSED
-                                                                                 : FA_PLATFORM_DOWN;
+    return refused ? FA_PLATFORM_REFUSED : FA_PLATFORM_DOWN;
 }
 
 /* POST the period's invoices in issue order: those still in the upload queue
@@ -495,27 +492,36 @@ int clear_parse_command(const char *line, char *pin, size_t cap, char *shown, si
  * read the mount can read): words of letters are shown, anything else in a
  * word — a mistyped PIN ("clear PIN=12345678", "clear pin = 1234"), or a PIN
  * written alone — becomes "…", so that no PIN is ever recorded.  Bounded. */
+static bool word_end(char c)
+{
+    return !c || c == ' ' || c == '\t' || c == '=';
+}
+
+static bool ascii_letter(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
 static void quote_command(const char *line, char *buf, size_t len)
 {
     size_t i = 0, j = 0, k;
 
     while (line[i] && i < 80 && j + 8 < len) {
-        if (line[i] == ' ' || line[i] == '\t' || line[i] == '=') {
+        if (word_end(line[i])) {
             buf[j++] = line[i++] == '=' ? '=' : ' ';
             continue;
         }
-        for (k = i; line[k] && line[k] != ' ' && line[k] != '\t' && line[k] != '='; k++)
-            if (!((line[k] >= 'a' && line[k] <= 'z') || (line[k] >= 'A' && line[k] <= 'Z')))
-                break;
-        if (!line[k] || line[k] == ' ' || line[k] == '\t' || line[k] == '=') {
-            for (; i < k && j + 8 < len; i++)   /* a word of letters */
+        for (k = i; !word_end(line[k]) && ascii_letter(line[k]); k++)
+            ;
+        if (word_end(line[k])) {   /* a word of letters */
+            for (; i < k && j + 8 < len; i++)
                 buf[j++] = line[i];
-        } else {
-            memcpy(buf + j, "\xe2\x80\xa6", 3);   /* "…" in UTF-8 */
-            j += 3;
-            while (line[i] && line[i] != ' ' && line[i] != '\t' && line[i] != '=')
-                i++;
+            continue;
         }
+        memcpy(buf + j, "\xe2\x80\xa6", 3);   /* "…" in UTF-8 */
+        j += 3;
+        while (!word_end(line[i]))
+            i++;
     }
     buf[j] = 0;
 }

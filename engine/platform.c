@@ -140,6 +140,39 @@ bool platform_refuses_invoice(long http)
     return http == 409 || http == 400 || http == 413;
 }
 
+bool platform_refuses_credentials(long http)
+{
+    return http == 401 || http == 403;
+}
+
+void platform_upload_error(const struct platform_reply *r, const char *code, const char *number,
+                           char *buf, size_t size)
+{
+    const char *why = r->code;
+
+    switch (r->http) {
+    case 409:
+        snprintf(buf, size, "HTTP 409: the platform has other bytes for %s-%s (integrity alarm)",
+                 code, number);
+        break;
+    case 400:
+        snprintf(buf, size, "HTTP 400: the platform found %s-%s invalid%s%s%s", code, number,
+                 why[0] ? " (" : "", why, why[0] ? ")" : "");
+        break;
+    case 401:
+    case 403:
+        snprintf(buf, size, "HTTP %ld: the platform refused our credentials%s%s%s; check app_key and "
+                 "app_secret", r->http, why[0] ? " (" : "", why, why[0] ? ")" : "");
+        break;
+    case 413:
+        snprintf(buf, size, "HTTP 413: %s-%s is too large for the platform", code, number);
+        break;
+    default:
+        snprintf(buf, size, "HTTP %ld from platform", r->http);
+        break;
+    }
+}
+
 /* ---- libcurl callbacks ----------------------------------------------- */
 
 /* Keeps the answer up to PLATFORM_REPLY_MAX bytes and drops the rest. */

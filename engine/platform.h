@@ -53,5 +53,11 @@ void platform_reply_free(struct platform_reply *r);
  * (5xx, 401/403 credentials, 404 a wrong url, 429) are about the platform or
  * our configuration and hold for every invoice alike. */
 bool platform_refuses_invoice(long http);
+/* Whether such an answer refuses our credentials (401, 403): every invoice alike. */
+bool platform_refuses_credentials(long http);
+/* A sentence for an answer (r->http != 0) other than 200/201 to the upload of
+ * invoice CODE-NUMBER: "HTTP 409: the platform has other bytes for ...". */
+void platform_upload_error(const struct platform_reply *r, const char *code, const char *number,
+                           char *buf, size_t size);
 
 #endif

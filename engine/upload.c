@@ -144,37 +144,6 @@ static int64_t backoff_seconds(int failures)
 
 /* ---- one upload ------------------------------------------------------ */
 
-/* A sentence for an HTTP answer other than 200/201. */
-static void describe_http_error(const struct platform_reply *r, const struct store_upload *item,
-                                char *buf, size_t size)
-{
-    long http = r->http;
-    const char *code = r->code;
-
-    switch (http) {
-    case 409:
-        snprintf(buf, size, "HTTP 409: the platform has other bytes for %s-%s (integrity alarm)",
-                 item->code, item->number);
-        break;
-    case 400:
-        snprintf(buf, size, "HTTP 400: the platform found %s-%s invalid%s%s%s", item->code,
-                 item->number, code[0] ? " (" : "", code, code[0] ? ")" : "");
-        break;
-    case 401:
-    case 403:
-        snprintf(buf, size, "HTTP %ld: the platform refused our credentials%s%s%s; "
-                 "check app_key and app_secret", http, code[0] ? " (" : "", code,
-                 code[0] ? ")" : "");
-        break;
-    case 413:
-        snprintf(buf, size, "HTTP 413: %s-%s is too large for the platform", item->code, item->number);
-        break;
-    default:
-        snprintf(buf, size, "HTTP %ld from platform", http);
-        break;
-    }
-}
-
 /* The accepted invoices leave the queue, in one commit. */
 static enum attempt marks_flush(struct uploader *u)
 {
@@ -225,7 +194,7 @@ static enum attempt upload_one(struct uploader *u, const struct store_upload *it
     }
 
     if (answered)
-        describe_http_error(&r, item, error, sizeof error);
+        platform_upload_error(&r, item->code, item->number, error, sizeof error);
     else
         copy_cut(error, sizeof error, r.error);
     refused = answered && platform_refuses_invoice(r.http);
