@@ -530,6 +530,11 @@ static enum fa_err check_offline(struct engine *e, const struct round_view *v,
         return FA_OK;   /* the device's own refusal will say what is wrong */
     if (device_req_above_limit(req, ds.limit_fen))
         return FA_OK;   /* above the per-invoice limit: rejected by the device, not delayed */
+    /* Alone above the offline amount: waiting would be for ever, with every
+     * blue draft after it behind it (an invoice is offline until the platform
+     * has it, so the limit counts it whatever the queue). */
+    if (ds.offline_amount_fen > 0 && req->total_fen > ds.offline_amount_fen)
+        return FA_DEV_OFFLINE_NEVER;
     if (ds.offline_hours > 0 && sc.upload_oldest_issued_at &&
         req->issued_at - sc.upload_oldest_issued_at > ds.offline_hours * 3600) {
         offline_cause(e, cause, sizeof cause);
@@ -654,35 +659,28 @@ static enum prepared prepare_job(struct engine *e, struct issue_job *j, bool fir
     j->req.issued_at = clock_now();
     sum_rates(d, &j->req);
     err = v->info_err;
-    if (err == FA_OK && v->limits_known && v->ds.offline_amount_fen > 0 &&
-        j->req.total_fen > v->ds.offline_amount_fen && !device_req_above_limit(&j->req, v->ds.limit_fen)) {
-        /* alone above the offline amount: it would wait for ever, and every
-         * blue draft after it behind it (an invoice is offline until the
-         * platform has it, so the limit counts it whatever the queue) */
-        char problem[320], limit[DEC_FMT_MAX];
-        snprintf(problem, sizeof problem, "totals.total: %s is more than the device's offline amount "
-                 "limit of %s (离线开票限额): every invoice counts as offline until the platform has "
-                 "it, so this one could never be issued\n", dec_format(d->total, 2, total),
-                 dec_format(dec_from_fen(v->ds.offline_amount_fen), 2, limit));
-        err = reject(e, j->draft_id, j->name, j->body, j->len, problem, out);
-        goto done;
-    }
-    if (err == FA_OK && j->behind && j->req.total_fen > 0) {
+    if (err == FA_OK)
+        err = check_offline(e, v, &j->req, out->reason, sizeof out->reason, &out->waits_for_amount);
+    if (err == FA_OK && j->behind && j->req.total_fen > 0) {   /* it would go: not before that one */
         snprintf(out->reason, sizeof out->reason, "behind %.160s, which came earlier and waits; drafts "
                  "are issued in arrival order", j->behind);
         err = FA_WAIT_BEHIND;
     }
     if (err == FA_OK)
-        err = check_offline(e, v, &j->req, out->reason, sizeof out->reason, &out->waits_for_amount);
-    if (err == FA_OK)
         err = first ? device_issue_begin(e->dev, &j->req, &j->f)
                     : device_issue_reserve_next(e->dev, &j->req, &j->f);
-    if (err == FA_DEV_LIMIT) {
-        char problem[256], limit[DEC_FMT_MAX];
-        snprintf(problem, sizeof problem,
-                 "totals.amount: %s exceeds the device's per-invoice limit of %s (单张开票限额, "
-                 "excluding tax)\n", dec_format(d->total_amount, 2, total),
-                 dec_format(dec_from_fen(v->ds.limit_fen), 2, limit));
+    if (err == FA_DEV_LIMIT || err == FA_DEV_OFFLINE_NEVER) {
+        char problem[320], limit[DEC_FMT_MAX];
+        if (err == FA_DEV_LIMIT)
+            snprintf(problem, sizeof problem, "totals.amount: %s exceeds the device's per-invoice "
+                     "limit of %s (单张开票限额, excluding tax)\n", dec_format(d->total_amount, 2, total),
+                     dec_format(dec_from_fen(v->ds.limit_fen), 2, limit));
+        else
+            snprintf(problem, sizeof problem, "totals.total: %s is more than the device's offline "
+                     "amount limit of %s (离线开票限额): every invoice counts as offline until the "
+                     "platform has it, so this one could never be issued\n",
+                     dec_format(d->total, 2, total), dec_format(dec_from_fen(v->ds.offline_amount_fen),
+                                                                2, limit));
         err = reject(e, j->draft_id, j->name, j->body, j->len, problem, out);
         goto done;
     }

@@ -18,6 +18,7 @@ static const struct { int err; const char *text; } fa_err_table[FA_ERR_COUNT] = 
     [FA_DEV_LOCKED]        = { EAGAIN,  "device locked" },
     [FA_DEV_LIMIT]         = { EINVAL,  "above the device's per-invoice limit" },
     [FA_DEV_OFFLINE_LIMIT] = { EAGAIN,  "offline limit reached" },
+    [FA_DEV_OFFLINE_NEVER] = { EINVAL,  "above the device's offline amount on its own" },
     [FA_DEV_ROLL_EMPTY]    = { EAGAIN,  "invoice roll exhausted" },
     [FA_DEV_PIN]           = { EACCES,  "device refused the PIN" },
     [FA_DEV_ABSENT]        = { ENODEV,  "device absent" },

@@ -35,6 +35,8 @@ enum fa_err {
     FA_PLATFORM_REFUSED,  /* EPERM */
     /* a draft waits behind an earlier one that waits: arrival order */
     FA_WAIT_BEHIND,
+    /* alone above the device's offline amount: never issuable, EINVAL */
+    FA_DEV_OFFLINE_NEVER,
     FA_ERR_COUNT
 };
 
