@@ -945,12 +945,12 @@ static enum fa_err process(struct engine *e, int64_t draft_id, const char *name,
 }
 
 enum fa_err engine_submit(struct engine *e, const char *name, const void *body, size_t len,
-                          const char *behind, struct engine_outcome *out)
+                          uint64_t entry, const char *behind, struct engine_outcome *out)
 {
     enum fa_err err;
 
     memset(out, 0, sizeof *out);
-    err = store_add_draft(e->store, name, body, len, clock_now(), &out->draft_id);
+    err = store_add_draft(e->store, name, body, len, clock_now(), entry, &out->draft_id);
     if (err)
         return err;
     return process(e, out->draft_id, name, body, len, behind, out);

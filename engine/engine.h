@@ -49,14 +49,16 @@ void engine_close(struct engine *e);
 
 /* Process a draft.  FA_OK for issued and waiting drafts (see out->kind),
  * FA_REJECTED for rejected ones, another error if nothing could be stored
- * (then nothing is left behind and the writer must retry).  behind: the name
+ * (then nothing is left behind and the writer must retry).  entry: the
+ * caller's number for the file (0: none), kept with the draft and given back
+ * by store_list_waiting if it waits (pending/'s inode).  behind: the name
  * of the earliest waiting draft when it waits for the offline amount
  * (waits_for_amount), or NULL; a valid blue draft then waits behind it
  * (SPEC §2.1: waiting drafts are issued in arrival order), however small.
  * Other causes (lock date, PIN, hours) stop every draft alike, and an empty
  * roll only its type, so they need no queue. */
 enum fa_err engine_submit(struct engine *e, const char *name, const void *body, size_t len,
-                          const char *behind, struct engine_outcome *out);
+                          uint64_t entry, const char *behind, struct engine_outcome *out);
 
 /* Retry a waiting draft (recorded earlier as draft_id). */
 enum fa_err engine_retry(struct engine *e, int64_t draft_id, const char *name, const void *body,

@@ -116,12 +116,20 @@ static const char *const store_migrations[] = {
      * stays queued (offline) and is tried again at the backoff's pace */
     "ALTER TABLE upload_queue ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX upload_refused ON upload_queue(invoice_id, next_at) WHERE refused = 1;",
+    /* 11: a waiting draft keeps its pending/ inode number across remounts
+     * (SPEC §2.2): the number of the file it came in (entry) is kept with
+     * it, and numbers are handed out in blocks from next_entry, so no mount
+     * gives out one an earlier mount gave; the drafts already waiting keep
+     * their row id, and the first block starts above every row id */
+    "ALTER TABLE drafts ADD COLUMN entry INTEGER;"
+    "UPDATE drafts SET entry = id WHERE state = 'waiting';"
+    "INSERT OR REPLACE INTO meta VALUES('next_entry', (SELECT coalesce(max(id), 0) + 1 FROM drafts));",
 };
 #define STORE_MIGRATIONS (int)(sizeof store_migrations / sizeof store_migrations[0])
 
 enum stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
-    S_ADD_DRAFT, S_DRAFT_WAITING, S_DRAFT_CANCEL, S_LIST_WAITING,
+    S_ADD_DRAFT, S_DRAFT_WAITING, S_DRAFT_CANCEL, S_LIST_WAITING, S_RESERVE_ENTRIES,
     S_FIND_REQUEST, S_GET_BLUE, S_EACH_RED, S_PUT_INTENT, S_DEL_INTENT, S_DEL_INTENT_NUMBER, S_HAS_NUMBER,
     S_FIND_INTENT,
     S_DEL_STALE_INTENTS, S_PUT_LOG, S_LIST_LOG,
@@ -142,11 +150,12 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
-    [S_ADD_DRAFT] = "INSERT INTO drafts(name, received_at, body) VALUES(?1, ?2, ?3)",
+    [S_ADD_DRAFT] = "INSERT INTO drafts(name, received_at, body, entry) VALUES(?1, ?2, ?3, nullif(?4, 0))",
     [S_DRAFT_WAITING] = "UPDATE drafts SET state = 'waiting', reason = ?2 WHERE id = ?1",
     [S_DRAFT_CANCEL] = "UPDATE drafts SET state = 'cancelled', reason = 'removed from pending/ at ' || ?2"
                        " WHERE id = ?1 AND state = 'waiting'",
-    [S_LIST_WAITING] = "SELECT id, name, received_at, body FROM drafts WHERE state = 'waiting' ORDER BY id",
+    [S_LIST_WAITING] = "SELECT id, name, received_at, body, entry FROM drafts WHERE state = 'waiting' ORDER BY id",
+    [S_RESERVE_ENTRIES] = "UPDATE meta SET value = value + ?1 WHERE key = 'next_entry' RETURNING value - ?1",
     [S_FIND_REQUEST] = "SELECT id, code, number, period, issued_at, total_fen, draft_hash FROM invoices"
                         " WHERE request_id = ?1",
     [S_GET_BLUE] = "SELECT json FROM invoices WHERE code = ?1 AND number = ?2",
@@ -573,13 +582,14 @@ static void unsynced_begin(store_t *s)
 /* ---- drafts ---------------------------------------------------------- */
 
 enum fa_err store_add_draft(store_t *s, const char *name, const void *body, size_t len,
-                            int64_t now, int64_t *draft_id)
+                            int64_t now, uint64_t entry, int64_t *draft_id)
 {
     int rc;
 
+    assert(entry <= INT64_MAX);
     pthread_mutex_lock(&s->lock);
     unsynced_begin(s);
-    rc = bind_run(s, S_ADD_DRAFT, "tib", name, now, body, len);
+    rc = bind_run(s, S_ADD_DRAFT, "tibi", name, now, body, len, (int64_t)entry);
     if (rc == SQLITE_OK)
         *draft_id = sqlite3_last_insert_rowid(s->db);
     pthread_mutex_unlock(&s->lock);
@@ -609,7 +619,8 @@ enum fa_err store_list_waiting(store_t *s, store_draft_cb cb, void *ctx)
     q = st(s, S_LIST_WAITING);
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         struct store_draft d = { .id = sqlite3_column_int64(q, 0),
-                                 .received_at = sqlite3_column_int64(q, 2) };
+                                 .received_at = sqlite3_column_int64(q, 2),
+                                 .entry = (uint64_t)sqlite3_column_int64(q, 4) };
         const void *b = sqlite3_column_blob(q, 3);
         snprintf(d.name, sizeof d.name, "%s", (const char *)sqlite3_column_text(q, 1));
         d.len = (size_t)sqlite3_column_bytes(q, 3);
@@ -629,6 +640,30 @@ enum fa_err store_list_waiting(store_t *s, store_draft_cb cb, void *ctx)
     sqlite3_reset(q);
     pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
+}
+
+enum fa_err store_reserve_entries(store_t *s, uint64_t n, uint64_t *first)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    assert(n > 0 && n <= INT32_MAX);
+    pthread_mutex_lock(&s->lock);
+    rc = durable_ready(s);
+    if (rc == SQLITE_OK) {
+        q = st(s, S_RESERVE_ENTRIES);
+        sqlite3_bind_int64(q, 1, (int64_t)n);
+        rc = sqlite3_step(q);
+        if (rc == SQLITE_ROW) {
+            *first = (uint64_t)sqlite3_column_int64(q, 0);
+            rc = *first > 0 && *first < (UINT64_C(1) << 55) ? sqlite3_step(q) : SQLITE_CORRUPT;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_CORRUPT;   /* no next_entry: a store not made by store_open */
+        }
+        sqlite3_reset(q);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc == SQLITE_DONE ? FA_OK : sqlite_to_fa(rc);
 }
 
 /* ---- issuing --------------------------------------------------------- */

@@ -29,9 +29,11 @@ void store_close(store_t *s);
 
 /* ---- drafts --------------------------------------------------------- */
 
-/* Record a received draft (state "received"); every draft stays for audit. */
+/* Record a received draft (state "received"); every draft stays for audit.
+ * entry: pending/'s number for the file it came in (0: none), kept so that
+ * a waiting draft shows under the same inode number after a remount. */
 enum fa_err store_add_draft(store_t *s, const char *name, const void *body, size_t len,
-                            int64_t now, int64_t *draft_id);
+                            int64_t now, uint64_t entry, int64_t *draft_id);
 /* The draft waits for the device; reason is shown in status. */
 enum fa_err store_set_draft_waiting(store_t *s, int64_t draft_id, const char *reason);
 /* rm of a waiting draft. */
@@ -43,11 +45,15 @@ struct store_draft {
     int64_t received_at;
     unsigned char *body;   /* malloc'd */
     size_t len;
+    uint64_t entry;        /* as given to store_add_draft; 0: none */
 };
 /* Waiting drafts in arrival order (at mount).  cb returns non-zero to stop;
  * the body belongs to the callee after cb returns (it must free it). */
 typedef int (*store_draft_cb)(void *ctx, struct store_draft *d);
 enum fa_err store_list_waiting(store_t *s, store_draft_cb cb, void *ctx);
+/* n pending/ numbers no earlier call gave, in this or an earlier mount:
+ * *first .. *first + n - 1. */
+enum fa_err store_reserve_entries(store_t *s, uint64_t n, uint64_t *first);
 
 /* ---- issuing -------------------------------------------------------- */
 

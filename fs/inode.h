@@ -15,8 +15,10 @@
  *   3      receipts.id                      receipts/NAME
  *   4      rejects.id                       rejected/NAME
  *   5      rejects.id                       rejected/NAME.error
- *   6      per-mount sequence               pending/NAME (lives in daemon memory;
- *                                           numbers restart at each mount)
+ *   6      pending/ number                  pending/NAME (lives in daemon memory;
+ *                                           numbers come from the store in blocks,
+ *                                           never twice, and a waiting draft keeps
+ *                                           its number in drafts.entry)
  *   7      month index (year*12 + month-1)  reports/YYYY-MM.csv
  *
  * Store ids are SQLite rowids, far below 2^56.

@@ -1,8 +1,11 @@
 /*
  * pending.c — pending/ in memory; see pending.h.
  *
- * Entries are kept in an array ordered by their per-mount sequence id,
- * which is also their inode id and their readdir cursor.  An entry is
+ * Entries are kept in an array ordered by their id, which is also their
+ * inode id and their readdir cursor.  Ids come from the store in blocks
+ * (store_reserve_entries), never twice for one state directory, and a draft
+ * keeps its id in the store: a waiting draft has the same st_ino after a
+ * remount (SPEC §2.2), and a new file never takes the number of an old one.  An entry is
  * reference counted: one reference while it is in the folder, one per open
  * handle, so a draft processed (and removed) while another descriptor still
  * has it open stays readable through that descriptor.
@@ -73,7 +76,7 @@ struct pending_dir {
     /* unlinked entries still open somewhere: fstat works until the last close */
     struct pending_entry **orphans;
     size_t norphans, cap_orphans;
-    uint64_t next_id;
+    uint64_t next_id, block_end;  /* ids not yet given: [next_id, block_end) */
     size_t held;                  /* bytes of memory holding file contents */
     /* the retry thread for waiting drafts */
     pthread_t retry_thread;
@@ -83,6 +86,8 @@ struct pending_dir {
 };
 
 #define RETRY_SECONDS 2
+/* ids reserved at a time: one store write per this many files */
+#define ID_BLOCK 4096
 /* What pending/ may hold in memory, all files together: without a bound, a
  * writer could fill the daemon's memory with scratch files. */
 #define PENDING_MEMORY_MAX ((size_t)256 << 20)
@@ -203,7 +208,26 @@ static void unlink_entry(struct pending_dir *d, struct pending_entry *e)
         unlink_at(d, (size_t)i);
 }
 
-static struct pending_entry *add_entry(struct pending_dir *d, const char *name)
+/* A new entry's id (0 or an errno); lock held.  Ids increase within a
+ * mount, and each block is above every earlier one, so the array stays
+ * ordered when entries are appended. */
+static int take_id(struct pending_dir *d, uint64_t *id)
+{
+    if (d->next_id == d->block_end) {
+        uint64_t first;
+        enum fa_err err = store_reserve_entries(engine_store(d->engine), ID_BLOCK, &first);
+        if (err)
+            return fa_err_errno(err);
+        assert(first >= d->block_end);
+        d->next_id = first;
+        d->block_end = first + ID_BLOCK;
+    }
+    *id = d->next_id++;
+    return 0;
+}
+
+/* Appended with the given id: the caller keeps the array ordered. */
+static struct pending_entry *add_entry(struct pending_dir *d, const char *name, uint64_t id)
 {
     struct pending_entry *e;
     if (d->n == d->cap) {
@@ -217,7 +241,7 @@ static struct pending_entry *add_entry(struct pending_dir *d, const char *name)
     e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
-    e->id = d->next_id++;
+    e->id = id;
     snprintf(e->name, sizeof e->name, "%s", name);
     e->mtime = clock_now();
     e->refs = 1;
@@ -334,7 +358,7 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e)
         return ENOMEM;
 
     err = e->state == ENTRY_WAITING ? engine_retry(d->engine, e->draft_id, name, copy, len, &out)
-                                    : engine_submit(d->engine, name, copy, len,
+                                    : engine_submit(d->engine, name, copy, len, e->id,
                                                     behind[0] ? behind : NULL, &out);
     free(copy);
 
@@ -427,7 +451,6 @@ struct pending_dir *pending_new(struct engine *e)
     if (!d)
         return NULL;
     d->engine = e;
-    d->next_id = 1;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->retry_cond, NULL);
     pthread_cond_init(&d->idle, NULL);
@@ -437,7 +460,7 @@ struct pending_dir *pending_new(struct engine *e)
 static int load_waiting(void *ctx, struct store_draft *sd)
 {
     struct pending_dir *d = ctx;
-    struct pending_entry *e = add_entry(d, sd->name);
+    struct pending_entry *e = add_entry(d, sd->name, sd->entry);   /* 0: given one after */
     if (!e) {
         free(sd->body);
         return 1;
@@ -452,14 +475,33 @@ static int load_waiting(void *ctx, struct store_draft *sd)
     return 0;
 }
 
+static int by_id(const void *a, const void *b)
+{
+    const struct pending_entry *x = *(struct pending_entry *const *)a;
+    const struct pending_entry *y = *(struct pending_entry *const *)b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
 int pending_start(struct pending_dir *d)
 {
     enum fa_err err;
+    size_t i;
+    int rc = 0;
+
     pthread_mutex_lock(&d->lock);
     err = store_list_waiting(engine_store(d->engine), load_waiting, d);
+    /* ids for drafts stored without one (not the store's own doing), then
+     * the array in id order: drafts wait in the order their files came */
+    for (i = 0; !err && !rc && i < d->n; i++)
+        if (!d->v[i]->id)
+            rc = take_id(d, &d->v[i]->id);
+    if (d->n > 1)
+        qsort(d->v, d->n, sizeof *d->v, by_id);
     pthread_mutex_unlock(&d->lock);
     if (err)
         return fa_err_errno(err);
+    if (rc)
+        return rc;
     if (pthread_create(&d->retry_thread, NULL, retry_main, d))
         return EAGAIN;
     pthread_setname_np(d->retry_thread, "fapiaofs-retry");   /* for top -H, perf */
@@ -553,9 +595,14 @@ int pending_create(struct pending_dir *d, const char *name, struct pending_handl
             goto out;
         }
         e->size = 0;   /* O_CREAT on an existing file that was just truncated by the kernel */
-    } else if (!(e = add_entry(d, name))) {
-        rc = ENOMEM;
-        goto out;
+    } else {
+        uint64_t id;
+        if ((rc = take_id(d, &id)) != 0)
+            goto out;
+        if (!(e = add_entry(d, name, id))) {
+            rc = ENOMEM;
+            goto out;
+        }
     }
     *h = handle_new(d, e);
     if (!*h)

@@ -554,7 +554,7 @@ static void issue_first(const char *dir, const char *template_path, int64_t t0)
         die("%s: too big", template_path);
     if (engine_open(&c, ENGINE_RUN, &e, why, sizeof why))
         die("engine: %s", why);
-    err = engine_submit(e, "gen-000000001.json", body, len, NULL, &out);
+    err = engine_submit(e, "gen-000000001.json", body, len, 0, NULL, &out);
     if (err || out.kind != OUTCOME_ISSUED)
         die("engine: the template draft was not issued: %s %s", fa_err_str(err), out.reason);
     engine_close(e);

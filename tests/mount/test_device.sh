@@ -139,6 +139,9 @@ sed -i "/^\[device\]/a pin_file = $T/pin" "$T/fapiaofs.conf"
 t_mount
 # (one mount, one PIN try: fs/main.c's preflight engine_open must not try the PIN as well)
 check_eq "wrong PIN: device/status pin_retries_left 4" "$(retries)" "4"
+# A scratch file first, so that d6 is not this mount's first file: numbers
+# counted per mount would then give it another one after a remount.
+: > "$P/scratch.tmp" && rm "$P/scratch.tmp"
 check_eq "draft 6, wrong PIN: close() returns 0 (accepted, waiting)" \
   "$(close_errno d6.json "$T/DEV-6.json")" "0"
 waiting d6.json "PIN"
@@ -151,22 +154,34 @@ check_eq "six plain clears with the configured PIN refused: EACCES" "$out" "Perm
 check_eq "  and no tries used: pin_retries_left still 4" "$(retries)" "4"
 check "  the reason says the configured PIN is not tried again" \
   grep -q '^reason: the device refused the configured PIN .* not tried again' "$MNT/device/clear"
-left=""
+ino6=$(stat -c %i "$P/d6.json")
+left="" inos=""
 for _ in 1 2 3 4; do
   t_remount
   left="$left$(retries) "
+  inos="$inos$(stat -c %i "$P/d6.json") "
 done
 check_eq "each remount with the wrong PIN costs one try" "$left" "3 2 1 0 "
+check_eq "the waiting d6.json keeps its st_ino across the four remounts (SPEC §2.2)" \
+  "$inos" "$ino6 $ino6 $ino6 $ino6 "
+check_eq "  and ls -i says the same" "$(ls -i1 "$P" | awk '$2 == "d6.json" { print $1 }')" "$ino6"
 check_eq "show: pin_locked: yes" "$(sim pin_locked)" "yes"
 t_unmount
 sed -i '/^pin_file = /d' "$T/fapiaofs.conf"
 t_mount
 check_eq "PIN-locked: the right PIN is refused too, pin_retries_left stays 0" "$(retries)" "0"
 check "status: device: PIN-locked" grep -q '^device: PIN-locked after 5 wrong PINs' "$MNT/status"
+: > "$P/scratch.tmp" && rm "$P/scratch.tmp"
 check_eq "draft 7, PIN-locked: close() returns 0 (accepted, waiting)" \
   "$(close_errno d7.json "$T/DEV-7.json")" "0"
 waiting d6.json "PIN"
 waiting d7.json "PIN"   # not "behind d6.json": the PIN stops every draft alike
+ino7=$(stat -c %i "$P/d7.json")
+check "a file made after the remounts gets a new st_ino, not one an earlier mount gave" \
+  test "$ino7" -gt "$ino6"
+t_remount
+check_eq "both waiting drafts keep their st_ino across a remount" \
+  "$(stat -c %i "$P/d6.json") $(stat -c %i "$P/d7.json")" "$ino6 $ino7"
 check "fapiaofs-sim reset-pin while mounted" "$SIMTOOL" reset-pin "$DEV"
 wait_for 3 has_line "$MNT/device/status" '^pin_retries_left: 5$'
 ok $? "device/status: pin_retries_left 5 after reset-pin"

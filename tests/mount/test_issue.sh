@@ -81,16 +81,20 @@ for _ in $(seq 100); do [ "$(platform_count)" = 2 ] && break; sleep 0.1; done
 check_eq "queued invoice uploaded after the platform came back" "$(platform_count)" "2"
 
 # A store from before migration 9 (no receipts.size, no receipts_list; and so none of 10,
-# upload_queue.refused): opened, it is migrated, and receipts/ lists the same names with
-# exact sizes.
+# upload_queue.refused, nor 11, drafts.entry): opened, it is migrated, and receipts/ lists
+# the same names with exact sizes.
 t_unmount
 sqlite3 "$T/state/fapiaofs.db" "drop index receipts_list; drop trigger receipt_size;
   alter table receipts drop column size; drop index upload_refused;
-  alter table upload_queue drop column refused; pragma user_version = 8"
+  alter table upload_queue drop column refused; alter table drafts drop column entry;
+  delete from meta where key = 'next_entry'; pragma user_version = 8"
 t_mount
-check_eq "the store is migrated at mount" "$(sqlite3 "$T/state/fapiaofs.db" 'pragma user_version')" "10"
+db() { sqlite3 "$T/state/fapiaofs.db" "$1"; }
+check_eq "the store is migrated at mount" "$(db 'pragma user_version')" "11"
 check_eq "  upload_queue has its refused column again" \
-  "$(sqlite3 "$T/state/fapiaofs.db" "select count(*) from pragma_table_info('upload_queue') where name = 'refused'")" "1"
+  "$(db "select count(*) from pragma_table_info('upload_queue') where name = 'refused'")" "1"
+check_eq "  pending/ numbers start above every draft's row id (those waiting keep theirs)" \
+  "$(db "select (select value from meta where key = 'next_entry') > max(id) from drafts")" "1"
 check_eq "receipts/ lists the three receipts" "$(ls "$MNT/receipts" | sort | tr '\n' ' ')" \
   "again.json order-1.json order-2.json "
 for r in again.json order-1.json order-2.json; do

@@ -218,7 +218,7 @@ static void run_case(struct engine *e, const char *file, const char *expect)
         CHECK(false, "%s: %s (cannot read %s)", file, expect, path);
         return;
     }
-    rc = engine_submit(e, file, body, len, NULL, &out);
+    rc = engine_submit(e, file, body, len, 0, NULL, &out);
     free(body);
 
     if (sscanf(expect, "issued %63s warning %127s", want_total, want_warning) >= 1) {

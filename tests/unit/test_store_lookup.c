@@ -23,7 +23,7 @@ static enum fa_err reject(store_t *s, const char *name, const char *error, int64
 {
     static const char body[] = "{\"seller\": {}}";
     int64_t draft;
-    enum fa_err err = store_add_draft(s, name, body, sizeof body - 1, 1764900000, &draft);
+    enum fa_err err = store_add_draft(s, name, body, sizeof body - 1, 1764900000, 0, &draft);
 
     if (err == FA_OK)
         err = store_put_rejection(s, draft, name, body, sizeof body - 1, error, 1764900000, id);

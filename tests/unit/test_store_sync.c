@@ -16,7 +16,7 @@ static const char body[] = "{\"seller\": {}}";
 
 static enum fa_err receive(store_t *s, int64_t *draft)
 {
-    return store_add_draft(s, "x.json", body, sizeof body - 1, 1764900000, draft);
+    return store_add_draft(s, "x.json", body, sizeof body - 1, 1764900000, 0, draft);
 }
 
 static enum fa_err refuse(store_t *s, int64_t draft)
