@@ -154,7 +154,8 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_DRAFT_WAITING] = "UPDATE drafts SET state = 'waiting', reason = ?2 WHERE id = ?1",
     [S_DRAFT_CANCEL] = "UPDATE drafts SET state = 'cancelled', reason = 'removed from pending/ at ' || ?2"
                        " WHERE id = ?1 AND state = 'waiting'",
-    [S_LIST_WAITING] = "SELECT id, name, received_at, body, entry FROM drafts WHERE state = 'waiting' ORDER BY id",
+    [S_LIST_WAITING] = "SELECT id, name, received_at, body, entry FROM drafts WHERE state = 'waiting'"
+                       " ORDER BY id",
     [S_RESERVE_ENTRIES] = "UPDATE meta SET value = value + ?1 WHERE key = 'next_entry' RETURNING value - ?1",
     [S_FIND_REQUEST] = "SELECT id, code, number, period, issued_at, total_fen, draft_hash FROM invoices"
                         " WHERE request_id = ?1",
