@@ -95,6 +95,10 @@ static enum fa_err unexpected_reply(struct clearing *c, enum step s, const struc
     char why[600];
 
     describe_reply(r, why, sizeof why);
+    if (r->http == 200 || r->http == 201)   /* not platform_answered_success */
+        return step_fail(c, s, FA_PLATFORM_DOWN, "HTTP %ld, but the answer is not a JSON object: is "
+                         "something other than the platform answering at its url? Run clear again "
+                         "when the platform itself answers", r->http);
     if (r->http >= 500)
         return step_fail(c, s, FA_PLATFORM_DOWN, "%s; run clear again later", why);
     return step_fail(c, s, FA_PLATFORM_REFUSED, "the platform refused %s of %s: %s", what, c->r->period,
@@ -142,7 +146,7 @@ static enum fa_err upload_refusal(const struct platform_reply *r, const struct s
         snprintf(why, len, "the platform holds other bytes for %s-%s (%s: an integrity alarm); "
                  "compare issued/%s/%s-%s.json with the platform's copy and resolve it with the tax "
                  "bureau", u->code, u->number, detail, period, u->code, u->number);
-    else if (refused)
+    else if (refused || r->http == 200 || r->http == 201)
         platform_upload_error(r, u->code, u->number, why, len);   /* the uploader's words */
     else
         snprintf(why, len, "%s-%s: %s", u->code, u->number, detail);
@@ -166,7 +170,7 @@ static enum fa_err send_period(struct clearing *c, bool queued_only, int64_t *se
                               : store_next_invoice_in_period(c->store, c->r->period, after, &u)) == FA_OK) {
         after = u.invoice_id;
         if (platform_call(c->pc, "POST", "/v1/invoices", u.json, u.len, &reply) == 0 &&
-            (reply.http == 200 || reply.http == 201)) {
+            platform_upload_acknowledged(&reply, u.code, u.number)) {
             err = queued_only ? store_upload_done(c->store, u.invoice_id, clock_now()) : FA_OK;
             (*sent)++;
         } else {
@@ -304,7 +308,7 @@ static enum fa_err report_summary(struct clearing *c, const struct device_summar
     if (platform_call(c->pc, "POST", path, body, strlen(body), &reply)) {
         describe_reply(&reply, why, sizeof why);
         err = step_fail(c, STEP_REPORT, FA_PLATFORM_DOWN, "%s; run clear again when it is back", why);
-    } else if (reply.http == 200 || reply.http == 201) {
+    } else if (platform_answered_success(&reply)) {
         step_say(c, STEP_REPORT, STEP_OK, "the platform %s the summary of %s",
                  reply.http == 201 ? "received" : "already had", c->r->period);
     } else if (reply.http == 409 && !strcmp(reply.code, "period_cleared")) {
@@ -340,7 +344,7 @@ static enum fa_err ask_clearance(struct clearing *c, char **answer)
                             why);
             break;
         }
-        if (reply.http == 200 && reply.body) {
+        if (reply.http == 200 && platform_answered_success(&reply)) {
             *answer = reply.body;
             reply.body = NULL;
             step_say(c, STEP_CLEARANCE, STEP_OK, "the platform sent its signed answer for %s%s",

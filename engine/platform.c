@@ -135,6 +135,47 @@ static void reply_error_code(const char *reply, size_t len, char *buf, size_t si
     json_decref(doc);
 }
 
+/* A member that is absent, or the string want. */
+static bool member_absent_or(json_t *doc, const char *key, const char *want)
+{
+    json_t *v = json_object_get(doc, key);
+    return v == NULL || (json_is_string(v) && strcmp(json_string_value(v), want) == 0);
+}
+
+/* A 200/201 whose body is a JSON object, or NULL; the caller decrefs. */
+static json_t *success_object(const struct platform_reply *r)
+{
+    json_t *doc;
+
+    if ((r->http != 200 && r->http != 201) || r->body == NULL)
+        return NULL;
+    doc = json_loadb(r->body, r->len, 0, NULL);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+bool platform_answered_success(const struct platform_reply *r)
+{
+    json_t *doc = success_object(r);
+
+    json_decref(doc);
+    return doc != NULL;
+}
+
+bool platform_upload_acknowledged(const struct platform_reply *r, const char *code,
+                                  const char *number)
+{
+    json_t *doc = success_object(r);
+    bool ok = doc != NULL && member_absent_or(doc, "code", code) &&
+              member_absent_or(doc, "number", number);
+
+    json_decref(doc);
+    return ok;
+}
+
 bool platform_refuses_invoice(long http)
 {
     return http == 409 || http == 400 || http == 413;
@@ -166,6 +207,12 @@ void platform_upload_error(const struct platform_reply *r, const char *code, con
         break;
     case 413:
         snprintf(buf, size, "HTTP 413: %s-%s is too large for the platform", code, number);
+        break;
+    case 200:
+    case 201:   /* not platform_upload_acknowledged: the invoice stays queued */
+        snprintf(buf, size, "HTTP %ld, but the answer is not about %s-%s (not a JSON object, or "
+                 "another invoice's code or number): is something other than the platform "
+                 "answering at its url?", r->http, code, number);
         break;
     default:
         snprintf(buf, size, "HTTP %ld from platform", r->http);

@@ -47,6 +47,17 @@ int platform_call(platform_client_t *pc, const char *method, const char *path, c
                   size_t len, struct platform_reply *r);
 void platform_reply_free(struct platform_reply *r);
 
+/* Whether an answer is a success the platform itself gave: 200 or 201 with a
+ * JSON object (every answer of its API is one).  An HTML page with 200 comes
+ * from something else at the platform's url: a captive portal, a proxy. */
+bool platform_answered_success(const struct platform_reply *r);
+/* Whether an answer to POST /v1/invoices of invoice CODE-NUMBER accepts it:
+ * 201 or 200 with a JSON object whose "code" and "number", if it has them,
+ * are the invoice's.  Anything else with 200 (a proxy's or a captive
+ * portal's page, an answer about another invoice) is no proof that the
+ * platform holds the invoice, and the invoice stays queued. */
+bool platform_upload_acknowledged(const struct platform_reply *r, const char *code,
+                                  const char *number);
 /* Whether an answer to POST /v1/invoices refuses that invoice for good: 409
  * (the platform holds other bytes for its number), 400 (invalid) or 413 (too
  * large).  Sending the same bytes again cannot change it; other answers
@@ -55,8 +66,9 @@ void platform_reply_free(struct platform_reply *r);
 bool platform_refuses_invoice(long http);
 /* Whether such an answer refuses our credentials (401, 403): every invoice alike. */
 bool platform_refuses_credentials(long http);
-/* A sentence for an answer (r->http != 0) other than 200/201 to the upload of
- * invoice CODE-NUMBER: "HTTP 409: the platform has other bytes for ...". */
+/* A sentence for an answer (r->http != 0) to the upload of invoice
+ * CODE-NUMBER that does not accept it: "HTTP 409: the platform has other
+ * bytes for ...". */
 void platform_upload_error(const struct platform_reply *r, const char *code, const char *number,
                            char *buf, size_t size);
 

@@ -180,7 +180,7 @@ static enum attempt upload_one(struct uploader *u, const struct store_upload *it
         return ATTEMPT_STOPPED;   /* not the platform's doing: no failure recorded */
     }
     now = clock_now();
-    if (answered && (r.http == 200 || r.http == 201)) {
+    if (answered && platform_upload_acknowledged(&r, item->code, item->number)) {
         platform_reply_free(&r);
         assert(u->naccepted < MARKS_MAX);
         u->accepted[u->naccepted++] = item->invoice_id;

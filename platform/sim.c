@@ -19,7 +19,7 @@
  *            POST /v1/periods/P/clearance signed; 监控回传, the platform-signed answer
  *   admin  http://127.0.0.1:ADMIN_PORT  (--admin-port, default PORT+1, or a
  *                                        free port when --port is 0); never signed
- *            POST /admin/mode            body: up | down | 503 | slow MS | flaky SHARE
+ *            POST /admin/mode            body: up | down | 503 | slow MS | flaky SHARE | portal
  *            GET  /admin/mode            the current mode, as text
  *            GET  /admin/count           number of invoices stored, as text
  *            POST /admin/filed           body YYYY-MM: the period's tax return is filed
@@ -100,7 +100,7 @@
 
 /* ---- outage modes --------------------------------------------------- */
 
-enum outage_mode { MODE_UP, MODE_DOWN, MODE_503, MODE_SLOW, MODE_FLAKY };
+enum outage_mode { MODE_UP, MODE_DOWN, MODE_503, MODE_SLOW, MODE_FLAKY, MODE_PORTAL };
 
 struct outage_setting {
     enum outage_mode mode;
@@ -1031,9 +1031,11 @@ static bool parse_mode(char *text, struct outage_setting *set, const char **why)
             arg++;
     }
     memset(set, 0, sizeof *set);
-    *why = "modes: up, down, 503, slow MS, flaky SHARE\n";
-    if (strcmp(text, "up") == 0 || strcmp(text, "down") == 0 || strcmp(text, "503") == 0) {
-        set->mode = text[0] == 'u' ? MODE_UP : text[0] == 'd' ? MODE_DOWN : MODE_503;
+    *why = "modes: up, down, 503, slow MS, flaky SHARE, portal\n";
+    if (strcmp(text, "up") == 0 || strcmp(text, "down") == 0 || strcmp(text, "503") == 0 ||
+        strcmp(text, "portal") == 0) {
+        set->mode = text[0] == 'u' ? MODE_UP : text[0] == 'd' ? MODE_DOWN
+                  : text[0] == 'p' ? MODE_PORTAL : MODE_503;
         return arg == NULL;
     }
     if (strcmp(text, "slow") == 0) {
@@ -1055,6 +1057,7 @@ static void format_mode(const struct outage_setting *set, char *buf, size_t size
     case MODE_UP:    snprintf(buf, size, "up\n"); break;
     case MODE_DOWN:  snprintf(buf, size, "down\n"); break;
     case MODE_503:   snprintf(buf, size, "503\n"); break;
+    case MODE_PORTAL: snprintf(buf, size, "portal\n"); break;
     case MODE_SLOW:  snprintf(buf, size, "slow %u\n", set->slow_ms); break;
     case MODE_FLAKY: snprintf(buf, size, "flaky %u.%03u\n",
                               set->flaky_permille / 1000, set->flaky_permille % 1000); break;
@@ -1081,7 +1084,7 @@ static void deadline_after_ms(struct timespec *ts, unsigned ms)
 }
 
 /* Applies the outage mode to one /v1 call: 0 to answer it normally, or the
- * HTTP status to answer instead.  A `slow` call sleeps here, and wakes early
+ * HTTP status to answer instead (200: the portal's page).  A `slow` call sleeps here, and wakes early
  * when the mode changes (then the new mode decides) or the simulator stops. */
 static unsigned outage_gate(struct outage *o)
 {
@@ -1099,6 +1102,10 @@ static unsigned outage_gate(struct outage *o)
         if (o->now.mode == MODE_503 || o->now.mode == MODE_DOWN) {
             /* DOWN here: a call that arrived just before the socket closed. */
             status = MHD_HTTP_SERVICE_UNAVAILABLE;
+            break;
+        }
+        if (o->now.mode == MODE_PORTAL) {
+            status = MHD_HTTP_OK;
             break;
         }
         if (o->now.mode == MODE_FLAKY) {
@@ -1471,6 +1478,10 @@ static enum MHD_Result api_request(void *cls, struct MHD_Connection *conn, const
     if (strncmp(url, "/v1/", 4) != 0)
         return respond_error(conn, MHD_HTTP_NOT_FOUND, "not_found", NULL, NULL);
     refusal = outage_gate(&sim->outage);
+    if (refusal == MHD_HTTP_OK) {   /* what a captive portal or a misrouted proxy answers */
+        static const char page[] = "<html><body>Please log in to continue.</body></html>\n";
+        return respond(conn, MHD_HTTP_OK, "text/html", page, sizeof page - 1);
+    }
     if (refusal != 0)
         return respond_error(conn, refusal, "unavailable", NULL, NULL);
     if (strcmp(url, "/v1/health") == 0) {
@@ -1733,6 +1744,8 @@ static void usage(FILE *to)
         "       slow MS       answer every /v1 call after MS milliseconds\n"
         "       flaky SHARE   answer that share of /v1 calls 503, evenly spread and\n"
         "                     reproducible; SHARE as 0.3 (up to 3 decimals) or 30%%\n"
+        "       portal        answer every /v1 call 200 with an HTML page, as a captive\n"
+        "                     portal or a proxy in front of the platform would\n"
         "  GET  /admin/mode   the current mode\n"
         "  GET  /admin/count  the number of invoices stored\n"
         "  POST /admin/filed  body YYYY-MM: the period's tax return is filed\n"

@@ -64,6 +64,13 @@ check_eq "  the summary reached the platform" \
 platform_mode down
 check_eq "clear with the platform down: EAGAIN" "$(clear_cmd)" "Resource temporarily unavailable"
 check "  reason says unreachable" grep -q '^reason: platform unreachable' "$MNT/device/clear"
+platform_mode portal   # a captive portal's page with 200 is not the platform's answer
+check_eq "clear with a portal answering 200 for the platform: EAGAIN" "$(clear_cmd)" \
+  "Resource temporarily unavailable"
+check "  reason says something other than the platform answers" \
+  grep -q '^reason: HTTP 200, but the answer is not .*something other than the platform' "$MNT/device/clear"
+check_eq "  step 6 not run" "$(field "$MNT/device/clear" step_6_write_back)" "not run"
+echo "# $(grep '^reason' "$MNT/device/clear")"
 platform_mode up
 check_eq "wrong PIN: EACCES" "$(clear_cmd 'clear pin=00000000')" "Permission denied"
 check "  the retry count" grep -q '4 tries left' "$MNT/device/clear"

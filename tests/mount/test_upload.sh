@@ -1,5 +1,6 @@
 # Uploads that survive platform outages (SPEC §6, §5.3): the platform down for a
-# whole run, flaky, slow; the daemon killed with a full queue; a wrong secret.
+# whole run, flaky, slow; the daemon killed with a full queue; a portal answering 200 for the
+# platform; a wrong secret.
 source "$(dirname "$0")/lib.sh"
 case $BUILD in *-asan) SCALE=4 ;; *) SCALE=1 ;; esac   # the ASan daemon is slower
 N=$((1000 / SCALE)); FLAKY_N=$((2000 / SCALE))
@@ -196,6 +197,25 @@ check_eq "both issued once uploads caught up, in arrival order" \
      join drafts d on d.id = i.draft_id where d.name in ('order-big.json', 'order-c-00000.json')
      order by i.number)")" \
   "order-big.json order-c-00000.json"
+
+# 8. Something else answering 200 at the platform's url (a captive portal, a proxy): an HTML
+# page is no proof that the platform holds the invoice, so it stays queued, platform/status
+# says why, and it goes when the platform itself answers again.
+wait_for 60 test "$(queued)" = 0
+before=$(platform_count)
+platform_mode portal
+check_eq "a portal answering 200 with a page for the platform: a draft is issued" \
+  "$(drop_many portal 1)" "1 0 0"
+wait_for 20 grep -q '^last_error: HTTP 200, but the answer is not about' "$MNT/platform/status"
+check "platform/status: HTTP 200, but the answer is not about that invoice" \
+  grep -q '^last_error: HTTP 200, but the answer is not about .*: is something other than the platform' \
+  "$MNT/platform/status"
+echo "# $(grep '^last_error' "$MNT/platform/status")"
+check_eq "  it stays queued" "$(queued)" "1"
+check_eq "  and the platform does not have it" "$(platform_count)" "$before"
+platform_mode up
+wait_for 60 test "$(queued)" = 0
+check_eq "the platform itself answering again: uploaded" "$(platform_count)" "$((before + 1))"
 
 # 5. A wrong app secret: a clear error in platform/status, nothing lost.
 t_unmount
