@@ -10,6 +10,7 @@
 #   t_clock ISO             move it (the daemon and the device re-read it at every use)
 #   T_CONF=$'[fs]\ngroup = g' t_setup ...   lines appended to the configuration before the mount
 #   T_TMP=DIR t_setup ...   the test's folder under DIR instead of tests/tmp
+#   wait_for SECONDS CMD... until CMD succeeds (its output discarded); 1 if it never did
 #   (cleanup runs at exit: unmount, stop the simulator, sanitizer report check)
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -23,6 +24,11 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 T_FAILED=0
 ok()       { if [ "$1" -eq 0 ]; then echo "ok - $2"; else echo "not ok - $2"; T_FAILED=1; fi; }
 check()    { local d=$1; shift; "$@" >/dev/null 2>&1; ok $? "$d"; }
+wait_for() {  # SECONDS COMMAND...: until the command succeeds
+  local limit=$1; shift
+  for _ in $(seq $((limit * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  return 1
+}
 check_eq() { if [ "$2" == "$3" ]; then echo "ok - $1"; else echo "not ok - $1 (got '$2', want '$3')"; T_FAILED=1; fi; }
 
 t_setup() {

@@ -62,12 +62,6 @@ PY
 # close_errno NAME SRC: write SRC to pending/NAME; print close()'s errno (0: success).
 close_errno() { python3 "$T/drop.py" "$P/$1" "$2"; }
 mkdraft() { sed "s/SO-2024-000123/$1/" "$ROOT/examples/basic.json" > "$T/$1.json"; }
-# wait_for SECONDS CMD...: poll until CMD succeeds.
-wait_for() {
-  local n=$(($1 * 10)); shift
-  for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
 retries() { sed -n 's/^pin_retries_left: //p' "$MNT/device/status"; }
 has_line() { grep -q "$2" "$1" 2>/dev/null; }
 receipt_of() { json "$MNT/receipts/$1" '"%s %s-%s" % (d["status"], d["code"], d["number"])' 2>&1 | tail -1; }

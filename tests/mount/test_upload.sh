@@ -38,11 +38,6 @@ for i in range(count):
 print(issued, waiting, failed)
 PY
 }
-wait_for() {  # SECONDS COMMAND...: until the command succeeds
-  local limit=$1; shift
-  for _ in $(seq $((limit * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  return 1
-}
 queued() { sed -n 's/^queued: //p' "$MNT/platform/status"; }
 
 # 1. The platform down for a whole run: issued until the offline limit, then waiting.
