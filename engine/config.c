@@ -237,7 +237,8 @@ int config_load(const char *path, struct config *c, char *why, size_t whylen)
         return -1;
     }
     if (p.secret_file[0] &&
-        config_read_secret(p.secret_file, "[platform] app_secret_file", false, c->app_secret,
+        /* 0600 like the PIN: whoever reads it can sign uploads and clearings as us */
+        config_read_secret(p.secret_file, "[platform] app_secret_file", true, c->app_secret,
                            sizeof c->app_secret, why, whylen))
         return -1;
     return 0;

@@ -78,7 +78,7 @@ if [ "$MODE" = platform ]; then
       --admin-port-file "$P/platform.admin" >>"$P/platform.log" 2>&1 &
   PLATFORM_PID=$!
   for _ in $(seq 200); do [ -s "$P/platform.admin" ] && break; sleep 0.05; done
-  printf 'demo-secret\n' > "$P/secret"
+  printf 'demo-secret\n' > "$P/secret" && chmod 600 "$P/secret"
   conf=$P/platform.conf
   printf '[store]\nstate_dir = %s\npath = fapiaofs.db\n[device]\nkind = sim\nstate = device.json\n'\
 '[platform]\nurl = http://127.0.0.1:%s\napp_key = demo-app\napp_secret_file = %s\n' \

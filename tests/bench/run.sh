@@ -119,7 +119,7 @@ issue_rep() {
   conf=$s/fapiaofs.conf
   if [ "$mode" = platform ]; then
     platform_start
-    printf 'demo-secret\n' > "$B/secret"
+    printf 'demo-secret\n' > "$B/secret" && chmod 600 "$B/secret"
     conf=$s/platform.conf
     printf '[store]\nstate_dir = %s\npath = fapiaofs.db\n[device]\nkind = sim\nstate = device.json\n'\
 '[platform]\nurl = http://127.0.0.1:%s\napp_key = demo-app\napp_secret_file = %s\ntimeout_ms = 2000\n' \

@@ -51,7 +51,7 @@ app_key = demo-app
 app_secret_file = $T/secret
 timeout_ms = 2000
 CONF
-  printf 'demo-secret\n' > "$T/secret"
+  printf 'demo-secret\n' > "$T/secret" && chmod 600 "$T/secret"
   if [ -n "${T_CLOCK:-}" ]; then
     t_clock "$T_CLOCK"
     printf '[clock]\nfile = %s\n' "$T/clock" >> "$T/fapiaofs.conf"

@@ -443,9 +443,12 @@ bad_config "url http://127.0.0.1.example.com" "[platform]\nurl = http://127.0.0.
 bad_config "url http://localhost:x@192.0.2.1/ (a user name, another host)" \
   "[platform]\nurl = http://localhost:x@192.0.2.1/" "plain http is allowed only"
 bad_config "drawer of 9 Chinese characters" "[invoice]\ndrawer = 一二三四五六七八九" "at most 16 bytes in GBK"
-head -c 300 /dev/zero | tr '\0' 's' > "$T/long.secret"
+head -c 300 /dev/zero | tr '\0' 's' > "$T/long.secret" && chmod 600 "$T/long.secret"
 bad_config "an app secret of 300 bytes (it was cut to 255, and every upload got 401)" \
   "[platform]\napp_secret_file = $T/long.secret" "longer than 255 bytes"
+printf 'demo-secret\n' > "$T/open.secret" && chmod 644 "$T/open.secret"
+bad_config "an app secret file others can read (they could sign uploads as us)" \
+  "[platform]\napp_secret_file = $T/open.secret" "app_secret_file .* must be mode 0600 (it is 644)"
 check "  and nothing was mounted" bash -c '! mountpoint -q "$1"' _ "$M2"
 
 "$FAPIAOFS" -f -o allow_other --config "$T/fapiaofs.conf" "$MNT" >> "$T/fapiaofs.log" 2>&1 &

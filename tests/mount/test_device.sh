@@ -29,7 +29,7 @@ app_key = demo-app
 app_secret_file = $T/secret
 timeout_ms = 2000
 CONF
-printf 'demo-secret\n' > "$T/secret"
+printf 'demo-secret\n' > "$T/secret" && chmod 600 "$T/secret"
 
 R1=044031900111 R2=044031900112 R3=044031900113
 check "fapiaofs-sim --help" "$SIMTOOL" --help
