@@ -138,7 +138,7 @@ enum stmt_id {
     S_PUT_REJECT, S_DRAFT_REJECTED, S_DRAFT_DUPLICATE,
     S_LIST_PERIODS, S_HAS_PERIOD, S_LAST_TIMES, S_PERIOD_LAST, S_GET_META, S_PUT_META,
     S_COUNT_INVOICES, S_COUNT_WAITING, S_COUNT_REJECTED, S_COUNT_QUEUE, S_COUNT_LOG, S_FIRST_REFUSED,
-    S_NEXT_UPLOAD, S_UPLOAD_DEL, S_UPLOAD_DONE, S_UPLOAD_FAILED, S_UPLOAD_DUE,
+    S_NEXT_UPLOAD, S_NEXT_REFUSED, S_UPLOAD_DEL, S_UPLOAD_DONE, S_UPLOAD_FAILED, S_UPLOAD_DUE,
     S_PUT_LINE, S_PERIOD_LINES, S_NEXT_QUEUED_IN, S_COUNT_QUEUED_IN, S_ALL_INVOICES,
     S_PERIOD_INVOICES,
     /* per collection: list, lookup, stat, read, hide (COLL_COUNT of each) */
@@ -210,11 +210,14 @@ static const char *const stmt_sql[S_COLL_BASE] = {
                         " coalesce(q.last_error, '') FROM upload_queue q"
                         " JOIN invoices i ON i.id = q.invoice_id"
                         " WHERE q.refused = 1 ORDER BY q.invoice_id LIMIT 1",
-    /* the head of those in order, or a refused one that is due, whichever comes first */
-    [S_NEXT_UPLOAD] = "SELECT q.invoice_id, i.code, i.number, i.json, q.attempts, q.next_at, q.refused"
+    /* the head of those in order, and the first refused one that is due */
+    [S_NEXT_UPLOAD] = "SELECT q.invoice_id, i.code, i.number, i.json, q.attempts, q.next_at"
                       " FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id"
-                      " WHERE q.invoice_id > ?1 AND (q.refused = 0 OR q.next_at <= ?2 OR q.next_at > ?3)"
-                      " ORDER BY q.invoice_id LIMIT 1",
+                      " WHERE q.invoice_id > ?1 AND q.refused = 0 ORDER BY q.invoice_id LIMIT 1",
+    [S_NEXT_REFUSED] = "SELECT q.invoice_id, i.code, i.number, i.json, q.attempts, q.next_at"
+                       " FROM upload_queue q JOIN invoices i ON i.id = q.invoice_id"
+                       " WHERE q.refused = 1 AND q.invoice_id > ?1 AND (q.next_at <= ?2 OR q.next_at > ?3)"
+                       " ORDER BY q.invoice_id LIMIT 1",
     [S_UPLOAD_DEL] = "DELETE FROM upload_queue WHERE invoice_id = ?1",
     [S_UPLOAD_DONE] = "INSERT OR REPLACE INTO uploads(invoice_id, uploaded_at) VALUES(?1, ?2)",
     [S_UPLOAD_FAILED] = "UPDATE upload_queue SET attempts = attempts + 1, next_at = ?2,"
@@ -1353,34 +1356,45 @@ enum fa_err store_counts(store_t *s, struct store_counts *c)
 enum fa_err store_next_upload(store_t *s, int64_t now, const struct store_due *due, int64_t after_id,
                               struct store_upload *u)
 {
-    sqlite3_stmt *q;
+    sqlite3_stmt *head, *refused, *take = NULL;
     enum fa_err err = FA_NOTFOUND;
-    int64_t next_at;
-    int rc;
+    int64_t head_at;
+    int rc, rc_refused;
 
     memset(u, 0, sizeof *u);
     pthread_mutex_lock(&s->lock);
-    q = st(s, S_NEXT_UPLOAD);
-    rc = sqlite3_bind_int64(q, 1, after_id);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(q, 2, now);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(q, 3, now + due->refused_ahead);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(q);
-    /* Strict issue order: only the head of the queue may go, when it is due
-     * (or a refused invoice, which has stepped out of the order).  A time
-     * further ahead than any backoff gives was set before the clock went
-     * back: due now, or the queue would stall for as long as the step. */
-    next_at = rc == SQLITE_ROW ? sqlite3_column_int64(q, 5) : 0;
-    if (rc == SQLITE_ROW && (next_at <= now || next_at > now + (sqlite3_column_int(q, 6) ?
-                                                                 due->refused_ahead : due->order_ahead))) {
-        err = invoice_row(q, u);
-        u->attempts = sqlite3_column_int(q, 4);
+    head = st(s, S_NEXT_UPLOAD);
+    refused = st(s, S_NEXT_REFUSED);
+    sqlite3_bind_int64(head, 1, after_id);
+    sqlite3_bind_int64(refused, 1, after_id);
+    sqlite3_bind_int64(refused, 2, now);
+    sqlite3_bind_int64(refused, 3, now + due->refused_ahead);
+    rc = sqlite3_step(head);
+    rc_refused = sqlite3_step(refused);
+    /* Strict issue order: only the head of the queue may go, when it is due.
+     * A time further ahead than any backoff gives was set before the clock
+     * went back: due now, or the queue would stall for as long as the step.
+     * A refused invoice has stepped out of the order and goes when it is
+     * due, even while the head waits out its backoff. */
+    head_at = rc == SQLITE_ROW ? sqlite3_column_int64(head, 5) : 0;
+    if (rc == SQLITE_ROW && (head_at <= now || head_at > now + due->order_ahead))
+        take = head;
+    if (rc_refused == SQLITE_ROW &&
+        (!take || sqlite3_column_int64(refused, 0) < sqlite3_column_int64(head, 0))) {
+        take = refused;
+        u->out_of_order = rc == SQLITE_ROW &&
+                          sqlite3_column_int64(head, 0) < sqlite3_column_int64(refused, 0);
+    }
+    if (take) {
+        err = invoice_row(take, u);
+        u->attempts = sqlite3_column_int(take, 4);
     } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         err = sqlite_to_fa(rc);
+    } else if (rc_refused != SQLITE_ROW && rc_refused != SQLITE_DONE) {
+        err = sqlite_to_fa(rc_refused);
     }
-    sqlite3_reset(q);
+    sqlite3_reset(head);
+    sqlite3_reset(refused);
     pthread_mutex_unlock(&s->lock);
     return err;
 }

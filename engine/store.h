@@ -252,6 +252,7 @@ struct store_upload {
     char code[16], number[16];
     unsigned char *json; size_t len;   /* malloc'd */
     int attempts;
+    bool out_of_order;                 /* store_next_upload: a refused one ahead of the head */
 };
 /* How far ahead the uploader ever schedules an attempt, in seconds: a time
  * further ahead was set before the clock went back, and counts as due. */
@@ -261,7 +262,9 @@ struct store_due {
 };
 /* The oldest queued invoice with id > after_id (0: the head of the queue),
  * if its next attempt is due at `now`; refused invoices (below) do not count
- * as the head.  FA_NOTFOUND if none is due. */
+ * as the head, and one that is due goes even while the head is not (then
+ * out_of_order is set if the head comes before it: the caller must not take
+ * its id as the new after_id).  FA_NOTFOUND if none is due. */
 enum fa_err store_next_upload(store_t *s, int64_t now, const struct store_due *due, int64_t after_id,
                               struct store_upload *u);
 void store_upload_free(struct store_upload *u);

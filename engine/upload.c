@@ -190,7 +190,8 @@ static enum attempt upload_one(struct uploader *u, const struct store_upload *it
         u->status.next_retry = 0;
         u->status.last_error[0] = '\0';
         pthread_mutex_unlock(&u->lock);
-        return u->naccepted == MARKS_MAX ? marks_flush(u) : ATTEMPT_ACCEPTED;
+        /* an invoice from past the head must not become the next after_id */
+        return u->naccepted == MARKS_MAX || item->out_of_order ? marks_flush(u) : ATTEMPT_ACCEPTED;
     }
 
     if (answered)
