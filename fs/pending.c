@@ -324,14 +324,30 @@ static int entry_idle(struct pending_dir *d, struct pending_entry *e, int rc)
     return rc;
 }
 
+/* The waiting draft that arrived first, or NULL; lock held.  Arrival is
+ * when the draft was handed to the engine (its drafts.id), not when its file
+ * was made (the entry's id, the array's order): a file may be held open, or
+ * written under a scratch name and renamed, long after it was created. */
+static struct pending_entry *earliest_waiting(struct pending_dir *d)
+{
+    struct pending_entry *first = NULL;
+    size_t i;
+
+    for (i = 0; i < d->n; i++)
+        if (d->v[i]->state == ENTRY_WAITING && (!first || d->v[i]->draft_id < first->draft_id))
+            first = d->v[i];
+    return first;
+}
+
 /* Hand entry e (a reference held by the caller, marked busy by it under the
  * lock) to the engine and apply the outcome.  Returns the errno for
  * close()/rename(). */
 static int process_entry(struct pending_dir *d, struct pending_entry *e)
 {
+    struct pending_entry *first;
     struct engine_outcome out;
     unsigned char *copy;
-    size_t len, i;
+    size_t len;
     char name[256], behind[256];
     enum fa_err err;
     int rc;
@@ -345,12 +361,8 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e)
     memcpy(name, e->name, sizeof name);
     behind[0] = 0;
     /* the earliest waiting draft, if it waits for the offline amount (engine.h) */
-    for (i = 0; e->state == ENTRY_OPEN && i < d->n; i++)
-        if (d->v[i]->state == ENTRY_WAITING) {   /* in arrival order: ids increase */
-            if (d->v[i]->waits_for_amount)
-                memcpy(behind, d->v[i]->name, sizeof behind);   /* its line in status says why */
-            break;
-        }
+    if (e->state == ENTRY_OPEN && (first = earliest_waiting(d)) && first->waits_for_amount)
+        memcpy(behind, first->name, sizeof behind);   /* its line in status says why */
     if (!copy)
         entry_idle(d, e, ENOMEM);
     pthread_mutex_unlock(&d->lock);
@@ -391,14 +403,12 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e)
 static void retry_waiting(struct pending_dir *d)
 {
     for (;;) {
-        struct pending_entry *e = NULL;
-        size_t i;
+        struct pending_entry *e;
+        bool still_waiting;
         int rc;
 
         pthread_mutex_lock(&d->lock);
-        for (i = 0; i < d->n && !e; i++)
-            if (d->v[i]->state == ENTRY_WAITING)
-                e = d->v[i];
+        e = earliest_waiting(d);
         if (e) {
             assert(!e->busy);   /* only this thread processes waiting drafts */
             e->refs++;
@@ -409,10 +419,10 @@ static void retry_waiting(struct pending_dir *d)
             return;
         rc = process_entry(d, e);
         pthread_mutex_lock(&d->lock);
-        i = e->linked && e->state == ENTRY_WAITING;
+        still_waiting = e->linked && e->state == ENTRY_WAITING;
         entry_unref(e);
         pthread_mutex_unlock(&d->lock);
-        if (i || rc == EIO || rc == ENOSPC || rc == ENOMEM)
+        if (still_waiting || rc == EIO || rc == ENOSPC || rc == ENOMEM)
             return;
     }
 }
@@ -491,7 +501,7 @@ int pending_start(struct pending_dir *d)
     pthread_mutex_lock(&d->lock);
     err = store_list_waiting(engine_store(d->engine), load_waiting, d);
     /* ids for drafts stored without one (not the store's own doing), then
-     * the array in id order: drafts wait in the order their files came */
+     * the array in id order (find_id); earliest_waiting keeps arrival order */
     for (i = 0; !err && !rc && i < d->n; i++)
         if (!d->v[i]->id)
             rc = take_id(d, &d->v[i]->id);

@@ -87,14 +87,18 @@ t_unmount
 sqlite3 "$T/state/fapiaofs.db" "drop index receipts_list; drop trigger receipt_size;
   alter table receipts drop column size; drop index upload_refused;
   alter table upload_queue drop column refused; alter table drafts drop column entry;
-  delete from meta where key = 'next_entry'; pragma user_version = 8"
+  delete from meta where key = 'next_entry';
+  insert into drafts(id, name, received_at, body, state) values(5000, 'mig.json', 0, '{}', 'waiting');
+  pragma user_version = 8"
 t_mount
 db() { sqlite3 "$T/state/fapiaofs.db" "$1"; }
 check_eq "the store is migrated at mount" "$(db 'pragma user_version')" "11"
 check_eq "  upload_queue has its refused column again" \
   "$(db "select count(*) from pragma_table_info('upload_queue') where name = 'refused'")" "1"
-check_eq "  pending/ numbers start above every draft's row id (those waiting keep theirs)" \
+check_eq "  pending/ numbers start above every draft's row id" \
   "$(db "select (select value from meta where key = 'next_entry') > max(id) from drafts")" "1"
+check_eq "  and a draft waiting then keeps its row id as its number" \
+  "$(db "select entry from drafts where id = 5000")" "5000"
 check_eq "receipts/ lists the three receipts" "$(ls "$MNT/receipts" | sort | tr '\n' ' ')" \
   "again.json order-1.json order-2.json "
 for r in again.json order-1.json order-2.json; do
