@@ -95,7 +95,7 @@ static enum fa_err unexpected_reply(struct clearing *c, enum step s, const struc
     char why[600];
 
     describe_reply(r, why, sizeof why);
-    if (r->http == 200 || r->http == 201)   /* not platform_answered_success */
+    if ((r->http == 200 || r->http == 201) && !platform_answered_success(r))
         return step_fail(c, s, FA_PLATFORM_DOWN, "HTTP %ld, but the answer is not a JSON object: is "
                          "something other than the platform answering at its url? Run clear again "
                          "when the platform itself answers", r->http);
@@ -170,7 +170,7 @@ static enum fa_err send_period(struct clearing *c, bool queued_only, int64_t *se
                               : store_next_invoice_in_period(c->store, c->r->period, after, &u)) == FA_OK) {
         after = u.invoice_id;
         if (platform_call(c->pc, "POST", "/v1/invoices", u.json, u.len, &reply) == 0 &&
-            platform_upload_acknowledged(&reply, u.code, u.number)) {
+            platform_upload_accepted(c->pc, &reply, u.code, u.number, u.json, u.len)) {
             err = queued_only ? store_upload_done(c->store, u.invoice_id, clock_now()) : FA_OK;
             (*sent)++;
         } else {
@@ -344,7 +344,7 @@ static enum fa_err ask_clearance(struct clearing *c, char **answer)
                             why);
             break;
         }
-        if (reply.http == 200 && platform_answered_success(&reply)) {
+        if (platform_answered_success(&reply)) {
             *answer = reply.body;
             reply.body = NULL;
             step_say(c, STEP_CLEARANCE, STEP_OK, "the platform sent its signed answer for %s%s",

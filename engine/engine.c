@@ -37,6 +37,7 @@
 #include "engine/invoice.h"
 #include "engine/red.h"
 #include "engine/summary.h"
+#include "engine/text.h"
 
 /* A standing problem (an old gap, a conflicting restore, a restore that
  * keeps failing) is found again by every reconciliation: at each device
@@ -512,8 +513,11 @@ static void offline_cause(struct engine *e, char *buf, size_t len)
     }
     if (e->uploader)
         uploader_status(e->uploader, &ps);
-    if (ps.last_error[0])
-        snprintf(buf, len, "platform: %.60s", ps.last_error);
+    if (strlen(ps.last_error) > 60)   /* the reason has room for the start only */
+        snprintf(buf, len, "platform: %.*s... (platform/status has it all)",
+                 (int)text_utf8_cut(ps.last_error, 60), ps.last_error);
+    else if (ps.last_error[0])
+        snprintf(buf, len, "platform: %s", ps.last_error);
     else
         snprintf(buf, len, "platform unreachable?");
 }
@@ -524,7 +528,7 @@ static enum fa_err check_offline(struct engine *e, const struct round_view *v,
 {
     const struct device_status ds = v->ds;
     const struct store_counts sc = v->sc;
-    char a[DEC_FMT_MAX], b[DEC_FMT_MAX], when[32], cause[96];
+    char a[DEC_FMT_MAX], b[DEC_FMT_MAX], when[32], cause[128];
 
     if (!v->limits_known)
         return FA_OK;   /* the device's own refusal will say what is wrong */

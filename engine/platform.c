@@ -135,11 +135,12 @@ static void reply_error_code(const char *reply, size_t len, char *buf, size_t si
     json_decref(doc);
 }
 
-/* A member that is absent, or the string want. */
-static bool member_absent_or(json_t *doc, const char *key, const char *want)
+/* A member that is not another string than want: absent, want, or not a
+ * string at all (an envelope's numeric "code": 0 for success). */
+static bool member_not_other(json_t *doc, const char *key, const char *want)
 {
     json_t *v = json_object_get(doc, key);
-    return v == NULL || (json_is_string(v) && strcmp(json_string_value(v), want) == 0);
+    return !json_is_string(v) || strcmp(json_string_value(v), want) == 0;
 }
 
 /* A 200/201 whose body is a JSON object, or NULL; the caller decrefs. */
@@ -165,14 +166,31 @@ bool platform_answered_success(const struct platform_reply *r)
     return doc != NULL;
 }
 
-bool platform_upload_acknowledged(const struct platform_reply *r, const char *code,
-                                  const char *number)
+/* Whether GET /v1/invoices/CODE/NUMBER gives back exactly these bytes. */
+static bool platform_holds(platform_client_t *pc, const char *code, const char *number,
+                           const void *body, size_t len)
+{
+    struct platform_reply r;
+    char path[96];
+    bool same;
+
+    snprintf(path, sizeof path, "/v1/invoices/%s/%s", code, number);
+    same = platform_call(pc, "GET", path, NULL, 0, &r) == 0 && r.http == 200 && r.len == len &&
+           r.body != NULL && memcmp(r.body, body, len) == 0;
+    platform_reply_free(&r);
+    return same;
+}
+
+bool platform_upload_accepted(platform_client_t *pc, const struct platform_reply *r, const char *code,
+                              const char *number, const void *body, size_t len)
 {
     json_t *doc = success_object(r);
-    bool ok = doc != NULL && member_absent_or(doc, "code", code) &&
-              member_absent_or(doc, "number", number);
+    bool ok = doc != NULL && member_not_other(doc, "code", code) &&
+              member_not_other(doc, "number", number);
 
     json_decref(doc);
+    if (!ok && (r->http == 200 || r->http == 201))
+        ok = platform_holds(pc, code, number, body, len);
     return ok;
 }
 
@@ -209,10 +227,10 @@ void platform_upload_error(const struct platform_reply *r, const char *code, con
         snprintf(buf, size, "HTTP 413: %s-%s is too large for the platform", code, number);
         break;
     case 200:
-    case 201:   /* not platform_upload_acknowledged: the invoice stays queued */
-        snprintf(buf, size, "HTTP %ld, but the answer is not about %s-%s (not a JSON object, or "
-                 "another invoice's code or number): is something other than the platform "
-                 "answering at its url?", r->http, code, number);
+    case 201:   /* not platform_upload_accepted: the invoice stays queued */
+        snprintf(buf, size, "HTTP %ld, but the answer is not about %s-%s and the platform's copy "
+                 "could not be read back: is something other than the platform answering at its "
+                 "url?", r->http, code, number);
         break;
     default:
         snprintf(buf, size, "HTTP %ld from platform", r->http);

@@ -51,13 +51,15 @@ void platform_reply_free(struct platform_reply *r);
  * JSON object (every answer of its API is one).  An HTML page with 200 comes
  * from something else at the platform's url: a captive portal, a proxy. */
 bool platform_answered_success(const struct platform_reply *r);
-/* Whether an answer to POST /v1/invoices of invoice CODE-NUMBER accepts it:
- * 201 or 200 with a JSON object whose "code" and "number", if it has them,
- * are the invoice's.  Anything else with 200 (a proxy's or a captive
- * portal's page, an answer about another invoice) is no proof that the
- * platform holds the invoice, and the invoice stays queued. */
-bool platform_upload_acknowledged(const struct platform_reply *r, const char *code,
-                                  const char *number);
+/* Whether answer r to POST /v1/invoices of invoice CODE-NUMBER (body, len)
+ * accepts it: 201 or 200 with a JSON object whose "code" and "number", if
+ * they are strings, are the invoice's; or, for any other 200/201 (an empty
+ * body, an envelope of its own), GET /v1/invoices/CODE/NUMBER (SPEC §6: "for
+ * verification") gives back the very bytes sent.  A proxy's or a captive
+ * portal's page is no proof that the platform holds the invoice: it stays
+ * queued. */
+bool platform_upload_accepted(platform_client_t *pc, const struct platform_reply *r, const char *code,
+                              const char *number, const void *body, size_t len);
 /* Whether an answer to POST /v1/invoices refuses that invoice for good: 409
  * (the platform holds other bytes for its number), 400 (invalid) or 413 (too
  * large).  Sending the same bytes again cannot change it; other answers

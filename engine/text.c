@@ -317,3 +317,15 @@ long text_gbk_len(const char *utf8)
     }
     return total;
 }
+
+size_t text_utf8_cut(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+
+    if (n <= max)
+        return n;
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)   /* s[n] continues a character */
+        n--;
+    return n;
+}

@@ -38,4 +38,8 @@ enum fa_err text_to_utf8(const void *in, size_t len, char **out, size_t *out_len
  * Thread-safe; each thread keeps its own converter. */
 long text_gbk_len(const char *utf8);
 
+/* The length of the longest start of s of at most max bytes that does not
+ * end inside a UTF-8 character: where a message may be shortened. */
+size_t text_utf8_cut(const char *s, size_t max);
+
 #endif

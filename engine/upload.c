@@ -55,6 +55,7 @@
 
 #include "engine/clock.h"
 #include "engine/platform.h"
+#include "engine/text.h"
 
 #define BACKOFF_CAP_S        30   /* a platform back after an outage is noticed within ~40 s */
 #define IDLE_WAIT_S          30      /* look at the queue at least this often */
@@ -108,10 +109,8 @@ static void set_status_error(struct uploader *u, const char *fmt, ...)
  * whole in the store and may be shortened in status. */
 static void copy_cut(char *dst, size_t size, const char *src)
 {
-    size_t n = strlen(src);
+    size_t n = text_utf8_cut(src, size - 1);
 
-    if (n >= size)
-        n = size - 1;
     memcpy(dst, src, n);
     dst[n] = '\0';
 }
@@ -170,17 +169,19 @@ static enum attempt upload_one(struct uploader *u, const struct store_upload *it
 {
     char error[SENTENCE_MAX];
     struct platform_reply r;
-    bool answered, refused;
+    bool answered, accepted, refused, reached;
     int64_t now, next_at;
     enum fa_err err;
 
     answered = platform_call(u->pc, "POST", INVOICES_PATH, item->json, item->len, &r) == 0;
+    accepted = answered && platform_upload_accepted(u->pc, &r, item->code, item->number, item->json,
+                                                    item->len);
     if (atomic_load(&u->stopping)) {
         platform_reply_free(&r);
         return ATTEMPT_STOPPED;   /* not the platform's doing: no failure recorded */
     }
     now = clock_now();
-    if (answered && platform_upload_acknowledged(&r, item->code, item->number)) {
+    if (accepted) {
         platform_reply_free(&r);
         assert(u->naccepted < MARKS_MAX);
         u->accepted[u->naccepted++] = item->invoice_id;
@@ -199,13 +200,15 @@ static enum attempt upload_one(struct uploader *u, const struct store_upload *it
     else
         copy_cut(error, sizeof error, r.error);
     refused = answered && platform_refuses_invoice(r.http);
+    /* a 200 that is not the platform's (a portal's page) is no contact with it */
+    reached = answered && r.http != 200 && r.http != 201;
     platform_reply_free(&r);
     /* attempts counts the earlier failures: this one makes it attempts + 1. */
     next_at = now + (refused ? REFUSED_RETRY_S : backoff_seconds(item->attempts + 1));
     err = store_upload_failed(u->store, item->invoice_id, next_at, refused, error);
     pthread_mutex_lock(&u->lock);
-    u->status.reachable = answered;
-    if (answered)
+    u->status.reachable = reached;
+    if (reached)
         u->status.last_contact = now;
     u->status.next_retry = next_at;
     if (strncmp(u->status.last_error, error, sizeof u->status.last_error - 1))

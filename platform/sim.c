@@ -19,7 +19,8 @@
  *            POST /v1/periods/P/clearance signed; 监控回传, the platform-signed answer
  *   admin  http://127.0.0.1:ADMIN_PORT  (--admin-port, default PORT+1, or a
  *                                        free port when --port is 0); never signed
- *            POST /admin/mode            body: up | down | 503 | slow MS | flaky SHARE | portal
+ *            POST /admin/mode            body: up | down | 503 | slow MS | flaky SHARE | portal |
+ *                                        bare
  *            GET  /admin/mode            the current mode, as text
  *            GET  /admin/count           number of invoices stored, as text
  *            POST /admin/filed           body YYYY-MM: the period's tax return is filed
@@ -100,7 +101,7 @@
 
 /* ---- outage modes --------------------------------------------------- */
 
-enum outage_mode { MODE_UP, MODE_DOWN, MODE_503, MODE_SLOW, MODE_FLAKY, MODE_PORTAL };
+enum outage_mode { MODE_UP, MODE_DOWN, MODE_503, MODE_SLOW, MODE_FLAKY, MODE_PORTAL, MODE_BARE };
 
 struct outage_setting {
     enum outage_mode mode;
@@ -1031,11 +1032,11 @@ static bool parse_mode(char *text, struct outage_setting *set, const char **why)
             arg++;
     }
     memset(set, 0, sizeof *set);
-    *why = "modes: up, down, 503, slow MS, flaky SHARE, portal\n";
+    *why = "modes: up, down, 503, slow MS, flaky SHARE, portal, bare\n";
     if (strcmp(text, "up") == 0 || strcmp(text, "down") == 0 || strcmp(text, "503") == 0 ||
-        strcmp(text, "portal") == 0) {
+        strcmp(text, "portal") == 0 || strcmp(text, "bare") == 0) {
         set->mode = text[0] == 'u' ? MODE_UP : text[0] == 'd' ? MODE_DOWN
-                  : text[0] == 'p' ? MODE_PORTAL : MODE_503;
+                  : text[0] == 'p' ? MODE_PORTAL : text[0] == 'b' ? MODE_BARE : MODE_503;
         return arg == NULL;
     }
     if (strcmp(text, "slow") == 0) {
@@ -1058,6 +1059,7 @@ static void format_mode(const struct outage_setting *set, char *buf, size_t size
     case MODE_DOWN:  snprintf(buf, size, "down\n"); break;
     case MODE_503:   snprintf(buf, size, "503\n"); break;
     case MODE_PORTAL: snprintf(buf, size, "portal\n"); break;
+    case MODE_BARE:  snprintf(buf, size, "bare\n"); break;
     case MODE_SLOW:  snprintf(buf, size, "slow %u\n", set->slow_ms); break;
     case MODE_FLAKY: snprintf(buf, size, "flaky %u.%03u\n",
                               set->flaky_permille / 1000, set->flaky_permille % 1000); break;
@@ -1097,7 +1099,7 @@ static unsigned outage_gate(struct outage *o)
         uint64_t generation = o->generation;
         int rc = 0;
 
-        if (o->stopping || o->now.mode == MODE_UP)
+        if (o->stopping || o->now.mode == MODE_UP || o->now.mode == MODE_BARE)
             break;
         if (o->now.mode == MODE_503 || o->now.mode == MODE_DOWN) {
             /* DOWN here: a call that arrived just before the socket closed. */
@@ -1302,6 +1304,10 @@ static enum MHD_Result post_invoice(struct sim *sim, struct MHD_Connection *conn
         goto out;
     }
     snprintf(id, sizeof id, "%s-%s", code, number);
+    if (outcome != PUT_OTHER_BYTES && outage_get(&sim->outage).mode == MODE_BARE) {
+        ret = respond(conn, outcome == PUT_CREATED ? MHD_HTTP_CREATED : MHD_HTTP_OK, "text/plain", "", 0);
+        goto out;
+    }
     switch (outcome) {
     case PUT_CREATED:
         ret = respond_json(conn, MHD_HTTP_CREATED,
@@ -1746,6 +1752,8 @@ static void usage(FILE *to)
         "                     reproducible; SHARE as 0.3 (up to 3 decimals) or 30%%\n"
         "       portal        answer every /v1 call 200 with an HTML page, as a captive\n"
         "                     portal or a proxy in front of the platform would\n"
+        "       bare          answer POST /v1/invoices 201/200 with an empty body, as a\n"
+        "                     platform that says no more than SPEC section 6 asks would\n"
         "  GET  /admin/mode   the current mode\n"
         "  GET  /admin/count  the number of invoices stored\n"
         "  POST /admin/filed  body YYYY-MM: the period's tax return is filed\n"

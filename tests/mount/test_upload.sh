@@ -1,6 +1,6 @@
 # Uploads that survive platform outages (SPEC §6, §5.3): the platform down for a
 # whole run, flaky, slow; the daemon killed with a full queue; a portal answering 200 for the
-# platform; a wrong secret.
+# platform, and a platform answering 201 with no body; a wrong secret.
 source "$(dirname "$0")/lib.sh"
 case $BUILD in *-asan) SCALE=4 ;; *) SCALE=1 ;; esac   # the ASan daemon is slower
 N=$((1000 / SCALE)); FLAKY_N=$((2000 / SCALE))
@@ -202,15 +202,25 @@ platform_mode portal
 check_eq "a portal answering 200 with a page for the platform: a draft is issued" \
   "$(drop_many portal 1)" "1 0 0"
 wait_for 20 grep -q '^last_error: HTTP 200, but the answer is not about' "$MNT/platform/status"
-check "platform/status: HTTP 200, but the answer is not about that invoice" \
-  grep -q '^last_error: HTTP 200, but the answer is not about .*: is something other than the platform' \
+check "platform/status: HTTP 200, but not about that invoice, and no copy to read back" \
+  grep -q "^last_error: HTTP 200, but the answer is not about .* copy could not be read back: is something other than the platform" \
   "$MNT/platform/status"
 echo "# $(grep '^last_error' "$MNT/platform/status")"
 check_eq "  it stays queued" "$(queued)" "1"
 check_eq "  and the platform does not have it" "$(platform_count)" "$before"
+check_eq "  a portal is not the platform: reachable: no" \
+  "$(sed -n 's/^reachable: //p' "$MNT/platform/status")" "no"
 platform_mode up
 wait_for 60 test "$(queued)" = 0
 check_eq "the platform itself answering again: uploaded" "$(platform_count)" "$((before + 1))"
+# A platform that answers 201 with an empty body (SPEC §6 names the codes only): the invoice
+# read back with GET /v1/invoices/CODE/NUMBER, byte for byte, counts as accepted.
+platform_mode bare
+check_eq "a platform answering 201 with an empty body: a draft is issued" "$(drop_many bare 1)" "1 0 0"
+wait_for 30 test "$(queued)" = 0
+check_eq "  it is uploaded, confirmed by reading it back" "$(queued) $(platform_count)" "0 $((before + 2))"
+check "  no error in platform/status" grep -q '^last_error: none$' "$MNT/platform/status"
+platform_mode up
 
 # 5. A wrong app secret: a clear error in platform/status, nothing lost.
 t_unmount

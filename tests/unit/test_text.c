@@ -216,6 +216,21 @@ static void test_gbk_len(void)
     CHECK_INT(text_gbk_len(many), 601);
 }
 
+/* Where a message may be shortened: never inside a character. */
+static void test_utf8_cut(void)
+{
+    CHECK_INT(text_utf8_cut("", 5), 0);
+    CHECK_INT(text_utf8_cut("abc", 5), 3);
+    CHECK_INT(text_utf8_cut("abc", 3), 3);
+    CHECK_INT(text_utf8_cut("abcd", 3), 3);
+    CHECK_INT(text_utf8_cut("ab张三", 4), 2);   /* 张 is bytes 2..4: not half of it */
+    CHECK_INT(text_utf8_cut("ab张三", 5), 5);
+    CHECK_INT(text_utf8_cut("ab张三", 7), 5);
+    CHECK_INT(text_utf8_cut("ab张三", 8), 8);
+    CHECK_INT(text_utf8_cut("\xF0\x9F\x98\x80x", 3), 0);   /* 😀 */
+    CHECK_INT(text_utf8_cut("a", 0), 0);
+}
+
 /* Several threads, each with its own converter, must agree. */
 static void *gbk_worker(void *arg)
 {
@@ -254,5 +269,6 @@ int main(void)
     test_rejected();
     test_gbk_len();
     test_gbk_threads();
+    test_utf8_cut();
     return unit_done();
 }
