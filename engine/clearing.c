@@ -132,11 +132,12 @@ static enum fa_err find_period(struct clearing *c, const struct device_status *d
 
 /* ---- step 2 ---------------------------------------------------------------- */
 
-/* Why the platform did not take invoice CODE-NUMBER; FA_PLATFORM_REFUSED when
- * sending it again cannot help (the invoice itself, or our credentials), else
+/* Why the platform did not take invoice CODE-NUMBER (said: the uploader's
+ * sentence, platform_upload_accepted's); FA_PLATFORM_REFUSED when sending it
+ * again cannot help (the invoice itself, or our credentials), else
  * FA_PLATFORM_DOWN. */
 static enum fa_err upload_refusal(const struct platform_reply *r, const struct store_upload *u,
-                                  const char *period, char *why, size_t len)
+                                  const char *period, const char *said, char *why, size_t len)
 {
     bool refused = platform_refuses_invoice(r->http) || platform_refuses_credentials(r->http);
     char detail[320];
@@ -147,7 +148,7 @@ static enum fa_err upload_refusal(const struct platform_reply *r, const struct s
                  "compare issued/%s/%s-%s.json with the platform's copy and resolve it with the tax "
                  "bureau", u->code, u->number, detail, period, u->code, u->number);
     else if (refused || r->http == 200 || r->http == 201)
-        platform_upload_error(r, u->code, u->number, why, len);   /* the uploader's words */
+        snprintf(why, len, "%s", said);   /* the uploader's words */
     else
         snprintf(why, len, "%s-%s: %s", u->code, u->number, detail);
     return refused ? FA_PLATFORM_REFUSED : FA_PLATFORM_DOWN;
@@ -164,17 +165,19 @@ static enum fa_err send_period(struct clearing *c, bool queued_only, int64_t *se
     struct store_upload u;
     int64_t after = 0;
     enum fa_err err;
+    char said[600] = "";
 
     *sent = 0;
     while ((err = queued_only ? store_next_queued_in_period(c->store, c->r->period, after, &u)
                               : store_next_invoice_in_period(c->store, c->r->period, after, &u)) == FA_OK) {
         after = u.invoice_id;
         if (platform_call(c->pc, "POST", "/v1/invoices", u.json, u.len, &reply) == 0 &&
-            platform_upload_accepted(c->pc, &reply, u.code, u.number, u.json, u.len)) {
+            platform_upload_accepted(c->pc, &reply, u.code, u.number, u.json, u.len, said,
+                                     sizeof said)) {
             err = queued_only ? store_upload_done(c->store, u.invoice_id, clock_now()) : FA_OK;
             (*sent)++;
         } else {
-            err = upload_refusal(&reply, &u, c->r->period, why, len);
+            err = upload_refusal(&reply, &u, c->r->period, said, why, len);
         }
         platform_reply_free(&reply);
         store_upload_free(&u);

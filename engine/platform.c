@@ -135,12 +135,11 @@ static void reply_error_code(const char *reply, size_t len, char *buf, size_t si
     json_decref(doc);
 }
 
-/* A member that is not another string than want: absent, want, or not a
- * string at all (an envelope's numeric "code": 0 for success). */
-static bool member_not_other(json_t *doc, const char *key, const char *want)
+/* Whether member key of doc is the string want. */
+static bool member_is(json_t *doc, const char *key, const char *want)
 {
-    json_t *v = json_object_get(doc, key);
-    return !json_is_string(v) || strcmp(json_string_value(v), want) == 0;
+    const char *v = json_string_value(json_object_get(doc, key));
+    return v != NULL && strcmp(v, want) == 0;
 }
 
 /* A 200/201 whose body is a JSON object, or NULL; the caller decrefs. */
@@ -166,32 +165,70 @@ bool platform_answered_success(const struct platform_reply *r)
     return doc != NULL;
 }
 
-/* Whether GET /v1/invoices/CODE/NUMBER gives back exactly these bytes. */
+/* Whether a read-back answer is the invoice sent: the same bytes, the same
+ * JSON, or the same JSON as its "invoice" member (a copy with its state). */
+static bool copy_matches(const struct platform_reply *got, const void *body, size_t len)
+{
+    json_t *copy, *sent;
+    bool same;
+
+    if (got->body != NULL && got->len == len && memcmp(got->body, body, len) == 0)
+        return true;
+    copy = got->body != NULL ? json_loadb(got->body, got->len, 0, NULL) : NULL;
+    sent = copy != NULL ? json_loadb(body, len, 0, NULL) : NULL;
+    same = sent != NULL && (json_equal(copy, sent) || json_equal(json_object_get(copy, "invoice"), sent));
+    json_decref(copy);
+    json_decref(sent);
+    return same;
+}
+
+/* GET /v1/invoices/CODE/NUMBER holds the invoice sent; if not, what it gave,
+ * in words, into gave. */
 static bool platform_holds(platform_client_t *pc, const char *code, const char *number,
-                           const void *body, size_t len)
+                           const void *body, size_t len, char *gave, size_t size)
 {
     struct platform_reply r;
     char path[96];
-    bool same;
+    bool same = false;
 
     snprintf(path, sizeof path, "/v1/invoices/%s/%s", code, number);
-    same = platform_call(pc, "GET", path, NULL, 0, &r) == 0 && r.http == 200 && r.len == len &&
-           r.body != NULL && memcmp(r.body, body, len) == 0;
+    if (platform_call(pc, "GET", path, NULL, 0, &r) != 0)
+        snprintf(gave, size, "no answer (%.300s)", r.error);
+    else if (r.http != 200)
+        snprintf(gave, size, "HTTP %ld", r.http);
+    else if (!(same = copy_matches(&r, body, len)))
+        snprintf(gave, size, "something other than the invoice sent");
     platform_reply_free(&r);
     return same;
 }
 
 bool platform_upload_accepted(platform_client_t *pc, const struct platform_reply *r, const char *code,
-                              const char *number, const void *body, size_t len)
+                              const char *number, const void *body, size_t len, char *why,
+                              size_t whylen)
 {
-    json_t *doc = success_object(r);
-    bool ok = doc != NULL && member_not_other(doc, "code", code) &&
-              member_not_other(doc, "number", number);
+    json_t *doc;
+    bool ours, named;
+    char gave[400];
 
+    if (r->http != 200 && r->http != 201) {
+        platform_upload_error(r, code, number, why, whylen);
+        return false;
+    }
+    doc = success_object(r);
+    ours = doc != NULL;
+    named = ours && member_is(doc, "code", code) && member_is(doc, "number", number);
     json_decref(doc);
-    if (!ok && (r->http == 200 || r->http == 201))
-        ok = platform_holds(pc, code, number, body, len);
-    return ok;
+    if (named || platform_holds(pc, code, number, body, len, gave, sizeof gave))
+        return true;
+    if (ours)
+        snprintf(why, whylen, "HTTP %ld without %s-%s in the answer, and reading it back (GET "
+                 "/v1/invoices/%s/%s) gave %s; it stays queued", r->http, code, number, code, number,
+                 gave);
+    else
+        snprintf(why, whylen, "HTTP %ld, but the answer is not JSON and reading %s-%s back gave %s: "
+                 "is something other than the platform answering at its url?", r->http, code, number,
+                 gave);
+    return false;
 }
 
 bool platform_refuses_invoice(long http)
@@ -225,12 +262,6 @@ void platform_upload_error(const struct platform_reply *r, const char *code, con
         break;
     case 413:
         snprintf(buf, size, "HTTP 413: %s-%s is too large for the platform", code, number);
-        break;
-    case 200:
-    case 201:   /* not platform_upload_accepted: the invoice stays queued */
-        snprintf(buf, size, "HTTP %ld, but the answer is not about %s-%s and the platform's copy "
-                 "could not be read back: is something other than the platform answering at its "
-                 "url?", r->http, code, number);
         break;
     default:
         snprintf(buf, size, "HTTP %ld from platform", r->http);

@@ -51,15 +51,18 @@ void platform_reply_free(struct platform_reply *r);
  * JSON object (every answer of its API is one).  An HTML page with 200 comes
  * from something else at the platform's url: a captive portal, a proxy. */
 bool platform_answered_success(const struct platform_reply *r);
-/* Whether answer r to POST /v1/invoices of invoice CODE-NUMBER (body, len)
- * accepts it: 201 or 200 with a JSON object whose "code" and "number", if
- * they are strings, are the invoice's; or, for any other 200/201 (an empty
- * body, an envelope of its own), GET /v1/invoices/CODE/NUMBER (SPEC §6: "for
- * verification") gives back the very bytes sent.  A proxy's or a captive
+/* Whether answer r (r->http != 0) to POST /v1/invoices of invoice
+ * CODE-NUMBER (body, len) accepts it: 201 or 200 with a JSON object whose
+ * "code" and "number" are the invoice's; or, for any other 200/201 (an empty
+ * body, an envelope of the platform's own), GET /v1/invoices/CODE/NUMBER
+ * (SPEC §6: "for verification") gives back the invoice sent (its bytes, its
+ * JSON, or its JSON as an "invoice" member).  A proxy's or a captive
  * portal's page is no proof that the platform holds the invoice: it stays
- * queued. */
+ * queued.  If not accepted, why gets a sentence (platform_upload_error's
+ * for other statuses). */
 bool platform_upload_accepted(platform_client_t *pc, const struct platform_reply *r, const char *code,
-                              const char *number, const void *body, size_t len);
+                              const char *number, const void *body, size_t len, char *why,
+                              size_t whylen);
 /* Whether an answer to POST /v1/invoices refuses that invoice for good: 409
  * (the platform holds other bytes for its number), 400 (invalid) or 413 (too
  * large).  Sending the same bytes again cannot change it; other answers
@@ -68,9 +71,8 @@ bool platform_upload_accepted(platform_client_t *pc, const struct platform_reply
 bool platform_refuses_invoice(long http);
 /* Whether such an answer refuses our credentials (401, 403): every invoice alike. */
 bool platform_refuses_credentials(long http);
-/* A sentence for an answer (r->http != 0) to the upload of invoice
- * CODE-NUMBER that does not accept it: "HTTP 409: the platform has other
- * bytes for ...". */
+/* A sentence for an answer other than 200/201 (r->http != 0) to the upload
+ * of invoice CODE-NUMBER: "HTTP 409: the platform has other bytes for ...". */
 void platform_upload_error(const struct platform_reply *r, const char *code, const char *number,
                            char *buf, size_t size);
 

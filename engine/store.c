@@ -1357,46 +1357,53 @@ enum fa_err store_next_upload(store_t *s, int64_t now, const struct store_due *d
                               struct store_upload *u)
 {
     sqlite3_stmt *head, *refused, *take = NULL;
-    enum fa_err err = FA_NOTFOUND;
-    int64_t head_at;
-    int rc, rc_refused;
+    bool head_found = false;
+    int64_t head_id, head_at;
+    int rc;
 
     memset(u, 0, sizeof *u);
     pthread_mutex_lock(&s->lock);
     head = st(s, S_NEXT_UPLOAD);
     refused = st(s, S_NEXT_REFUSED);
-    sqlite3_bind_int64(head, 1, after_id);
-    sqlite3_bind_int64(refused, 1, after_id);
-    sqlite3_bind_int64(refused, 2, now);
-    sqlite3_bind_int64(refused, 3, now + due->refused_ahead);
-    rc = sqlite3_step(head);
-    rc_refused = sqlite3_step(refused);
+    rc = sqlite3_bind_int64(head, 1, after_id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(refused, 1, after_id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(refused, 2, now);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(refused, 3, now + due->refused_ahead);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(head);
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        head_found = rc == SQLITE_ROW;
+        rc = sqlite3_step(refused);
+    }
+    /* either lookup failing: nothing, or an invoice could go past a head not read */
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        goto out;
     /* Strict issue order: only the head of the queue may go, when it is due.
      * A time further ahead than any backoff gives was set before the clock
      * went back: due now, or the queue would stall for as long as the step.
      * A refused invoice has stepped out of the order and goes when it is
      * due, even while the head waits out its backoff. */
-    head_at = rc == SQLITE_ROW ? sqlite3_column_int64(head, 5) : 0;
-    if (rc == SQLITE_ROW && (head_at <= now || head_at > now + due->order_ahead))
+    head_id = head_found ? sqlite3_column_int64(head, 0) : INT64_MAX;
+    head_at = head_found ? sqlite3_column_int64(head, 5) : 0;
+    if (head_found && (head_at <= now || head_at > now + due->order_ahead))
         take = head;
-    if (rc_refused == SQLITE_ROW &&
-        (!take || sqlite3_column_int64(refused, 0) < sqlite3_column_int64(head, 0))) {
+    if (rc == SQLITE_ROW && (!take || sqlite3_column_int64(refused, 0) < head_id)) {
         take = refused;
-        u->out_of_order = rc == SQLITE_ROW &&
-                          sqlite3_column_int64(head, 0) < sqlite3_column_int64(refused, 0);
+        u->out_of_order = head_id < sqlite3_column_int64(refused, 0);
     }
+    rc = SQLITE_DONE;
     if (take) {
-        err = invoice_row(take, u);
+        rc = invoice_row(take, u) == FA_OK ? SQLITE_ROW : SQLITE_NOMEM;
         u->attempts = sqlite3_column_int(take, 4);
-    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        err = sqlite_to_fa(rc);
-    } else if (rc_refused != SQLITE_ROW && rc_refused != SQLITE_DONE) {
-        err = sqlite_to_fa(rc_refused);
     }
+out:
     sqlite3_reset(head);
     sqlite3_reset(refused);
     pthread_mutex_unlock(&s->lock);
-    return err;
+    return rc == SQLITE_ROW ? FA_OK : rc == SQLITE_DONE ? FA_NOTFOUND : sqlite_to_fa(rc);
 }
 
 void store_upload_free(struct store_upload *u)

@@ -175,7 +175,7 @@ static enum attempt upload_one(struct uploader *u, const struct store_upload *it
 
     answered = platform_call(u->pc, "POST", INVOICES_PATH, item->json, item->len, &r) == 0;
     accepted = answered && platform_upload_accepted(u->pc, &r, item->code, item->number, item->json,
-                                                    item->len);
+                                                    item->len, error, sizeof error);
     if (atomic_load(&u->stopping)) {
         platform_reply_free(&r);
         return ATTEMPT_STOPPED;   /* not the platform's doing: no failure recorded */
@@ -195,13 +195,11 @@ static enum attempt upload_one(struct uploader *u, const struct store_upload *it
         return u->naccepted == MARKS_MAX || item->out_of_order ? marks_flush(u) : ATTEMPT_ACCEPTED;
     }
 
-    if (answered)
-        platform_upload_error(&r, item->code, item->number, error, sizeof error);
-    else
+    if (!answered)   /* else platform_upload_accepted said why */
         copy_cut(error, sizeof error, r.error);
     refused = answered && platform_refuses_invoice(r.http);
     /* a 200 that is not the platform's (a portal's page) is no contact with it */
-    reached = answered && r.http != 200 && r.http != 201;
+    reached = answered && ((r.http != 200 && r.http != 201) || platform_answered_success(&r));
     platform_reply_free(&r);
     /* attempts counts the earlier failures: this one makes it attempts + 1. */
     next_at = now + (refused ? REFUSED_RETRY_S : backoff_seconds(item->attempts + 1));

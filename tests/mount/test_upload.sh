@@ -202,8 +202,8 @@ platform_mode portal
 check_eq "a portal answering 200 with a page for the platform: a draft is issued" \
   "$(drop_many portal 1)" "1 0 0"
 wait_for 20 grep -q '^last_error: HTTP 200, but the answer is not about' "$MNT/platform/status"
-check "platform/status: HTTP 200, but not about that invoice, and no copy to read back" \
-  grep -q "^last_error: HTTP 200, but the answer is not about .* copy could not be read back: is something other than the platform" \
+check "platform/status: HTTP 200, but not JSON, and the invoice could not be read back" \
+  grep -q "^last_error: HTTP 200, but the answer is not JSON and reading .* back gave something other than the invoice sent: is something other than the platform" \
   "$MNT/platform/status"
 echo "# $(grep '^last_error' "$MNT/platform/status")"
 check_eq "  it stays queued" "$(queued)" "1"
