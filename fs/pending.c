@@ -910,27 +910,37 @@ void pending_list(struct pending_dir *d, uint64_t after, pending_entry_cb cb, vo
     pthread_mutex_unlock(&d->lock);
 }
 
+static int by_arrival(const void *a, const void *b)
+{
+    const struct pending_entry *x = *(struct pending_entry *const *)a;
+    const struct pending_entry *y = *(struct pending_entry *const *)b;
+    return (x->draft_id > y->draft_id) - (x->draft_id < y->draft_id);
+}
+
+/* In arrival order, as they will be issued: the first line is the next. */
 char *pending_waiting_text(struct pending_dir *d, int max)
 {
+    struct pending_entry **waiting;
     char *out = NULL, when[32];
-    size_t len = 0, i;
-    int shown = 0;
-    FILE *f = open_memstream(&out, &len);
+    size_t len = 0, i, n = 0;
+    FILE *f;
 
-    if (!f)
-        return NULL;
     pthread_mutex_lock(&d->lock);
-    for (i = 0; i < d->n; i++) {
-        const struct pending_entry *e = d->v[i];
-        if (e->state != ENTRY_WAITING)
-            continue;
-        if (shown++ < max)
-            fprintf(f, "waiting_draft: %s since %s: %s\n", e->name, clock_iso_cst(e->mtime, when),
-                    e->reason);
-    }
+    waiting = malloc((d->n ? d->n : 1) * sizeof *waiting);
+    f = waiting ? open_memstream(&out, &len) : NULL;
+    for (i = 0; f && i < d->n; i++)
+        if (d->v[i]->state == ENTRY_WAITING)
+            waiting[n++] = d->v[i];
+    if (n > 1)
+        qsort(waiting, n, sizeof *waiting, by_arrival);
+    for (i = 0; f && i < n && i < (size_t)max; i++)
+        fprintf(f, "waiting_draft: %s since %s: %s\n", waiting[i]->name,
+                clock_iso_cst(waiting[i]->mtime, when), waiting[i]->reason);
     pthread_mutex_unlock(&d->lock);
-    if (shown > max)
-        fprintf(f, "waiting_more: %d\n", shown - max);
-    fclose(f);
+    if (f && n > (size_t)max)
+        fprintf(f, "waiting_more: %zu\n", n - (size_t)max);
+    if (f)
+        fclose(f);
+    free(waiting);
     return out;
 }

@@ -62,7 +62,8 @@ void pending_list(struct pending_dir *d, uint64_t after, pending_entry_cb cb, vo
 /* The folder's mtime: when the last draft arrived (0: never). */
 int64_t pending_mtime(struct pending_dir *d);
 
-/* "waiting_draft: NAME since TIME: REASON" lines for status (malloc'd, may be NULL). */
+/* "waiting_draft: NAME since TIME: REASON" lines for status, in arrival
+ * order, at most max of them and then "waiting_more: N" (malloc'd, may be NULL). */
 char *pending_waiting_text(struct pending_dir *d, int max);
 
 #endif

@@ -126,6 +126,8 @@ cat "$T/DEV-late.json" >&7
 exec 7>&-
 waiting d5.json "device locked"
 waiting late.json "device locked"
+check_eq "status lists them in arrival order, the next to go first" \
+  "$(sed -n 's/^waiting_draft: \([^ ]*\) .*/\1/p' "$MNT/status" | tr '\n' ' ')" "d5.json late.json "
 check "status: device: locked" grep -q '^device: locked' "$MNT/status"
 t_remount
 check "fapiaofs-sim set lock_date back" "$SIMTOOL" set "$DEV" "lock_date=$ORIG_LOCK"
