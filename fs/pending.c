@@ -5,10 +5,13 @@
  * inode id and their readdir cursor.  Ids come from the store in blocks
  * (store_reserve_entries), never twice for one state directory, and a draft
  * keeps its id in the store: a waiting draft has the same st_ino after a
- * remount (SPEC §2.2), and a new file never takes the number of an old one.  An entry is
- * reference counted: one reference while it is in the folder, one per open
- * handle, so a draft processed (and removed) while another descriptor still
- * has it open stays readable through that descriptor.
+ * remount (SPEC §2.2), and a new file never takes the number of an old one.
+ * Waiting drafts are retried in arrival order (earliest_waiting), which is
+ * not the array's: a file may be handed over long after it was created.
+ *
+ * An entry is reference counted: one reference while it is in the folder,
+ * one per open handle, so a draft processed (and removed) while another
+ * descriptor still has it open stays readable through that descriptor.
  *
  * Processing runs without the folder's lock held: the engine may take a
  * while (device, fsync), and other writers must not wait for it.  While it
