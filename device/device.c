@@ -18,7 +18,7 @@ enum fa_err device_open(const struct config *c, bool login, struct device **out,
     enum fa_err err;
 
     if (!strcmp(c->device_kind, "usb")) {   /* usbdev logs in when it finds the device */
-        if (c->pin_file[0] && config_read_secret(c->pin_file, "[device] pin_file", true, pin,
+        if (c->pin_file[0] && config_read_secret(c->pin_file, "[device] pin_file", pin,
                                                  sizeof pin, why, whylen))
             return FA_DEV_PIN;
         return usbdev_open(c->vid, c->pid, pin, out);
@@ -29,7 +29,7 @@ enum fa_err device_open(const struct config *c, bool login, struct device **out,
     err = sim_open(c->device_state, out, why, whylen);
     if (err)
         return err;
-    if (c->pin_file[0] && config_read_secret(c->pin_file, "[device] pin_file", true, pin,
+    if (c->pin_file[0] && config_read_secret(c->pin_file, "[device] pin_file", pin,
                                               sizeof pin, why, whylen)) {
         device_close(*out);
         *out = NULL;

@@ -112,8 +112,8 @@ static int resolve_path(const struct config *c, char *path, size_t cap)
     return 0;
 }
 
-int config_read_secret(const char *file, const char *what, bool must_be_private, char *out,
-                       size_t cap, char *why, size_t whylen)
+int config_read_secret(const char *file, const char *what, char *out, size_t cap, char *why,
+                       size_t whylen)
 {
     struct stat sb;
     FILE *f = fopen(file, "r");
@@ -126,7 +126,7 @@ int config_read_secret(const char *file, const char *what, bool must_be_private,
             fclose(f);
         return -1;
     }
-    if (must_be_private && (sb.st_mode & 077)) {
+    if (sb.st_mode & 077) {
         snprintf(why, whylen, "%s %s must be mode 0600 (it is %03o)", what, file,
                  (unsigned)(sb.st_mode & 0777));
         fclose(f);
@@ -237,8 +237,7 @@ int config_load(const char *path, struct config *c, char *why, size_t whylen)
         return -1;
     }
     if (p.secret_file[0] &&
-        /* 0600 like the PIN: whoever reads it can sign uploads and clearings as us */
-        config_read_secret(p.secret_file, "[platform] app_secret_file", true, c->app_secret,
+        config_read_secret(p.secret_file, "[platform] app_secret_file", c->app_secret,
                            sizeof c->app_secret, why, whylen))
         return -1;
     return 0;

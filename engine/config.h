@@ -41,9 +41,10 @@ struct config {
 int config_load(const char *path, struct config *c, char *why, size_t whylen);
 
 /* Read a one-line secret (PIN, app secret) from `file` into out, without the
- * line end.  With must_be_private, a file readable by group or others is
- * refused.  `what` names the setting in the message ("[device] pin_file"). */
-int config_read_secret(const char *file, const char *what, bool must_be_private, char *out,
-                       size_t cap, char *why, size_t whylen);
+ * line end.  A file readable by group or others is refused: whoever reads
+ * the PIN or the app secret can issue, upload or clear as this taxpayer.
+ * `what` names the setting in the message ("[device] pin_file"). */
+int config_read_secret(const char *file, const char *what, char *out, size_t cap, char *why,
+                       size_t whylen);
 
 #endif
