@@ -125,13 +125,15 @@ static void set_reply_error(struct platform_reply *r, const char *fmt, ...)
     va_end(ap);
 }
 
-/* The "error" member of a JSON answer, if any, into buf ("" otherwise). */
-static void reply_error_code(const char *reply, size_t len, char *buf, size_t size)
+/* What the callers ask of every answer, from one parse: whether it is a
+ * JSON object, and its "error" member, if any. */
+static void reply_read_json(struct platform_reply *r)
 {
-    json_t *doc = json_loadb(reply, len, 0, NULL);
+    json_t *doc = json_loadb(r->body, r->len, 0, NULL);
     const char *code = json_string_value(json_object_get(doc, "error"));
 
-    snprintf(buf, size, "%s", code != NULL ? code : "");
+    r->json_object = json_is_object(doc);
+    snprintf(r->code, sizeof r->code, "%s", code != NULL ? code : "");
     json_decref(doc);
 }
 
@@ -142,27 +144,9 @@ static bool member_is(json_t *doc, const char *key, const char *want)
     return v != NULL && strcmp(v, want) == 0;
 }
 
-/* A 200/201 whose body is a JSON object, or NULL; the caller decrefs. */
-static json_t *success_object(const struct platform_reply *r)
-{
-    json_t *doc;
-
-    if ((r->http != 200 && r->http != 201) || r->body == NULL)
-        return NULL;
-    doc = json_loadb(r->body, r->len, 0, NULL);
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        return NULL;
-    }
-    return doc;
-}
-
 bool platform_answered_success(const struct platform_reply *r)
 {
-    json_t *doc = success_object(r);
-
-    json_decref(doc);
-    return doc != NULL;
+    return (r->http == 200 || r->http == 201) && r->json_object;
 }
 
 /* Whether a read-back answer is the invoice sent: the same bytes, the same
@@ -214,9 +198,9 @@ bool platform_upload_accepted(platform_client_t *pc, const struct platform_reply
         platform_upload_error(r, code, number, why, whylen);
         return false;
     }
-    doc = success_object(r);
-    ours = doc != NULL;
-    named = ours && member_is(doc, "code", code) && member_is(doc, "number", number);
+    ours = r->json_object;
+    doc = ours ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+    named = member_is(doc, "code", code) && member_is(doc, "number", number);
     json_decref(doc);
     if (named || platform_holds(pc, code, number, body, len, gave, sizeof gave))
         return true;
@@ -546,7 +530,7 @@ int platform_call(platform_client_t *pc, const char *method, const char *path, c
         if (r->body == NULL)
             r->body = calloc(1, 1);   /* an empty answer is "", not NULL */
         if (r->body != NULL)
-            reply_error_code(r->body, r->len, r->code, sizeof r->code);
+            reply_read_json(r);
         rc = 0;
     } else {
         describe_transport_error(pc, cc, r);

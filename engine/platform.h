@@ -24,6 +24,7 @@ struct platform_reply {
     char *body;           /* the answer, NUL-terminated, malloc'd (may be NULL) */
     size_t len;
     char code[64];        /* the "error" member of a JSON answer, or "" */
+    bool json_object;     /* the answer is a JSON object (the platform's answers all are) */
     char error[512];      /* http == 0: why, in words ("connection refused to URL") */
 };
 
