@@ -18,7 +18,9 @@
  *   6      pending/ number                  pending/NAME (lives in daemon memory;
  *                                           numbers come from the store in blocks,
  *                                           never twice, and a waiting draft keeps
- *                                           its number in drafts.entry)
+ *                                           its number in drafts.entry; an issued
+ *                                           draft's ghost gets one of its own,
+ *                                           pending.c)
  *   7      month index (year*12 + month-1)  reports/YYYY-MM.csv
  *
  * Store ids are SQLite rowids, far below 2^56.

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include "engine/engine.h"
 
 struct pending_dir;
@@ -34,9 +35,15 @@ void pending_retry_now(struct pending_dir *d);
 /* A draft name: ends in .json (any case), does not start with '.'. */
 bool pending_is_draft_name(const char *name);
 
-/* 0 or an errno, as the FUSE reply needs it. */
-int pending_lookup(struct pending_dir *d, const char *name, struct stat *st);
+/* 0 or an errno, as the FUSE reply needs it.  `by` is the thread asking: a
+ * draft its own close just issued is still found by it, as a ghost (the
+ * afterglow, pending.c), for a chmod or utime; a stat or an open of a ghost
+ * is answered ESTALE, and the kernel's second lookup then finds nothing. */
+int pending_lookup(struct pending_dir *d, const char *name, pid_t by, struct stat *st);
 int pending_stat(struct pending_dir *d, uint64_t id, struct stat *st);
+/* A ghost's attributes, for a chmod or utime of it that changes nothing;
+ * ENOENT if id is not a ghost's. */
+int pending_ghost_stat(struct pending_dir *d, uint64_t id, struct stat *st);
 int pending_create(struct pending_dir *d, const char *name, struct pending_handle **h,
                    struct stat *st);
 int pending_open(struct pending_dir *d, uint64_t id, int flags, struct pending_handle **h);
@@ -44,8 +51,9 @@ int pending_open(struct pending_dir *d, uint64_t id, int flags, struct pending_h
 size_t pending_read(struct pending_handle *h, char *buf, size_t size, off_t off);
 /* Bytes written, or -errno (EFBIG above 1 MiB). */
 ssize_t pending_write(struct pending_handle *h, const char *buf, size_t size, off_t off);
-/* At close(): processes the draft if this handle wrote to a draft name. */
-int pending_flush(struct pending_handle *h);
+/* At close() by thread closed_by: processes the draft if this handle wrote
+ * to a draft name. */
+int pending_flush(struct pending_handle *h, pid_t closed_by);
 void pending_release(struct pending_handle *h);
 int pending_truncate(struct pending_dir *d, uint64_t id, off_t size, struct stat *st);
 /* The same through an open handle: works after the name was unlinked. */

@@ -126,6 +126,57 @@ elif mode == "eperm":        # DIR EXISTING: mkdir, symlink, link, mknod(fifo) e
     d, f = args
     print(err(os.mkdir, d + "/d.json"), err(os.symlink, f, d + "/s.json"),
           err(os.link, f, d + "/l.json"), err(os.mkfifo, d + "/f.json"))
+elif mode == "copytools":    # MNT SRC DIR: Python's copying calls, which set the mode and times
+    import shutil, subprocess, threading   # by name after the close that issued the draft
+    mnt, body, tmp = args[0], open(args[1], encoding="utf-8").read(), args[2]
+    def src(rid):
+        path = "%s/ct-%s.json" % (tmp, rid)
+        open(path, "w", encoding="utf-8").write(body.replace("SO-2024-000123", rid))
+        return path
+    def call(f, *a):
+        try:
+            f(*a); return 0
+        except OSError as e:
+            return e.errno
+    dst = f"{mnt}/pending/py-copy.json"
+    print("copy=%d" % call(shutil.copy, src("PY-COPY-1"), dst))
+    print("exists_after=%s" % os.path.exists(dst))
+    print("stat_after=%d" % call(os.stat, dst))
+    print("listed_after=%s" % ("py-copy.json" in os.listdir(f"{mnt}/pending")))
+    print("others_see=%d" % subprocess.call(["test", "-e", dst]))
+    # the same name again at once: a new draft (the kernel walks the path again)
+    print("copy_again=%d" % call(shutil.copy, src("PY-COPY-2"), dst))
+    # and with no stat in between: open() itself looks the name up, finds the ghost, and the
+    # kernel's permission check, which reads its attributes, ends it
+    ro = f"{mnt}/pending/py-reopen.json"
+    print("reopen_copy=%d" % call(shutil.copy, src("PY-REOPEN-1"), ro))
+    fd = os.open(ro, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, body.replace("SO-2024-000123", "PY-REOPEN-2").encode())
+    print("reopen_create=%d" % call(os.close, fd))
+    print("reopen_plain=%d" % call(os.open, ro, os.O_WRONLY))
+    print("copy2=%d" % call(shutil.copy2, src("PY-COPY2-1"), f"{mnt}/pending/py-copy2.json"))
+    print("move=%d" % call(shutil.move, src("PY-MOVE-1"), f"{mnt}/pending/py-move.json"))
+    # closed by one thread, its mode set by another of the same process (the first still runs,
+    # as a Go program's threads do)
+    data = body.replace("SO-2024-000123", "PY-THREAD-1").encode()
+    fd = os.open(f"{mnt}/pending/py-thread.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, data)
+    res, closed, done = [], threading.Event(), threading.Event()
+    def closer():
+        res.append(call(os.close, fd)); closed.set(); done.wait()
+    t = threading.Thread(target=closer); t.start(); closed.wait()
+    u = threading.Thread(target=lambda: res.append(call(os.chmod, f"{mnt}/pending/py-thread.json", 0o644)))
+    u.start(); u.join(); done.set(); t.join()
+    print("thread_close_chmod=%d,%d" % tuple(res))
+    # a rejected draft leaves no ghost: the close said EINVAL, and the name is gone
+    bad = "%s/ct-bad.json" % tmp
+    open(bad, "w").write("{not json")
+    print("rejected_copy=%d" % call(shutil.copy, bad, f"{mnt}/pending/py-bad.json"))
+    print("rejected_chmod=%d" % call(os.chmod, f"{mnt}/pending/py-bad.json", 0o644))
+    # the afterglow lasts a second: then the name is gone for the writer too
+    print("copy3=%d" % call(shutil.copyfile, src("PY-LATE-1"), f"{mnt}/pending/py-late.json"))
+    time.sleep(1.5)
+    print("late_chmod=%d" % call(os.chmod, f"{mnt}/pending/py-late.json", 0o644))
 elif mode == "storm":        # MNT SRC NPROC NPER OUT: NPROC processes drop NPER drafts each and,
     import multiprocessing   # like an integration, read each receipt right after close() returned 0
     mnt, src, nproc, nper, out = args[0], args[1], int(args[2]), int(args[3]), args[4]
@@ -294,6 +345,43 @@ rsync --inplace "$T/rsi/rsync-inplace.json" "$P/" > "$T/rsync-inplace.log" 2>&1
 check_eq "rsync --inplace: exit 23, only because the issued draft has left pending/" \
   "$? $(grep -c 'rsync-inplace.json" failed: No such file or directory' "$T/rsync-inplace.log")" "23 1"
 issued rsync-inplace.json RSYNC-2
+
+# Tools that set the mode or times by name after the close that issued the draft: install -m,
+# Python's shutil.copy (chmod), copy2 and move (utime, chmod).  The draft has left pending/, but
+# for a second its writer still finds the name and those calls succeed, changing nothing
+# (fs/pending.c, the afterglow); they used to fail with ENOENT for an issued draft.
+mkdraft INSTALL-1 > "$T/install.json"
+check "install -m 644 draft.json pending/ exits 0" install -m 644 "$T/install.json" "$P/inst.json"
+issued inst.json INSTALL-1
+mkdir -p "$T/ct"; drop copytools "$MNT" "$ROOT/examples/basic.json" "$T/ct" > "$T/copytools.out" 2>&1
+ct() { grep "^$1=" "$T/copytools.out" | cut -d= -f2-; }
+check_eq "shutil.copy of a draft: no error" "$(ct copy)" "0"
+check_eq "the writer itself: os.path.exists says the draft left" "$(ct exists_after)" "False"
+check_eq "the writer itself: stat gives ENOENT" "$(ct stat_after)" "2"
+check_eq "the writer itself: not listed" "$(ct listed_after)" "False"
+check_eq "another process: test -e fails" "$(ct others_see)" "1"
+check_eq "shutil.copy to the same name at once: a new draft, no error" "$(ct copy_again)" "0"
+check_eq "open(O_CREAT) right after shutil.copy's chmod, no stat between: a new draft" \
+  "$(ct reopen_copy) $(ct reopen_create)" "0 0"
+check_eq "open(O_WRONLY) right after that close: ENOENT, the draft left" "$(ct reopen_plain)" "2"
+check_eq "py-reopen.json twice: two invoices" \
+  "$(sqlite3 "$DB" "SELECT count(*) FROM invoices WHERE request_id LIKE 'PY-REOPEN-%'")" "2"
+issued py-reopen.json PY-REOPEN-2
+check_eq "shutil.copy2: no error" "$(ct copy2)" "0"
+check_eq "shutil.move from another filesystem: no error" "$(ct move)" "0"
+check_eq "closed by one thread, chmod by another of the process: both 0" \
+  "$(ct thread_close_chmod)" "0,0"
+check_eq "a rejected draft: shutil.copy raises EINVAL" "$(ct rejected_copy)" "22"
+check_eq "a rejected draft: no afterglow, chmod gives ENOENT" "$(ct rejected_chmod)" "2"
+check_eq "after a second: chmod of the issued name gives ENOENT" "$(ct late_chmod)" "2"
+issued py-copy2.json PY-COPY2-1
+issued py-move.json PY-MOVE-1
+issued py-thread.json PY-THREAD-1
+issued py-late.json PY-LATE-1
+check_eq "py-copy.json twice: two invoices, PY-COPY-1 and PY-COPY-2" \
+  "$(sqlite3 "$DB" "SELECT group_concat(request_id, ' ') FROM (SELECT request_id FROM invoices
+                     WHERE request_id LIKE 'PY-COPY-%' ORDER BY request_id)")" "PY-COPY-1 PY-COPY-2"
+issued py-copy.json PY-COPY-2
 
 # mv from another filesystem: copied (processed at close), then the source is removed.
 TMPD=$(mktemp -d /tmp/fapiaofs-drops.XXXXXX)
