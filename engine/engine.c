@@ -11,7 +11,8 @@
  * A crash between 5 and 6 leaves a journal entry with an intent whose bytes
  * hash to it: reconciliation at mount restores the invoice from the two.  So
  * does a 6 that fails (a full disk): the next round first restores it, and
- * issues nothing until that works (restore_pending).
+ * issues nothing until that works (restore_pending); its draft waits in
+ * pending/ meanwhile (close returns 0) and is issued as that invoice.
  * So only 4 and 5 are synced (two syncs per invoice): 1 is made durable by
  * 4's sync, and 6 by the next synced commit — a power loss that takes 6
  * with it leaves 4 and 5, the same state as a crash between them.
@@ -416,6 +417,16 @@ void engine_reconcile_report(struct engine *e, struct engine_reconcile *out)
     fifo_lock_release(&e->issue_lock);
 }
 
+/* The outcome of a draft that ends as the invoice ref names. */
+static void outcome_of_invoice(struct engine_outcome *out, enum outcome_kind kind,
+                               const struct store_invoice_ref *ref)
+{
+    out->kind = kind;
+    out->invoice_id = ref->invoice_id;
+    snprintf(out->period, sizeof out->period, "%s", ref->period);
+    snprintf(out->invoice_name, sizeof out->invoice_name, "%s-%s.json", ref->code, ref->number);
+}
+
 /* SPEC §2.1 exactly once: an issued request_id gives a "duplicate" receipt for
  * the same content, a rejection for other content.  FA_NOTFOUND: go on. */
 static enum fa_err check_request_id(struct engine *e, int64_t draft_id, const char *name,
@@ -448,12 +459,8 @@ static enum fa_err check_request_id(struct engine *e, int64_t draft_id, const ch
     err = store_put_duplicate(e->store, draft_id, name, ref.invoice_id, receipt, receipt_len,
                               clock_now(), &out->receipt_id);
     free(receipt);
-    if (err == FA_OK) {
-        out->kind = OUTCOME_DUPLICATE;
-        out->invoice_id = ref.invoice_id;
-        snprintf(out->period, sizeof out->period, "%s", ref.period);
-        snprintf(out->invoice_name, sizeof out->invoice_name, "%s-%s.json", ref.code, ref.number);
-    }
+    if (err == FA_OK)
+        outcome_of_invoice(out, OUTCOME_DUPLICATE, &ref);
     return err;
 }
 
@@ -610,6 +617,7 @@ struct issue_job {
     const void *body;
     size_t len;
     const char *behind;           /* an earlier draft that waits (engine_submit) */
+    bool retry;                   /* a waiting draft tried again (engine_retry) */
     struct draft *d;
     char hash[65];                /* draft_hash, by the writer before it queues */
     struct engine_outcome *out;
@@ -638,6 +646,19 @@ static void job_release(struct issue_job *j)
 
 enum prepared { PREP_DONE, PREP_RESERVED, PREP_FAILED_RESERVED };
 
+/* A draft waits with a number already signed when its invoice commit failed
+ * (sign_round); reconciliation restores that invoice, and the draft is then
+ * issued as it, not a second time.  FA_NOTFOUND: it has no invoice yet. */
+static enum fa_err restored_outcome(struct engine *e, int64_t draft_id, struct engine_outcome *out)
+{
+    struct store_invoice_ref ref;
+    enum fa_err err = store_find_draft_invoice(e->store, draft_id, &ref);
+
+    if (err == FA_OK)
+        outcome_of_invoice(out, OUTCOME_ISSUED, &ref);
+    return err;
+}
+
 /* Steps 3-4 for a valid draft: refusals and duplicates end here (PREP_DONE,
  * j->err and j->out say how); otherwise the device reserves a number — the
  * first of a round from scratch, the others after it — and the invoice is
@@ -653,9 +674,11 @@ static enum prepared prepare_job(struct engine *e, struct issue_job *j, bool fir
     char path[80], total[DEC_FMT_MAX];
     enum fa_err err;
 
-    err = check_request_id(e, j->draft_id, j->name, j->body, j->len, d, j->hash, out);
+    err = j->retry ? restored_outcome(e, j->draft_id, out) : FA_NOTFOUND;
+    if (err == FA_NOTFOUND)
+        err = check_request_id(e, j->draft_id, j->name, j->body, j->len, d, j->hash, out);
     if (err != FA_NOTFOUND)
-        goto done;   /* a duplicate, or refused */
+        goto done;   /* issued already, a duplicate, or refused */
     if (d->red.present && (err = resolve_red(e, j->draft_id, j->name, j->body, j->len, d, out)))
         goto done;
     j->req.type = d->type;
@@ -808,6 +831,19 @@ static void sign_round(struct engine *e, struct issue_job **jobs, int n)
             j->out->kind = OUTCOME_ISSUED;
             j->out->invoice_id = invoice_ids[k];
             j->out->receipt_id = receipt_ids[k];
+        } else if (signed_ok) {
+            /* The invoice exists: its intent and the device's journal line are
+             * on disk, and the next round, a retry or the next mount restores
+             * it.  "Could not be stored, retry" would be false, and a writer
+             * that retried a draft without a request_id would get a second
+             * invoice: the draft waits in pending/ for its restore instead. */
+            j->err = FA_OK;
+            j->out->kind = OUTCOME_WAITING;
+            snprintf(j->out->reason, sizeof j->out->reason, "signed by the device as %s-%s, but "
+                     "the store could not take it (%s); it is stored, and its receipt appears, "
+                     "as soon as that passes", j->f.code, j->f.number, fa_err_str(err));
+            /* may fail as the commit did: the intent holds what the restore needs */
+            store_set_draft_waiting(e->store, j->draft_id, j->out->reason);
         }
         free(files[k]);
         job_release(j);
@@ -831,8 +867,12 @@ static void issue_batch(struct engine *e, struct issue_job **batch, int n)
          * second one), and no later commit may pass over the gap.  Until
          * that works (a full disk, say) nothing more is issued. */
         if (e->restore_pending && reconcile_locked(e) != FA_OK) {
-            for (; i < n; i++)
+            for (; i < n; i++) {   /* the words, for a waiting draft's retry (pending.c) */
                 batch[i]->err = FA_IO;
+                snprintf(batch[i]->out->reason, sizeof batch[i]->out->reason, "%.*s; nothing is "
+                         "issued until that invoice is stored", (int)text_utf8_cut(e->rec.last, 150),
+                         e->rec.last);
+            }
             break;
         }
         round_view_read(e, &v);
@@ -917,7 +957,7 @@ static enum fa_err issue_queued(struct engine *e, struct issue_job *j)
 }
 
 static enum fa_err process(struct engine *e, int64_t draft_id, const char *name, const void *body,
-                           size_t len, const char *behind, struct engine_outcome *out)
+                           size_t len, const char *behind, bool retry, struct engine_outcome *out)
 {
     struct draft_defaults defs = draft_defaults_of(e);
     struct problems problems = { 0 };
@@ -930,7 +970,7 @@ static enum fa_err process(struct engine *e, int64_t draft_id, const char *name,
                      out);
     } else if (err == FA_OK) {
         struct issue_job j = { .draft_id = draft_id, .name = name, .body = body, .len = len,
-                               .behind = behind, .d = &d, .out = out };
+                               .behind = behind, .retry = retry, .d = &d, .out = out };
         /* hashed here, in the writer's thread, not by the leader of the
          * round: the round's work is serial, the writers' is parallel */
         if (draft_hash(&d, j.hash)) {
@@ -957,7 +997,7 @@ enum fa_err engine_submit(struct engine *e, const char *name, const void *body, 
     err = store_add_draft(e->store, name, body, len, clock_now(), entry, &out->draft_id);
     if (err)
         return err;
-    return process(e, out->draft_id, name, body, len, behind, out);
+    return process(e, out->draft_id, name, body, len, behind, false, out);
 }
 
 enum fa_err engine_retry(struct engine *e, int64_t draft_id, const char *name, const void *body,
@@ -965,7 +1005,7 @@ enum fa_err engine_retry(struct engine *e, int64_t draft_id, const char *name, c
 {
     memset(out, 0, sizeof *out);
     out->draft_id = draft_id;
-    return process(e, draft_id, name, body, len, NULL, out);
+    return process(e, draft_id, name, body, len, NULL, true, out);
 }
 
 enum fa_err engine_cancel(struct engine *e, int64_t draft_id)

@@ -47,9 +47,10 @@ enum fa_err engine_open(const struct config *c, enum engine_mode mode, struct en
                         char *why, size_t whylen);
 void engine_close(struct engine *e);
 
-/* Process a draft.  FA_OK for issued and waiting drafts (see out->kind),
- * FA_REJECTED for rejected ones, another error if nothing could be stored
- * (then nothing is left behind and the writer must retry).  entry: the
+/* Process a draft.  FA_OK for issued and waiting drafts (see out->kind; a
+ * draft the device signed whose invoice the store could not take waits for
+ * its restore), FA_REJECTED for rejected ones, another error if nothing
+ * could be stored (then nothing is left behind and the writer must retry).  entry: the
  * caller's number for the file (0: none), kept with the draft and given back
  * by store_list_waiting if it waits (pending/'s inode).  behind: the name
  * of the earliest waiting draft when it waits for the offline amount
@@ -60,7 +61,9 @@ void engine_close(struct engine *e);
 enum fa_err engine_submit(struct engine *e, const char *name, const void *body, size_t len,
                           uint64_t entry, const char *behind, struct engine_outcome *out);
 
-/* Retry a waiting draft (recorded earlier as draft_id). */
+/* Retry a waiting draft (recorded earlier as draft_id).  One that waits
+ * because its invoice was signed but not stored is issued as that invoice
+ * once reconciliation has restored it. */
 enum fa_err engine_retry(struct engine *e, int64_t draft_id, const char *name, const void *body,
                          size_t len, struct engine_outcome *out);
 

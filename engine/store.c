@@ -130,7 +130,8 @@ static const char *const store_migrations[] = {
 enum stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
     S_ADD_DRAFT, S_DRAFT_WAITING, S_DRAFT_CANCEL, S_LIST_WAITING, S_RESERVE_ENTRIES,
-    S_FIND_REQUEST, S_GET_BLUE, S_EACH_RED, S_PUT_INTENT, S_DEL_INTENT, S_DEL_INTENT_NUMBER, S_HAS_NUMBER,
+    S_FIND_REQUEST, S_FIND_DRAFT_INVOICE, S_GET_BLUE, S_EACH_RED, S_PUT_INTENT, S_DEL_INTENT,
+    S_DEL_INTENT_NUMBER, S_HAS_NUMBER,
     S_FIND_INTENT,
     S_DEL_STALE_INTENTS, S_PUT_LOG, S_LIST_LOG,
     S_PUT_INVOICE, S_PUT_PERIOD, S_DRAFT_ISSUED, S_HIDE_RECEIPT_NAME, S_HIDE_REJECT_NAME,
@@ -159,6 +160,9 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_RESERVE_ENTRIES] = "UPDATE meta SET value = value + ?1 WHERE key = 'next_entry' RETURNING value - ?1",
     [S_FIND_REQUEST] = "SELECT id, code, number, period, issued_at, total_fen, draft_hash FROM invoices"
                         " WHERE request_id = ?1",
+    [S_FIND_DRAFT_INVOICE] = "SELECT id, code, number, period, issued_at, total_fen, draft_hash"
+                             " FROM invoices WHERE id = (SELECT invoice_id FROM drafts"
+                             " WHERE id = ?1 AND state = 'issued')",
     [S_GET_BLUE] = "SELECT json FROM invoices WHERE code = ?1 AND number = ?2",
     [S_EACH_RED] = "SELECT json FROM invoices WHERE red_code = ?1 AND red_number = ?2 ORDER BY id",
     [S_HAS_NUMBER] = "SELECT 1 FROM invoices WHERE code = ?1 AND number = ?2",
@@ -693,16 +697,12 @@ enum fa_err store_put_intents(store_t *s, const struct store_new_intent *v, int 
     return sqlite_to_fa(rc);
 }
 
-enum fa_err store_find_request(store_t *s, const char *request_id, struct store_invoice_ref *ref)
+/* One invoice's reference from statement q, bound and not yet stepped
+ * (S_FIND_REQUEST, S_FIND_DRAFT_INVOICE); lock held. */
+static enum fa_err step_invoice_ref(sqlite3_stmt *q, struct store_invoice_ref *ref)
 {
-    sqlite3_stmt *q;
     enum fa_err err;
-    int rc;
-
-    pthread_mutex_lock(&s->lock);
-    q = st(s, S_FIND_REQUEST);
-    sqlite3_bind_text(q, 1, request_id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(q);
+    int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
         memset(ref, 0, sizeof *ref);
         ref->invoice_id = sqlite3_column_int64(q, 0);
@@ -716,6 +716,31 @@ enum fa_err store_find_request(store_t *s, const char *request_id, struct store_
     }
     err = rc == SQLITE_ROW ? FA_OK : rc == SQLITE_DONE ? FA_NOTFOUND : sqlite_to_fa(rc);
     sqlite3_reset(q);
+    return err;
+}
+
+enum fa_err store_find_request(store_t *s, const char *request_id, struct store_invoice_ref *ref)
+{
+    sqlite3_stmt *q;
+    enum fa_err err;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_FIND_REQUEST);
+    sqlite3_bind_text(q, 1, request_id, -1, SQLITE_STATIC);
+    err = step_invoice_ref(q, ref);
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
+enum fa_err store_find_draft_invoice(store_t *s, int64_t draft_id, struct store_invoice_ref *ref)
+{
+    sqlite3_stmt *q;
+    enum fa_err err;
+
+    pthread_mutex_lock(&s->lock);
+    q = st(s, S_FIND_DRAFT_INVOICE);
+    sqlite3_bind_int64(q, 1, draft_id);
+    err = step_invoice_ref(q, ref);
     pthread_mutex_unlock(&s->lock);
     return err;
 }

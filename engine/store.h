@@ -65,6 +65,8 @@ struct store_invoice_ref {
     char draft_hash[65];
 };
 enum fa_err store_find_request(store_t *s, const char *request_id, struct store_invoice_ref *ref);
+/* The invoice issued for draft draft_id (restored ones too); FA_NOTFOUND if none. */
+enum fa_err store_find_draft_invoice(store_t *s, int64_t draft_id, struct store_invoice_ref *ref);
 
 /* The invoice CODE-NUMBER (malloc'd file bytes).  FA_NOTFOUND if this store
  * never issued it. */

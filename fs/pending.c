@@ -50,6 +50,7 @@
 #include <time.h>
 #include "engine/clock.h"
 #include "engine/draft.h"
+#include "engine/text.h"
 #include "fs/fs.h"
 #include "fs/notify.h"
 #include "fs/pending.h"
@@ -497,12 +498,14 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e, pid_t c
     struct engine_outcome out;
     unsigned char *copy;
     size_t len;
-    char name[256], behind[256];
+    char name[256], behind[256], when[32];
     enum fa_err err;
+    bool retry;
     int rc;
 
     pthread_mutex_lock(&d->lock);
     assert(e->busy);
+    retry = e->state == ENTRY_WAITING;
     len = e->size;
     copy = malloc(len ? len : 1);
     if (copy && len)
@@ -518,9 +521,8 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e, pid_t c
     if (!copy)
         return ENOMEM;
 
-    err = e->state == ENTRY_WAITING ? engine_retry(d->engine, e->draft_id, name, copy, len, &out)
-                                    : engine_submit(d->engine, name, copy, len, e->id,
-                                                    behind[0] ? behind : NULL, &out);
+    err = retry ? engine_retry(d->engine, e->draft_id, name, copy, len, &out)
+                : engine_submit(d->engine, name, copy, len, e->id, behind[0] ? behind : NULL, &out);
     free(copy);
 
     pthread_mutex_lock(&d->lock);
@@ -530,6 +532,14 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e, pid_t c
         e->waits_for_amount = out.waits_for_amount;
         snprintf(e->reason, sizeof e->reason, "%s", out.reason);
         rc = 0;
+    } else if (retry && err != FA_OK && err != FA_REJECTED) {
+        /* Its writer was told 0 long ago: a retry that could store nothing
+         * (a full disk, the device unplugged mid-way) leaves it waiting. */
+        const char *why = out.reason[0] ? out.reason : fa_err_str(err);
+        snprintf(e->reason, sizeof e->reason, "tried again at %s and could not be stored: %.*s; "
+                 "tried again every %d s", clock_iso_cst(clock_now(), when),
+                 (int)text_utf8_cut(why, 160), why, RETRY_SECONDS);
+        rc = fa_err_errno(err);
     } else {
         /* issued, rejected, or not stored at all: it leaves pending/ */
         e->state = ENTRY_DONE;

@@ -63,37 +63,54 @@ check_eq "the retry is a duplicate" "$(json "$MNT/receipts/two-again.json" 'd["s
 check_eq "next draft: issued" "$(drop three.json REC-3)" "0"
 check_eq "next draft gets the next number: no gap" "$(json "$MNT/receipts/three.json" 'd["number"]')" "00000003"
 
-# An invoice commit that fails after the device signed (a full disk, say): that writer gets
-# EIO, and the next draft first restores the signed invoice from its intent, so that a retry
-# finds it and no later commit passes over the gap.
+# An invoice commit that fails after the device signed (a full disk, say).  The invoice
+# exists (its intent and the device's journal line are on disk), so the writer is not told
+# to retry (EIO: a draft without a request_id would be issued twice): close returns 0, the
+# draft waits in pending/, the next round or the retry thread restores the invoice from its
+# intent, and the draft is issued as that invoice.  This draft has no request_id.
 t_unmount
 FAPIAOFS_FAULT=commit-fails-once t_mount
-check_eq "the commit fails after the signature: close returns EIO" "$(drop four.json REC-4)" "5"
+check_eq "the commit fails after the signature: close returns 0 (accepted, waits)" \
+  "$(drop four.json REC-4 '/"request_id"/d')" "0"
 check_eq "the device signed it" "$(wc -l < "$T/state/device.json.journal")" "4"
+wait_for 10 test -e "$MNT/receipts/four.json"
+check_eq "restored, then issued as that invoice: its receipt" \
+  "$(json "$MNT/receipts/four.json" 'd["status"]+" "+d["number"]')" "issued 00000004"
+check "it left pending/" test ! -e "$MNT/pending/four.json"
+check "the signed invoice was restored" test -n "$(ls "$MNT"/issued/*/031001900111-00000004.json 2>/dev/null)"
+check_eq "one invoice for it, not two: the store has what the device signed" \
+  "$(sqlite3 "$T/state/fapiaofs.db" 'select count(*) from invoices')" "4"
+check "status reports it" grep -q '^reconciliation: device journal 4, store 4, restored 1, alarms 0; last: restored 031001900111-00000004' "$MNT/status"
 check_eq "the next draft: issued" "$(drop five.json REC-5)" "0"
 check_eq "the next draft gets the number after it" "$(json "$MNT/receipts/five.json" 'd["number"]')" "00000005"
-check "the signed invoice was restored first" test -n "$(ls "$MNT"/issued/*/031001900111-00000004.json 2>/dev/null)"
-check "status reports it" grep -q '^reconciliation: device journal 4, store 4, restored 1, alarms 0; last: restored 031001900111-00000004' "$MNT/status"
-check_eq "the retried draft is a duplicate of it" \
-  "$(drop four-again.json REC-4 >/dev/null; json "$MNT/receipts/four-again.json" 'd["number"]+" "+d["status"]')" \
-  "00000004 duplicate"
 
-# A restore that keeps failing (the disk still full): every draft in the meantime gets EIO and
-# tries the restore again, but the standing problem is one alarm, logged once.
+# A restore that keeps failing (the disk still full): the draft waits and says why, every
+# new draft in the meantime gets EIO (nothing more is issued over the gap), the retries try
+# the restore again, and the standing problem is one alarm, logged once.  Five commits fail:
+# the invoice's own, then its restores (the retry thread's, at once and every 2 s; n7a's).
 t_unmount
-FAPIAOFS_FAULT=commit-fails-3 t_mount
-check_eq "commit 1 fails after the signature: EIO" "$(drop n6.json REC-6)" "5"
-check_eq "the restore before the next draft fails (commit 2): EIO" "$(drop n7a.json REC-7)" "5"
-check_eq "and again (commit 3): EIO" "$(drop n7b.json REC-7)" "5"
+FAPIAOFS_FAULT=commit-fails-5 t_mount
+check_eq "commit 1 fails after the signature: close returns 0" "$(drop n6.json REC-6)" "0"
+check_eq "a new draft while the restore fails: EIO" "$(drop n7a.json REC-7)" "5"
+check "the signed draft waits in pending/, read-only" test "$(stat -c %a "$MNT/pending/n6.json" 2>&1)" = 444
+echo "# status: $(grep ^waiting_draft "$MNT/status")"
+check "status says why it waits, naming the signed invoice" grep -Eq \
+  '^waiting_draft: n6.json since .*(signed by the device as 031001900111-00000006, but the store could not take it|cannot restore 031001900111-00000006)' \
+  "$MNT/status"
 echo "# status: $(grep ^reconciliation "$MNT/status")"
-check "the failing restore is one alarm, not one per draft" grep -q \
+check "the failing restore is one alarm, not one per try" grep -q \
   '^reconciliation: device journal 6, store 5, restored 0, alarms 1; last: cannot restore 031001900111-00000006' \
   "$MNT/status"
-check_eq "device/log names it once" "$(grep -c 'cannot restore 031001900111-00000006' "$MNT/device/log")" "1"
-check_eq "when the disk has room again, the next draft is issued" "$(drop n7.json REC-7)" "0"
+wait_for 15 test -e "$MNT/receipts/n6.json"
+check_eq "when the restore works, the waiting draft is issued as its invoice" \
+  "$(json "$MNT/receipts/n6.json" 'd["status"]+" "+d["number"]+" "+d["request_id"]')" "issued 00000006 REC-6"
+check "n6.json left pending/" test ! -e "$MNT/pending/n6.json"
+check_eq "device/log names the failed restore once" \
+  "$(grep -c 'cannot restore 031001900111-00000006' "$MNT/device/log")" "1"
+check_eq "the next draft is issued" "$(drop n7.json REC-7)" "0"
 check_eq "after the restored invoice" "$(json "$MNT/receipts/n7.json" 'd["number"]')" "00000007"
 echo "# status: $(grep ^reconciliation "$MNT/status")"
-check "status reports the restoration" grep -q \
+check "status reports the restoration (the counts are of that moment)" grep -q \
   '^reconciliation: device journal 6, store 6, restored 1, alarms 1; last: restored 031001900111-00000006' \
   "$MNT/status"
 
@@ -116,8 +133,8 @@ check "an old gap in the store is found at mount" grep -q \
 # have it.  Trying again cannot fix that, so it keeps its intent and its alarm, and issuing
 # goes on; a failure that may pass (above) makes issuing wait instead.
 t_unmount
-FAPIAOFS_FAULT=commit-fails-once t_mount
-check_eq "a second failed commit: close returns EIO" "$(drop n46.json REC-46)" "5"
+FAPIAOFS_FAULT=commit-fails-1000 t_mount
+check_eq "a second failed commit: the draft waits" "$(drop n46.json REC-46)" "0"
 t_unmount
 sqlite3 "$T/state/fapiaofs.db" "update invoices set request_id = 'REC-46' where number = '00000045'"
 t_mount
