@@ -5,6 +5,7 @@
  *              and is the only place that turns enum fa_err into errno
  *   dir.c      readdir of every folder, with offsets that are cursors
  *   pending.c  pending/: files being written, scratch files, waiting drafts
+ *   afterglow.c  a draft issued at a close, as its writer still sees it for a second
  *   render.c   the generated text files: README, status, device/, platform/
  *   main.c     command line, configuration, mount, the session loop
  */
@@ -19,12 +20,14 @@
 #include "engine/engine.h"
 #include "fs/inode.h"
 
+struct afterglow;
 struct pending_dir;
 struct readahead;
 
 struct fs {
     struct engine *engine;
     struct pending_dir *pending;
+    struct afterglow *afterglow;  /* NULL when it could not be made: drafts work without */
     struct readahead *readahead;  /* NULL when it could not start: listings work without */
     uid_t uid;
     gid_t gid;                /* the configured group, or the daemon's */

@@ -18,10 +18,11 @@
  *   6      pending/ number                  pending/NAME (lives in daemon memory;
  *                                           numbers come from the store in blocks,
  *                                           never twice, and a waiting draft keeps
- *                                           its number in drafts.entry; an issued
- *                                           draft's ghost gets one of its own,
- *                                           pending.c)
+ *                                           its number in drafts.entry)
  *   7      month index (year*12 + month-1)  reports/YYYY-MM.csv
+ *   8      ghosts made in this mount        pending/NAME of a draft issued a moment
+ *                                           ago, as its writer sees it (afterglow.h;
+ *                                           it lives a second, never past its mount)
  *
  * Store ids are SQLite rowids, far below 2^56.
  */
@@ -39,6 +40,7 @@ enum ino_space {
     SPACE_REJECT_ERROR = 5,
     SPACE_PENDING = 6,
     SPACE_REPORT = 7,
+    SPACE_GHOST = 8,
 };
 
 #define INO_SPACE_SHIFT 56

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include "engine/clock.h"
+#include "fs/afterglow.h"
 #include "fs/control.h"
 #include "fs/dir.h"
 #include "fs/fs.h"
@@ -200,6 +201,8 @@ static int stat_ino(uint64_t ino, pid_t pid, struct stat *st, double *timeout)
         return coll_stat(COLL_REJECT_ERROR, ino, st, timeout);
     case SPACE_PENDING:
         return pending_stat(g_fs.pending, ino_id(ino), st);
+    case SPACE_GHOST:   /* only GETATTR asks: the draft has left, see afterglow.h */
+        return g_fs.afterglow ? afterglow_end(g_fs.afterglow, ino_id(ino)) : ENOENT;
     case SPACE_REPORT: {
         uint64_t size;
         int64_t mtime;
@@ -362,9 +365,11 @@ static void fa_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         rc = lookup_coll(COLL_INVOICE, clock_month_period((int)ino_id(parent), period), name,
                          SPACE_INVOICE, &ep);
     } else if (parent == FIXED_PENDING) {
-        /* from the answer itself: a ghost (pending.c) has no attributes to stat */
-        rc = pending_lookup(g_fs.pending, name, req_pid(req), &ep.attr);
-        ep.ino = ep.attr.st_ino;   /* timeouts 0: names here come and go */
+        /* from the answer itself: a ghost's GETATTR would end it (afterglow.h) */
+        rc = pending_lookup(g_fs.pending, name, &ep.attr);
+        if (rc == ENOENT && g_fs.afterglow)
+            rc = afterglow_lookup(g_fs.afterglow, name, req_pid(req), &ep.attr);
+        ep.ino = rc ? 0 : ep.attr.st_ino;   /* timeouts 0: names here come and go */
     } else if (parent == FIXED_RECEIPTS) {
         rc = lookup_coll(COLL_RECEIPT, NULL, name, SPACE_RECEIPT, &ep);
     } else if (parent == FIXED_REJECTED) {
@@ -443,6 +448,9 @@ static void fa_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     switch (ino_space(ino)) {
     case SPACE_PENDING:
         rc = pending_open(g_fs.pending, ino_id(ino), fi->flags, &of->ph);
+        break;
+    case SPACE_GHOST:
+        rc = g_fs.afterglow ? afterglow_end(g_fs.afterglow, ino_id(ino)) : ENOENT;
         break;
     case SPACE_FIXED:
         if (writing && ino == FIXED_DEVICE_CLEAR) {
@@ -615,10 +623,11 @@ static void fa_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         fuse_reply_err(req, EPERM);
         return;
     }
-    if (ino_space(ino) == SPACE_PENDING && !pending_ghost_stat(g_fs.pending, ino_id(ino), &st)) {
-        /* a draft its writer's close just issued (pending.c): the chmod or
+    if (ino_space(ino) == SPACE_GHOST) {
+        /* a draft its writer's close just issued (afterglow.h): the chmod or
          * utime of install -m, shutil.copy2 changes nothing and succeeds */
-        rc = (to_set & FUSE_SET_ATTR_SIZE) ? EACCES : 0;
+        rc = !g_fs.afterglow ? ENOENT
+           : (to_set & FUSE_SET_ATTR_SIZE) ? EACCES : afterglow_stat(g_fs.afterglow, ino_id(ino), &st);
         have_st = true;
     } else if (ino_space(ino) == SPACE_PENDING) {
         bool by_handle = fi && of_of(fi)->ph;

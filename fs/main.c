@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "engine/clock.h"
 #include "engine/readahead.h"
+#include "fs/afterglow.h"
 #include "fs/fs.h"
 #include "fs/notify.h"
 #include "fs/pending.h"
@@ -220,7 +221,8 @@ int main(int argc, char *argv[])
     if (readahead_open(engine_config(e)->store_path, &g_fs.readahead))
         fprintf(stderr, "fapiaofs: no read-ahead for listings (cannot open %s again)\n",
                 engine_config(e)->store_path);
-    g_fs.pending = pending_new(e);
+    g_fs.afterglow = afterglow_new();   /* NULL: tools that chmod after close report an error */
+    g_fs.pending = pending_new(e, g_fs.afterglow);
     if (notify_start(se) || !g_fs.pending || pending_start(g_fs.pending)) {
         fprintf(stderr, "fapiaofs: cannot start pending/\n");
         goto out_unmount;
@@ -254,6 +256,7 @@ out:
     if (se)
         fuse_session_destroy(se);
     pending_free(g_fs.pending);
+    afterglow_free(g_fs.afterglow);
     engine_close(e);
     render_cleanup();
     free(opts.mountpoint);

@@ -22,20 +22,6 @@
  * added that the outcome would not include; `rm` of a waiting draft waits
  * for a retry in progress, which would otherwise overwrite the cancel; and a
  * create of the same name waits, then makes a new file if the old one left.
- *
- * The afterglow.  Tools that copy a file set its mode or times by name after
- * closing it: install -m, Python's shutil.copy and copy2 (chmod, utime).  A
- * draft issued at that close has left pending/, so the tool reports an error
- * for a draft that was issued, and a writer that retries such a draft without
- * a request_id issues it twice.  So for GHOST_MS after its close issued a
- * draft, the process that closed it, and only that one, still finds the name:
- * a ghost, with an inode number of its own (ids are never given twice).
- * chmod, utime and a chown to the owner it has succeed and change nothing.
- * A stat or an open of it (the kernel's permission check reads the
- * attributes first) ends it (ghost_gone): the draft has left, and from then
- * on that process sees what everyone else does.  What the kernel decides
- * alone is left: an O_EXCL create of the same name by that process within
- * GHOST_MS, with no stat in between, gets EEXIST.
  */
 #include <assert.h>
 #include <errno.h>
@@ -46,11 +32,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/types.h>
 #include <time.h>
 #include "engine/clock.h"
 #include "engine/draft.h"
 #include "engine/text.h"
+#include "fs/afterglow.h"
 #include "fs/fs.h"
 #include "fs/notify.h"
 #include "fs/pending.h"
@@ -87,20 +73,6 @@ struct pending_handle {
     bool wrote;                /* a write since the last flush */
 };
 
-/* A draft that left pending/ at its writer's close, as that writer still
- * finds it for a moment (the afterglow, above). */
-struct pending_ghost {
-    char name[256];
-    uint64_t id;               /* its inode id, given at its first lookup; 0: none yet */
-    pid_t closed_by;           /* the thread whose close issued it (0: an unused slot) */
-    int64_t until_ms;          /* CLOCK_MONOTONIC */
-    size_t size;
-    int64_t mtime;
-};
-
-#define GHOSTS 32
-#define GHOST_MS 1000
-
 struct pending_dir {
     struct engine *engine;
     pthread_mutex_t lock;
@@ -116,8 +88,7 @@ struct pending_dir {
     bool retry_running, stopping;
     pthread_cond_t retry_cond;
     pthread_cond_t idle;          /* an entry stopped being busy */
-    struct pending_ghost ghosts[GHOSTS];   /* a ring: the oldest is overwritten */
-    size_t next_ghost;
+    struct afterglow *glow;       /* drafts issued at a close, as their writers still see them */
 };
 
 #define RETRY_SECONDS 2
@@ -326,120 +297,6 @@ int64_t pending_mtime(struct pending_dir *d)
     return t.draft;
 }
 
-/* ---- the afterglow (see the top of this file) ------------------------------ */
-
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* The process (thread group) of thread tid, from /proc; 0 if unknown. */
-static pid_t thread_group(pid_t tid)
-{
-    char path[48], line[128], *end;
-    pid_t tgid = 0;
-    FILE *f;
-
-    snprintf(path, sizeof path, "/proc/%d/status", (int)tid);
-    f = fopen(path, "re");
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "Tgid:", 5)) {
-            long v = strtol(line + 5, &end, 10);
-            if (end != line + 5 && v > 0 && v <= INT32_MAX)
-                tgid = (pid_t)v;
-            break;
-        }
-    fclose(f);
-    return tgid;
-}
-
-/* Whether threads a and b are of one process: a close and the chmod after it
- * may come from two threads (a Go program's goroutine moves between them). */
-static bool same_process(pid_t a, pid_t b)
-{
-    pid_t group;
-
-    if (a <= 0 || b <= 0)
-        return false;   /* the kernel sends 0 for a process outside our pid namespace */
-    if (a == b)
-        return true;
-    group = thread_group(a);
-    return group && group == thread_group(b);
-}
-
-/* e just left pending/ at a close by thread closed_by; lock held. */
-static void ghost_add(struct pending_dir *d, const struct pending_entry *e, pid_t closed_by)
-{
-    struct pending_ghost *g = &d->ghosts[d->next_ghost++ % GHOSTS];
-
-    memcpy(g->name, e->name, sizeof g->name);
-    g->id = 0;
-    g->closed_by = closed_by;
-    g->until_ms = monotonic_ms() + GHOST_MS;
-    g->size = e->size;
-    g->mtime = e->mtime;
-}
-
-/* The newest ghost named name that thread `by` may find, or NULL; lock held. */
-static struct pending_ghost *ghost_by_name(struct pending_dir *d, const char *name, pid_t by)
-{
-    struct pending_ghost *found = NULL;
-    int64_t now = monotonic_ms();
-    size_t i;
-
-    for (i = 0; i < GHOSTS; i++) {
-        struct pending_ghost *g = &d->ghosts[i];
-        if (g->closed_by && g->until_ms > now && (!found || g->until_ms > found->until_ms) &&
-            !strcmp(g->name, name) && same_process(g->closed_by, by))
-            found = g;
-    }
-    return found;
-}
-
-/* By inode id: the kernel holds it from a lookup, however late it asks. */
-static struct pending_ghost *ghost_by_id(struct pending_dir *d, uint64_t id)
-{
-    size_t i;
-    for (i = 0; id && i < GHOSTS; i++)
-        if (d->ghosts[i].closed_by && d->ghosts[i].id == id)
-            return &d->ghosts[i];
-    return NULL;
-}
-
-/* The answer to a stat or an open of inode id that found no file: ESTALE
- * for a ghost, which ends it.  The kernel then walks the path again
- * (retry_estale, LOOKUP_REVAL), that lookup finds nothing, and the call goes
- * on as for a name that is not there: stat and open give ENOENT, and
- * open(O_CREAT) makes a new file.  Lock held. */
-static int ghost_gone(struct pending_dir *d, uint64_t id)
-{
-    struct pending_ghost *g = ghost_by_id(d, id);
-    if (!g)
-        return ENOENT;
-    g->closed_by = 0;
-    return ESTALE;
-}
-
-static void ghost_stat(const struct pending_ghost *g, struct stat *st)
-{
-    fill_attr(st, ino_make(SPACE_PENDING, g->id), S_IFREG | 0444, g->size, g->mtime);
-}
-
-int pending_ghost_stat(struct pending_dir *d, uint64_t id, struct stat *st)
-{
-    struct pending_ghost *g;
-    pthread_mutex_lock(&d->lock);
-    g = ghost_by_id(d, id);
-    if (g)
-        ghost_stat(g, st);
-    pthread_mutex_unlock(&d->lock);
-    return g ? 0 : ENOENT;
-}
-
 /* ---- processing ---------------------------------------------------------- */
 
 /* Tell the kernel what an outcome changed (queued: see notify.h). */
@@ -491,7 +348,8 @@ static struct pending_entry *earliest_waiting(struct pending_dir *d)
 /* Hand entry e (a reference held by the caller, marked busy by it under the
  * lock) to the engine and apply the outcome.  Returns the errno for
  * close()/rename().  closed_by: the thread whose close() it is, 0 for a
- * rename or a retry (an issued draft leaves a ghost for a close only). */
+ * rename or a retry (an issued draft glows for its writer after a close
+ * only: afterglow.h). */
 static int process_entry(struct pending_dir *d, struct pending_entry *e, pid_t closed_by)
 {
     struct pending_entry *first;
@@ -499,6 +357,8 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e, pid_t c
     unsigned char *copy;
     size_t len;
     char name[256], behind[256], when[32];
+    uint64_t left_size = 0;
+    int64_t left_mtime = 0;
     enum fa_err err;
     bool retry;
     int rc;
@@ -545,11 +405,14 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e, pid_t c
         e->state = ENTRY_DONE;
         unlink_entry(d, e);
         rc = err == FA_OK ? 0 : fa_err_errno(err);
-        if (!rc && closed_by)
-            ghost_add(d, e, closed_by);
+        left_size = e->size;
+        left_mtime = e->mtime;
     }
     entry_idle(d, e, rc);
     pthread_mutex_unlock(&d->lock);
+    if (closed_by && err == FA_OK && out.kind != OUTCOME_WAITING)   /* before close() returns */
+        afterglow_add(d->glow, name, closed_by, afterglow_process_of(closed_by), left_size,
+                      left_mtime);
     announce(name, ino_make(SPACE_PENDING, e->id), &out, err);
     if (err == FA_OK && out.kind == OUTCOME_WAITING)
         pthread_cond_signal(&d->retry_cond);
@@ -616,12 +479,13 @@ static void *retry_main(void *arg)
 
 /* ---- life cycle ---------------------------------------------------------- */
 
-struct pending_dir *pending_new(struct engine *e)
+struct pending_dir *pending_new(struct engine *e, struct afterglow *glow)
 {
     struct pending_dir *d = calloc(1, sizeof *d);
     if (!d)
         return NULL;
     d->engine = e;
+    d->glow = glow;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->retry_cond, NULL);
     pthread_cond_init(&d->idle, NULL);
@@ -703,22 +567,15 @@ void pending_free(struct pending_dir *d)
 
 /* ---- operations ---------------------------------------------------------- */
 
-int pending_lookup(struct pending_dir *d, const char *name, pid_t by, struct stat *st)
+int pending_lookup(struct pending_dir *d, const char *name, struct stat *st)
 {
-    struct pending_ghost *g;
     ssize_t i;
-    int rc = 0;
-
     pthread_mutex_lock(&d->lock);
     i = find_name(d, name);
     if (i >= 0)
         entry_stat(d->v[i], st);
-    else if (!(g = ghost_by_name(d, name, by)) || (!g->id && take_id(d, &g->id)))
-        rc = ENOENT;
-    else
-        ghost_stat(g, st);
     pthread_mutex_unlock(&d->lock);
-    return rc;
+    return i >= 0 ? 0 : ENOENT;
 }
 
 int pending_stat(struct pending_dir *d, uint64_t id, struct stat *st)
@@ -738,8 +595,6 @@ int pending_stat(struct pending_dir *d, uint64_t id, struct stat *st)
             entry_stat(d->orphans[k], st);
             rc = 0;
         }
-    if (rc)
-        rc = ghost_gone(d, id);
     pthread_mutex_unlock(&d->lock);
     return rc;
 }
@@ -803,7 +658,7 @@ int pending_open(struct pending_dir *d, uint64_t id, int flags, struct pending_h
     pthread_mutex_lock(&d->lock);
     i = find_id(d, id);
     if (i < 0) {
-        rc = ghost_gone(d, id);
+        rc = ENOENT;
         goto out;
     }
     e = d->v[i];

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 #include "engine/engine.h"
 
+struct afterglow;
 struct pending_dir;
 struct pending_handle;
 
@@ -25,7 +26,8 @@ struct pending_handle;
  * kernel when freed (see pending.c), so the daemon's memory stays flat. */
 void pending_setup_malloc(void);
 
-struct pending_dir *pending_new(struct engine *e);
+/* glow: where a draft issued at a close glows for its writer (afterglow.h). */
+struct pending_dir *pending_new(struct engine *e, struct afterglow *glow);
 void pending_free(struct pending_dir *d);
 /* Waiting drafts of an earlier mount; then the retry thread starts. */
 int  pending_start(struct pending_dir *d);
@@ -35,15 +37,9 @@ void pending_retry_now(struct pending_dir *d);
 /* A draft name: ends in .json (any case), does not start with '.'. */
 bool pending_is_draft_name(const char *name);
 
-/* 0 or an errno, as the FUSE reply needs it.  `by` is the thread asking: a
- * draft its own close just issued is still found by it, as a ghost (the
- * afterglow, pending.c), for a chmod or utime; a stat or an open of a ghost
- * is answered ESTALE, and the kernel's second lookup then finds nothing. */
-int pending_lookup(struct pending_dir *d, const char *name, pid_t by, struct stat *st);
+/* 0 or an errno, as the FUSE reply needs it. */
+int pending_lookup(struct pending_dir *d, const char *name, struct stat *st);
 int pending_stat(struct pending_dir *d, uint64_t id, struct stat *st);
-/* A ghost's attributes, for a chmod or utime of it that changes nothing;
- * ENOENT if id is not a ghost's. */
-int pending_ghost_stat(struct pending_dir *d, uint64_t id, struct stat *st);
 int pending_create(struct pending_dir *d, const char *name, struct pending_handle **h,
                    struct stat *st);
 int pending_open(struct pending_dir *d, uint64_t id, int flags, struct pending_handle **h);

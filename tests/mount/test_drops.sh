@@ -140,10 +140,13 @@ elif mode == "copytools":    # MNT SRC DIR: Python's copying calls, which set th
             return e.errno
     dst = f"{mnt}/pending/py-copy.json"
     print("copy=%d" % call(shutil.copy, src("PY-COPY-1"), dst))
+    # another process: neither a chmod (no ghost for it) nor a stat finds the name
+    print("others_chmod=%d" % subprocess.call(["chmod", "644", dst], stderr=subprocess.DEVNULL))
+    print("others_see=%d" % subprocess.call(["test", "-e", dst]))
+    print("own_chmod=%d" % call(os.chmod, dst, 0o600))
     print("exists_after=%s" % os.path.exists(dst))
     print("stat_after=%d" % call(os.stat, dst))
     print("listed_after=%s" % ("py-copy.json" in os.listdir(f"{mnt}/pending")))
-    print("others_see=%d" % subprocess.call(["test", "-e", dst]))
     # the same name again at once: a new draft (the kernel walks the path again)
     print("copy_again=%d" % call(shutil.copy, src("PY-COPY-2"), dst))
     # and with no stat in between: open() itself looks the name up, finds the ghost, and the
@@ -156,23 +159,42 @@ elif mode == "copytools":    # MNT SRC DIR: Python's copying calls, which set th
     print("reopen_plain=%d" % call(os.open, ro, os.O_WRONLY))
     print("copy2=%d" % call(shutil.copy2, src("PY-COPY2-1"), f"{mnt}/pending/py-copy2.json"))
     print("move=%d" % call(shutil.move, src("PY-MOVE-1"), f"{mnt}/pending/py-move.json"))
-    # closed by one thread, its mode set by another of the same process (the first still runs,
-    # as a Go program's threads do)
+    # closed by one thread, its mode set by another of the same process after the first ended
     data = body.replace("SO-2024-000123", "PY-THREAD-1").encode()
     fd = os.open(f"{mnt}/pending/py-thread.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.write(fd, data)
-    res, closed, done = [], threading.Event(), threading.Event()
-    def closer():
-        res.append(call(os.close, fd)); closed.set(); done.wait()
-    t = threading.Thread(target=closer); t.start(); closed.wait()
+    res = []
+    t = threading.Thread(target=lambda: res.append(call(os.close, fd))); t.start(); t.join()
     u = threading.Thread(target=lambda: res.append(call(os.chmod, f"{mnt}/pending/py-thread.json", 0o644)))
-    u.start(); u.join(); done.set(); t.join()
+    u.start(); u.join()
     print("thread_close_chmod=%d,%d" % tuple(res))
     # a rejected draft leaves no ghost: the close said EINVAL, and the name is gone
     bad = "%s/ct-bad.json" % tmp
     open(bad, "w").write("{not json")
     print("rejected_copy=%d" % call(shutil.copy, bad, f"{mnt}/pending/py-bad.json"))
     print("rejected_chmod=%d" % call(os.chmod, f"{mnt}/pending/py-bad.json", 0o644))
+    # two drafts of one name within the second (the second renamed into place while open):
+    # one ghost per name, or a stat would meet the older one after the kernel's retry (ESTALE)
+    tw = f"{mnt}/pending/py-twice.json"
+    r1 = call(shutil.copy, src("PY-TWICE-1"), tw)
+    fd = os.open(tw + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, body.replace("SO-2024-000123", "PY-TWICE-2").encode())
+    os.rename(tw + ".tmp", tw)
+    print("twice=%d,%d,%d" % (r1, call(os.close, fd), call(os.stat, tw)))
+    # what the kernel answers from the name alone within that second: an O_EXCL create of
+    # the same name by the same process gets EEXIST (docs/DROPS.md); after it, it works
+    ex = f"{mnt}/pending/py-excl.json"
+    def excl(rid):
+        try:
+            fd = os.open(ex, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as e:
+            return e.errno
+        os.write(fd, body.replace("SO-2024-000123", rid).encode())
+        return call(os.close, fd)
+    print("excl_first=%d" % excl("PY-EXCL-1"))
+    print("excl_at_once=%d" % excl("PY-EXCL-2"))
+    time.sleep(1.2)
+    print("excl_later=%d" % excl("PY-EXCL-3"))
     # the afterglow lasts a second: then the name is gone for the writer too
     print("copy3=%d" % call(shutil.copyfile, src("PY-LATE-1"), f"{mnt}/pending/py-late.json"))
     time.sleep(1.5)
@@ -359,7 +381,8 @@ check_eq "shutil.copy of a draft: no error" "$(ct copy)" "0"
 check_eq "the writer itself: os.path.exists says the draft left" "$(ct exists_after)" "False"
 check_eq "the writer itself: stat gives ENOENT" "$(ct stat_after)" "2"
 check_eq "the writer itself: not listed" "$(ct listed_after)" "False"
-check_eq "another process: test -e fails" "$(ct others_see)" "1"
+check_eq "another process: its chmod fails, test -e fails" "$(ct others_chmod) $(ct others_see)" "1 1"
+check_eq "the writer itself: its chmod succeeds (and changes nothing)" "$(ct own_chmod)" "0"
 check_eq "shutil.copy to the same name at once: a new draft, no error" "$(ct copy_again)" "0"
 check_eq "open(O_CREAT) right after shutil.copy's chmod, no stat between: a new draft" \
   "$(ct reopen_copy) $(ct reopen_create)" "0 0"
@@ -369,8 +392,13 @@ check_eq "py-reopen.json twice: two invoices" \
 issued py-reopen.json PY-REOPEN-2
 check_eq "shutil.copy2: no error" "$(ct copy2)" "0"
 check_eq "shutil.move from another filesystem: no error" "$(ct move)" "0"
-check_eq "closed by one thread, chmod by another of the process: both 0" \
+check_eq "closed by a thread that then ended, chmod by another of the process: both 0" \
   "$(ct thread_close_chmod)" "0,0"
+check_eq "a name issued twice within the second: both 0, then stat ENOENT (not ESTALE)" \
+  "$(ct twice)" "0,0,2"
+issued py-twice.json PY-TWICE-2
+check_eq "O_EXCL create of the same name by the writer: EEXIST within the second, then works" \
+  "$(ct excl_first) $(ct excl_at_once) $(ct excl_later)" "0 17 0"
 check_eq "a rejected draft: shutil.copy raises EINVAL" "$(ct rejected_copy)" "22"
 check_eq "a rejected draft: no afterglow, chmod gives ENOENT" "$(ct rejected_chmod)" "2"
 check_eq "after a second: chmod of the issued name gives ENOENT" "$(ct late_chmod)" "2"
