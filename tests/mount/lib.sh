@@ -10,6 +10,7 @@
 #   t_clock ISO             move it (the daemon and the device re-read it at every use)
 #   T_CONF=$'[fs]\ngroup = g' t_setup ...   lines appended to the configuration before the mount
 #   T_TMP=DIR t_setup ...   the test's folder under DIR instead of tests/tmp
+#   T_STATE_TMPFS=SIZE t_setup ...   the state directory on a tmpfs of SIZE (root only)
 #   wait_for SECONDS CMD... until CMD succeeds (its output discarded); 1 if it never did
 #   (cleanup runs at exit: unmount, stop the simulator, sanitizer report check)
 set -u
@@ -34,7 +35,12 @@ check_eq() { if [ "$2" == "$3" ]; then echo "ok - $1"; else echo "not ok - $1 (g
 t_setup() {
   T=${T_TMP:-$ROOT/tests/tmp}/$1.$(basename "$BUILD")
   [ -d "$T/mnt" ] && fusermount3 -uz "$T/mnt" 2>/dev/null
+  mountpoint -q "$T/state" 2>/dev/null && umount -l "$T/state"
   rm -rf "$T"; mkdir -p "$T/state" "$T/mnt"
+  if [ -n "${T_STATE_TMPFS:-}" ]; then
+    mount -t tmpfs -o "size=$T_STATE_TMPFS,mode=0755" fapiaofs-test "$T/state" ||
+      { echo "not ok - mount a tmpfs for the state directory"; exit 1; }
+  fi
   MNT=$T/mnt
   trap t_cleanup EXIT
   t_platform_start
@@ -101,6 +107,7 @@ t_remount() { t_unmount; t_mount; }
 
 t_cleanup() {
   if mountpoint -q "$MNT" 2>/dev/null; then t_unmount; fi
+  if [ -n "${T_STATE_TMPFS:-}" ] && mountpoint -q "$T/state" 2>/dev/null; then umount "$T/state"; fi
   if [ -n "${PLATFORM_PID:-}" ]; then
     kill "$PLATFORM_PID" 2>/dev/null; wait "$PLATFORM_PID" 2>/dev/null
     if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T/platform.log"; then
