@@ -338,9 +338,9 @@ out:
 
 /* Journal entries from..to (inclusive) the store lacks: restored where
  * their intent allows.  How many were missing into *missing; *keep set when
- * a restore failed (its intent stays), *again when it may pass. */
+ * a restore failed (its intent stays), *again to its error when it may pass. */
 static enum fa_err reconcile_range(struct engine *e, uint64_t from, uint64_t to, int64_t *missing,
-                                   bool *keep, bool *again)
+                                   bool *keep, enum fa_err *again)
 {
     struct device_journal_entry batch[RECONCILE_BATCH];
     enum fa_err err = FA_OK;
@@ -355,7 +355,8 @@ static enum fa_err reconcile_range(struct engine *e, uint64_t from, uint64_t to,
                 enum fa_err failed = restore_invoice(e, &batch[i]);
                 (*missing)++;
                 *keep |= failed != FA_OK;
-                *again |= failed != FA_OK && failed != FA_EXISTS;
+                if (failed != FA_OK && failed != FA_EXISTS)
+                    *again = failed;
             }
         from = batch[n - 1].seq + 1;
     }
@@ -367,16 +368,16 @@ static enum fa_err reconcile_range(struct engine *e, uint64_t from, uint64_t to,
  * at the end); when the store lacks more invoices than that part of the
  * journal explains, the gap is older — a round whose commit failed while
  * later ones went through — and the rest of the journal is read as well.
- * FA_IO when a restore failed for a reason that may pass: then issuing
- * waits for it (restore_pending). */
+ * A restore that failed for a reason that may pass (a full disk: FA_NOSPC)
+ * gives its error, and issuing waits for it (restore_pending). */
 static enum fa_err reconcile_locked(struct engine *e)
 {
     struct device_status ds;
     struct store_counts sc;
     uint64_t from;
     int64_t missing = 0;
-    enum fa_err err;
-    bool keep = false, again = false;
+    enum fa_err err, again = FA_OK;
+    bool keep = false;
 
     err = device_get_status(e->dev, &ds);
     if (err == FA_OK)
@@ -397,8 +398,8 @@ static enum fa_err reconcile_locked(struct engine *e)
     if (err == FA_OK && !keep)
         store_drop_intents(e->store);   /* no draft is in flight: the rest were never signed */
     if (err == FA_OK)
-        e->restore_pending = again;
-    return err ? err : again ? FA_IO : FA_OK;
+        e->restore_pending = again != FA_OK;
+    return err ? err : again;
 }
 
 enum fa_err engine_reconcile(struct engine *e)
@@ -866,9 +867,10 @@ static void issue_batch(struct engine *e, struct issue_job **batch, int n)
          * first: a retried draft must find its invoice (a duplicate, not a
          * second one), and no later commit may pass over the gap.  Until
          * that works (a full disk, say) nothing more is issued. */
-        if (e->restore_pending && reconcile_locked(e) != FA_OK) {
+        enum fa_err restore_err = e->restore_pending ? reconcile_locked(e) : FA_OK;
+        if (restore_err) {
             for (; i < n; i++) {   /* the words, for a waiting draft's retry (pending.c) */
-                batch[i]->err = FA_IO;
+                batch[i]->err = restore_err;
                 snprintf(batch[i]->out->reason, sizeof batch[i]->out->reason, "%.*s; nothing is "
                          "issued until that invoice is stored", (int)text_utf8_cut(e->rec.last, 150),
                          e->rec.last);
