@@ -1482,6 +1482,7 @@ static enum fa_err sim_issue_sign_batch(struct device *d, int n, const struct de
     size_t used = 0, cap = (size_t)(n > 0 ? n : 1) * SIM_JOURNAL_LINE_MAX;
     int lens[DEVICE_BATCH_MAX];
     enum fa_err err = sim_enter(s);
+    ssize_t written;
     off_t end;
     int k, j;
 
@@ -1538,11 +1539,13 @@ static enum fa_err sim_issue_sign_batch(struct device *d, int n, const struct de
         goto out;
     }
     end = s->journal_end;
-    if (write(s->journal_fd, buf, used) != (ssize_t)used || fdatasync(s->journal_fd)) {
+    written = write(s->journal_fd, buf, used);
+    if (written != (ssize_t)used || fdatasync(s->journal_fd)) {
+        /* a short write or ENOSPC: the state's disk is full, the device works */
+        err = (written >= 0 && written < (ssize_t)used) || errno == ENOSPC ? FA_NOSPC : FA_DEV_IO;
         /* never leave part of a batch for the next append to be glued to */
         if (ftruncate(s->journal_fd, end) == 0)
             fdatasync(s->journal_fd);
-        err = FA_DEV_IO;
         goto out;
     }
     s->journal_end = end + (off_t)used;
