@@ -411,6 +411,14 @@ enum fa_err engine_reconcile(struct engine *e)
     return err;
 }
 
+void engine_retry_restore(struct engine *e)
+{
+    fifo_lock_acquire(&e->issue_lock);
+    if (e->restore_pending)
+        reconcile_locked(e);
+    fifo_lock_release(&e->issue_lock);
+}
+
 void engine_reconcile_report(struct engine *e, struct engine_reconcile *out)
 {
     fifo_lock_acquire(&e->issue_lock);

@@ -82,6 +82,10 @@ struct engine_reconcile {
     char last[512];             /* the last restoration or alarm, in words */
 };
 enum fa_err engine_reconcile(struct engine *e);
+/* An invoice the device signed that the store could not take (a full disk)
+ * is restored by the next round; with no draft to issue, something must
+ * still try: pending/'s retry thread calls this every few seconds. */
+void engine_retry_restore(struct engine *e);
 void engine_reconcile_report(struct engine *e, struct engine_reconcile *out);
 
 /* A line in device/log, by the daemon's user or by uid (who wrote a command). */

@@ -154,7 +154,8 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_ADD_DRAFT] = "INSERT INTO drafts(name, received_at, body, entry) VALUES(?1, ?2, ?3, nullif(?4, 0))",
     [S_DRAFT_WAITING] = "UPDATE drafts SET state = 'waiting', reason = ?2 WHERE id = ?1",
     [S_DRAFT_CANCEL] = "UPDATE drafts SET state = 'cancelled', reason = 'removed from pending/ at ' || ?2"
-                       " WHERE id = ?1 AND state = 'waiting'",
+                       " WHERE id = ?1 AND state = 'waiting'"
+                       " AND NOT EXISTS (SELECT 1 FROM intents WHERE draft_id = ?1)",
     [S_LIST_WAITING] = "SELECT id, name, received_at, body, entry FROM drafts WHERE state = 'waiting'"
                        " ORDER BY id",
     [S_RESERVE_ENTRIES] = "UPDATE meta SET value = value + ?1 WHERE key = 'next_entry' RETURNING value - ?1",
@@ -613,9 +614,16 @@ enum fa_err store_set_draft_waiting(store_t *s, int64_t draft_id, const char *re
 
 enum fa_err store_cancel_draft(store_t *s, int64_t draft_id, int64_t now)
 {
-    int rc;
-    EXEC_ONE(s, NULL, S_DRAFT_CANCEL, "ii", draft_id, now);
-    return sqlite_to_fa(rc);
+    int rc, changed = 0;
+
+    pthread_mutex_lock(&s->lock);
+    rc = durable_ready(s);
+    if (rc == SQLITE_OK)
+        rc = bind_run(s, S_DRAFT_CANCEL, "ii", draft_id, now);
+    if (rc == SQLITE_OK)
+        changed = sqlite3_changes(s->db);
+    pthread_mutex_unlock(&s->lock);
+    return rc != SQLITE_OK ? sqlite_to_fa(rc) : changed ? FA_OK : FA_BUSY;
 }
 
 enum fa_err store_list_waiting(store_t *s, store_draft_cb cb, void *ctx)

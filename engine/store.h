@@ -36,7 +36,9 @@ enum fa_err store_add_draft(store_t *s, const char *name, const void *body, size
                             int64_t now, uint64_t entry, int64_t *draft_id);
 /* The draft waits for the device; reason is shown in status. */
 enum fa_err store_set_draft_waiting(store_t *s, int64_t draft_id, const char *reason);
-/* rm of a waiting draft. */
+/* rm of a waiting draft.  FA_BUSY if it waits no longer, or if the device
+ * signed a number for it (it has an intent): that invoice exists and is
+ * restored, never cancelled (SPEC §3.5: e-invoices are reversed, not voided). */
 enum fa_err store_cancel_draft(store_t *s, int64_t draft_id, int64_t now);
 
 struct store_draft {

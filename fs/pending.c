@@ -470,6 +470,8 @@ static void *retry_main(void *arg)
         if (d->stopping)
             break;
         pthread_mutex_unlock(&d->lock);
+        /* first: a waiting draft whose invoice it restores is then issued at once */
+        engine_retry_restore(d->engine);
         retry_waiting(d);
         pthread_mutex_lock(&d->lock);
     }
@@ -851,7 +853,6 @@ int pending_touch(struct pending_dir *d, uint64_t id, int64_t mtime, struct stat
 int pending_unlink(struct pending_dir *d, const char *name)
 {
     struct pending_entry *e;
-    int64_t cancel = 0;
     ssize_t i;
     enum fa_err err = FA_OK;
 
@@ -860,17 +861,29 @@ int pending_unlink(struct pending_dir *d, const char *name)
      * it (the draft may be issued by then, and gone) */
     while ((i = find_name(d, name)) >= 0 && d->v[i]->busy)
         wait_idle_found(d, d->v[i]);
-    if (i >= 0) {
-        e = d->v[i];
-        if (e->state == ENTRY_WAITING)
-            cancel = e->draft_id;
-        unlink_at(d, (size_t)i);
-    }
-    pthread_mutex_unlock(&d->lock);
-    if (i < 0)
+    if (i < 0) {
+        pthread_mutex_unlock(&d->lock);
         return ENOENT;
-    if (cancel)   /* rm of a waiting draft cancels it; the store keeps the record */
-        err = engine_cancel(d->engine, cancel);
+    }
+    e = d->v[i];
+    if (e->state != ENTRY_WAITING) {
+        unlink_at(d, (size_t)i);
+        pthread_mutex_unlock(&d->lock);
+        return 0;
+    }
+    /* rm of a waiting draft cancels it in the store first, busy meanwhile
+     * (no retry takes it): if that fails (a full disk; a number the device
+     * signed for it, EBUSY) the file stays, as what the store says */
+    e->refs++;
+    e->busy = true;
+    pthread_mutex_unlock(&d->lock);
+    err = engine_cancel(d->engine, e->draft_id);
+    pthread_mutex_lock(&d->lock);
+    if (err == FA_OK)
+        unlink_entry(d, e);
+    entry_idle(d, e, fa_err_errno(err));
+    entry_unref(e);
+    pthread_mutex_unlock(&d->lock);
     return fa_err_errno(err);
 }
 

@@ -37,9 +37,11 @@ t_setup() {
   [ -d "$T/mnt" ] && fusermount3 -uz "$T/mnt" 2>/dev/null
   mountpoint -q "$T/state" 2>/dev/null && umount -l "$T/state"
   rm -rf "$T"; mkdir -p "$T/state" "$T/mnt"
-  if [ -n "${T_STATE_TMPFS:-}" ]; then
+  T_TMPFS_MOUNTED=
+  if [ -n "${T_STATE_TMPFS:-}" ]; then   # T_STATE_TMPFS=SIZE t_setup sets it for t_setup only
     mount -t tmpfs -o "size=$T_STATE_TMPFS,mode=0755" fapiaofs-test "$T/state" ||
       { echo "not ok - mount a tmpfs for the state directory"; exit 1; }
+    T_TMPFS_MOUNTED=1
   fi
   MNT=$T/mnt
   trap t_cleanup EXIT
@@ -107,7 +109,7 @@ t_remount() { t_unmount; t_mount; }
 
 t_cleanup() {
   if mountpoint -q "$MNT" 2>/dev/null; then t_unmount; fi
-  if [ -n "${T_STATE_TMPFS:-}" ] && mountpoint -q "$T/state" 2>/dev/null; then umount "$T/state"; fi
+  if [ -n "${T_TMPFS_MOUNTED:-}" ] && mountpoint -q "$T/state" 2>/dev/null; then umount "$T/state"; fi
   if [ -n "${PLATFORM_PID:-}" ]; then
     kill "$PLATFORM_PID" 2>/dev/null; wait "$PLATFORM_PID" 2>/dev/null
     if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T/platform.log"; then

@@ -146,3 +146,28 @@ check_eq "issuing goes on: the next draft is issued" "$(drop n47.json REC-47)" "
 check_eq "with the next number" "$(json "$MNT/receipts/n47.json" 'd["number"]')" "00000047"
 check_eq "the conflicting invoice's intent is kept" \
   "$(sqlite3 "$T/state/fapiaofs.db" "select number from intents")" "00000046"
+
+# A draft whose number the device signed waits for its invoice's restore: rm cannot cancel it
+# (the invoice exists, and e-invoices are reversed, never voided).  Its waiting state could
+# not be written either (the same full disk: here set back by hand), so after a remount it is
+# not in pending/; the retry thread still restores its invoice with no other draft to issue.
+rmerr() { python3 -c 'import os,sys
+try: os.unlink(sys.argv[1]); print(0)
+except OSError as e: print(e.errno)' "$1"; }
+wait_for 10 test ! -e "$MNT/pending/n46.json"   # its retry: rejected, REC-46 is on 45 now
+t_unmount
+sqlite3 "$T/state/fapiaofs.db" "delete from intents"   # the conflict of 46 settled by hand
+FAPIAOFS_FAULT=commit-fails-1000 t_mount
+check_eq "a draft signed, its commit failed: it waits" "$(drop n48.json REC-48)" "0"
+check_eq "rm of it: EBUSY" "$(rmerr "$MNT/pending/n48.json")" "16"
+check "it is still in pending/" test -e "$MNT/pending/n48.json"
+check_eq "and not cancelled in the store" \
+  "$(sqlite3 "$T/state/fapiaofs.db" "select state from drafts where name = 'n48.json'")" "waiting"
+t_unmount
+sqlite3 "$T/state/fapiaofs.db" "update drafts set state = 'received' where name = 'n48.json'"
+FAPIAOFS_FAULT=commit-fails-4 t_mount
+check "after the remount its restore failed (the fault): no receipt yet" test ! -e "$MNT/receipts/n48.json"
+check_eq "and it is not in pending/" "$(ls -A "$MNT/pending")" ""
+wait_for 15 test -e "$MNT/receipts/n48.json"
+check_eq "the retry thread restored it, with no draft to issue" \
+  "$(json "$MNT/receipts/n48.json" 'd["status"]+" "+d["number"]')" "issued 00000048"
