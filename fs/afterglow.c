@@ -76,8 +76,25 @@ void afterglow_free(struct afterglow *a)
     free(a);
 }
 
+/* Whether /proc shows our pid namespace, as the pids FUSE sends are: a
+ * /proc of another one would describe some other task under that number. */
+static bool proc_is_ours;
+
+static void check_proc(void)
+{
+    char link[32], *end;
+    ssize_t n = readlink("/proc/self", link, sizeof link - 1);
+    if (n > 0) {
+        long v;
+        link[n] = 0;
+        v = strtol(link, &end, 10);
+        proc_is_ours = end != link && !*end && v == (long)getpid();
+    }
+}
+
 pid_t afterglow_process_of(pid_t tid)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     char path[48], line[128], *end;
     pid_t process = 0;
     FILE *f;
@@ -92,6 +109,9 @@ pid_t afterglow_process_of(pid_t tid)
         close(fd);
         return tid;
     }
+    pthread_once(&once, check_proc);
+    if (!proc_is_ours)
+        return 0;   /* then only the thread that closed finds its ghost */
     snprintf(path, sizeof path, "/proc/%d/status", (int)tid);
     f = fopen(path, "re");
     if (!f)
