@@ -12,6 +12,7 @@
  *   into stable inode numbers.
  */
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <sqlite3.h>
@@ -501,6 +502,18 @@ static int build_period_lines(store_t *s, char *why, size_t whylen)
     return tx_end(s, rc);
 }
 
+/* Why the store could not be opened.  A full disk is "disk I/O error" to
+ * SQLite (the -shm file of the WAL cannot be made), which would send the
+ * admin looking for a broken disk: the system's errno says what it was. */
+static void open_failed(store_t *s, int rc, const char *what, const char *path, char *why,
+                        size_t whylen)
+{
+    int os = s->db ? sqlite3_system_errno(s->db) : 0;
+    snprintf(why, whylen, "%s %s: %s%s", what, path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc),
+             os == ENOSPC ? " (no space left on its disk: free some, then mount again)"
+             : os == EACCES || os == EROFS ? " (the state directory cannot be written)" : "");
+}
+
 enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen)
 {
     store_t *s = calloc(1, sizeof *s);
@@ -512,15 +525,14 @@ enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen
     rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                          SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        snprintf(why, whylen, "cannot open store %s: %s", path,
-                 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        open_failed(s, rc, "cannot open store", path, why, whylen);
         goto fail;
     }
     sqlite3_busy_timeout(s->db, 5000);
     rc = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
                              " PRAGMA foreign_keys = ON;", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-        snprintf(why, whylen, "store %s: %s", path, sqlite3_errmsg(s->db));
+        open_failed(s, rc, "store", path, why, whylen);
         goto fail;
     }
     rc = migrate(s->db, why, whylen);

@@ -6,7 +6,7 @@
 # each refused draft is dropped again, as its writer must.  Whichever write the disk refused
 # (the draft's record, the intent, the device's journal line, the invoice commit, a WAL
 # page), every draft ends as one invoice, the device's journal and the store agree, and
-# nothing is left waiting or rejected.
+# nothing is left waiting or rejected.  A mount on the full disk is refused in plain words.
 source "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" != 0 ]; then echo "ok - skipped: a tmpfs for the state needs root"; exit 0; fi
 T_STATE_TMPFS=8m t_setup diskfull
@@ -82,7 +82,18 @@ check_eq "as many invoices as drafts" "$(sed -n 's/^invoices: //p' "$T/count.txt
 echo "# the disk filled at an invoice commit $(grep -c 'cannot restore' "$T/fapiaofs.log") time(s)"
 check "the disk filled at an invoice commit at least once: the path this test is for" \
   grep -q 'restored 031001900111-[0-9]* (draft r[0-9]*-[0-9]*.json) from the device journal' "$MNT/device/log"
-t_remount
+# A mount on a full disk is refused with the cause in words, not SQLite's "disk I/O error"
+# alone (the -shm file of the store's WAL cannot be made); with room again it mounts.
+t_unmount
+fill_leaving 0
+dd if=/dev/zero of="$T/state/filler.rest" bs=4k 2>/dev/null
+timeout 30 "$FAPIAOFS" -f --config "$T/fapiaofs.conf" "$MNT" > "$T/full-mount.log" 2>&1
+rc=$?
+check "a mount on a full disk fails (exit $rc), nothing mounted" \
+  bash -c '[ "$1" -ne 0 ] && ! mountpoint -q "$2"' _ "$rc" "$MNT"
+check "and says why" grep -q "no space left on its disk: free some, then mount again" "$T/full-mount.log"
+rm -f "$T/state/filler" "$T/state/filler.rest"
+t_mount
 echo "# status: $(grep ^reconciliation "$MNT/status")"
 check "after a remount the device's journal and the store agree, no alarm" grep -Eq \
   "^reconciliation: device journal ${#all[@]}, store ${#all[@]}, restored 0, alarms 0" "$MNT/status"
