@@ -509,9 +509,12 @@ static void open_failed(store_t *s, int rc, const char *what, const char *path, 
                         size_t whylen)
 {
     int os = s->db ? sqlite3_system_errno(s->db) : 0;
+    /* SQLite falls back to opening a file it may not write read-only */
+    bool readonly = s->db && sqlite3_db_readonly(s->db, "main") == 1;
     snprintf(why, whylen, "%s %s: %s%s", what, path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc),
              os == ENOSPC ? " (no space left on its disk: free some, then mount again)"
-             : os == EACCES || os == EROFS ? " (the state directory cannot be written)" : "");
+             : os == EACCES || os == EROFS || readonly
+                 ? " (it cannot be written here: a read-only volume, or its permissions)" : "");
 }
 
 enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen)

@@ -93,6 +93,15 @@ check "a mount on a full disk fails (exit $rc), nothing mounted" \
   bash -c '[ "$1" -ne 0 ] && ! mountpoint -q "$2"' _ "$rc" "$MNT"
 check "and says why" grep -q "no space left on its disk: free some, then mount again" "$T/full-mount.log"
 rm -f "$T/state/filler" "$T/state/filler.rest"
+# the same for a state volume that became read-only (a disk remounted ro after errors)
+mount -o remount,ro "$T/state"
+timeout 30 "$FAPIAOFS" -f --config "$T/fapiaofs.conf" "$MNT" > "$T/ro-mount.log" 2>&1
+rc=$?
+mount -o remount,rw "$T/state"
+echo "# $(head -1 "$T/ro-mount.log")"
+check "a mount on a read-only state volume fails (exit $rc) and says why" grep -Eq \
+  "it cannot be written here: a read-only volume, or its permissions|: Read-only file system" \
+  "$T/ro-mount.log"
 t_mount
 echo "# status: $(grep ^reconciliation "$MNT/status")"
 check "after a remount the device's journal and the store agree, no alarm" grep -Eq \
