@@ -157,7 +157,7 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_DRAFT_CANCEL] = "UPDATE drafts SET state = 'cancelled', reason = 'removed from pending/ at ' || ?2"
                        " WHERE id = ?1 AND state = 'waiting'"
                        " AND NOT EXISTS (SELECT 1 FROM intents WHERE draft_id = ?1)",
-    [S_LIST_WAITING] = "SELECT id, name, received_at, body, entry FROM drafts WHERE state = 'waiting'"
+    [S_LIST_WAITING] = "SELECT id, name, received_at, body, entry, reason FROM drafts WHERE state = 'waiting'"
                        " ORDER BY id",
     [S_RESERVE_ENTRIES] = "UPDATE meta SET value = value + ?1 WHERE key = 'next_entry' RETURNING value - ?1",
     [S_FIND_REQUEST] = "SELECT id, code, number, period, issued_at, total_fen, draft_hash FROM invoices"
@@ -654,6 +654,8 @@ enum fa_err store_list_waiting(store_t *s, store_draft_cb cb, void *ctx)
                                  .entry = (uint64_t)sqlite3_column_int64(q, 4) };
         const void *b = sqlite3_column_blob(q, 3);
         snprintf(d.name, sizeof d.name, "%s", (const char *)sqlite3_column_text(q, 1));
+        if (sqlite3_column_text(q, 5))
+            snprintf(d.reason, sizeof d.reason, "%s", (const char *)sqlite3_column_text(q, 5));
         d.len = (size_t)sqlite3_column_bytes(q, 3);
         d.body = malloc(d.len + 1);
         if (!d.body) {

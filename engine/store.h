@@ -48,6 +48,7 @@ struct store_draft {
     unsigned char *body;   /* malloc'd */
     size_t len;
     uint64_t entry;        /* as given to store_add_draft; 0: none */
+    char reason[256];      /* why it waited when it was last tried ("": not said) */
 };
 /* Waiting drafts in arrival order (at mount).  cb returns non-zero to stop;
  * the body belongs to the callee after cb returns (it must free it). */

@@ -508,7 +508,9 @@ static int load_waiting(void *ctx, struct store_draft *sd)
     e->mtime = sd->received_at;
     e->state = ENTRY_WAITING;
     e->draft_id = sd->id;
-    snprintf(e->reason, sizeof e->reason, "waiting since the last mount");
+    /* the cause may be gone: the retry thread tries it soon, and says why again */
+    snprintf(e->reason, sizeof e->reason, "waiting since the last mount%s%.*s",
+             sd->reason[0] ? "; before it: " : "", (int)text_utf8_cut(sd->reason, 200), sd->reason);
     return 0;
 }
 

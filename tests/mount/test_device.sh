@@ -130,6 +130,8 @@ check_eq "status lists them in arrival order, the next to go first" \
   "$(sed -n 's/^waiting_draft: \([^ ]*\) .*/\1/p' "$MNT/status" | tr '\n' ' ')" "d5.json late.json "
 check "status: device: locked" grep -q '^device: locked' "$MNT/status"
 t_remount
+check "after a remount, status still says why it waited until the retry says it again" grep -q \
+  '^waiting_draft: d5.json since .*: waiting since the last mount; before it: .*locked' "$MNT/status"
 check "fapiaofs-sim set lock_date back" "$SIMTOOL" set "$DEV" "lock_date=$ORIG_LOCK"
 wait_for 8 test -e "$MNT/receipts/late.json"
 ok $? "the waiting drafts are issued within 8 s of the lock date moving back"
