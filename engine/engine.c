@@ -878,7 +878,8 @@ static void issue_batch(struct engine *e, struct issue_job **batch, int n)
         enum fa_err restore_err = e->restore_pending ? reconcile_locked(e) : FA_OK;
         if (restore_err) {
             for (; i < n; i++) {   /* the words, for a waiting draft's retry (pending.c) */
-                batch[i]->err = restore_err;
+                /* close() says ENOSPC or EIO when nothing was stored (SPEC §2.1) */
+                batch[i]->err = restore_err == FA_NOSPC ? FA_NOSPC : FA_IO;
                 snprintf(batch[i]->out->reason, sizeof batch[i]->out->reason, "%.*s; nothing is "
                          "issued until that invoice is stored", (int)text_utf8_cut(e->rec.last, 150),
                          e->rec.last);
