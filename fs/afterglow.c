@@ -222,6 +222,8 @@ int afterglow_stat(struct afterglow *a, uint64_t id, struct stat *st)
 {
     struct ghost *g;
 
+    if (!a)
+        return ENOENT;
     pthread_mutex_lock(&a->lock);
     g = alive_by_id(a, id);
     if (g)
@@ -234,6 +236,8 @@ int afterglow_end(struct afterglow *a, uint64_t id)
 {
     struct ghost *g;
 
+    if (!a)
+        return ENOENT;
     pthread_mutex_lock(&a->lock);
     g = alive_by_id(a, id);
     if (g)

@@ -31,6 +31,7 @@
 
 struct afterglow;
 
+/* Every function takes NULL (afterglow_new failed): no ghosts, ENOENT. */
 struct afterglow *afterglow_new(void);
 void afterglow_free(struct afterglow *a);
 

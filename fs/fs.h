@@ -27,7 +27,7 @@ struct readahead;
 struct fs {
     struct engine *engine;
     struct pending_dir *pending;
-    struct afterglow *afterglow;  /* NULL when it could not be made: drafts work without */
+    struct afterglow *afterglow;  /* NULL when it could not be made: no ghosts, drafts work */
     struct readahead *readahead;  /* NULL when it could not start: listings work without */
     uid_t uid;
     gid_t gid;                /* the configured group, or the daemon's */

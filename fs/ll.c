@@ -202,7 +202,7 @@ static int stat_ino(uint64_t ino, pid_t pid, struct stat *st, double *timeout)
     case SPACE_PENDING:
         return pending_stat(g_fs.pending, ino_id(ino), st);
     case SPACE_GHOST:   /* only GETATTR asks: the draft has left, see afterglow.h */
-        return g_fs.afterglow ? afterglow_end(g_fs.afterglow, ino_id(ino)) : ENOENT;
+        return afterglow_end(g_fs.afterglow, ino_id(ino));
     case SPACE_REPORT: {
         uint64_t size;
         int64_t mtime;
@@ -367,7 +367,7 @@ static void fa_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     } else if (parent == FIXED_PENDING) {
         /* from the answer itself: a ghost's GETATTR would end it (afterglow.h) */
         rc = pending_lookup(g_fs.pending, name, &ep.attr);
-        if (rc == ENOENT && g_fs.afterglow)
+        if (rc == ENOENT)
             rc = afterglow_lookup(g_fs.afterglow, name, req_pid(req), &ep.attr);
         ep.ino = rc ? 0 : ep.attr.st_ino;   /* timeouts 0: names here come and go */
     } else if (parent == FIXED_RECEIPTS) {
@@ -450,7 +450,7 @@ static void fa_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         rc = pending_open(g_fs.pending, ino_id(ino), fi->flags, &of->ph);
         break;
     case SPACE_GHOST:
-        rc = g_fs.afterglow ? afterglow_end(g_fs.afterglow, ino_id(ino)) : ENOENT;
+        rc = afterglow_end(g_fs.afterglow, ino_id(ino));
         break;
     case SPACE_FIXED:
         if (writing && ino == FIXED_DEVICE_CLEAR) {
@@ -626,8 +626,7 @@ static void fa_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     if (ino_space(ino) == SPACE_GHOST) {
         /* a draft its writer's close just issued (afterglow.h): the chmod or
          * utime of install -m, shutil.copy2 changes nothing and succeeds */
-        rc = !g_fs.afterglow ? ENOENT
-           : (to_set & FUSE_SET_ATTR_SIZE) ? EACCES : afterglow_stat(g_fs.afterglow, ino_id(ino), &st);
+        rc = (to_set & FUSE_SET_ATTR_SIZE) ? EACCES : afterglow_stat(g_fs.afterglow, ino_id(ino), &st);
         have_st = true;
     } else if (ino_space(ino) == SPACE_PENDING) {
         bool by_handle = fi && of_of(fi)->ph;
