@@ -12,6 +12,7 @@
 #   T_TMP=DIR t_setup ...   the test's folder under DIR instead of tests/tmp
 #   T_STATE_TMPFS=SIZE t_setup ...   the state directory on a tmpfs of SIZE (root only)
 #   wait_for SECONDS CMD... until CMD succeeds (its output discarded); 1 if it never did
+#   drop_file PATH SRC      write SRC's bytes to PATH and close; prints the errno (0: success)
 #   (cleanup runs at exit: unmount, stop the simulator, sanitizer report check)
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -29,6 +30,18 @@ wait_for() {  # SECONDS COMMAND...: until the command succeeds
   local limit=$1; shift
   for _ in $(seq $((limit * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
   return 1
+}
+drop_file() {  # PATH SRC: open (O_CREAT|O_TRUNC), write, close; the first failure's errno
+  python3 - "$1" "$2" <<'PY'
+import os, sys
+data = open(sys.argv[2], "rb").read()
+try:
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, data)
+    os.close(fd); print(0)
+except OSError as e:
+    print(e.errno)
+PY
 }
 check_eq() { if [ "$2" == "$3" ]; then echo "ok - $1"; else echo "not ok - $1 (got '$2', want '$3')"; T_FAILED=1; fi; }
 

@@ -6,16 +6,7 @@ t_setup reconcile
 
 drop() {  # NAME REQUEST_ID [SED] → close()'s errno (0: success)
   sed -e "s/SO-2024-000123/$2/" -e "${3:-}" "$ROOT/examples/basic.json" > "$T/$1"
-  python3 - "$MNT/pending/$1" "$T/$1" <<'PY'
-import os, sys
-data = open(sys.argv[2], "rb").read()
-try:
-    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.write(fd, data)
-    os.close(fd); print(0)
-except OSError as e:
-    print(e.errno)
-PY
+  drop_file "$MNT/pending/$1" "$T/$1"
 }
 
 check_eq "first draft issued" "$(drop one.json REC-1)" "0"
