@@ -15,11 +15,14 @@
  * the store, and its slot is found from its id without a search.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +30,19 @@
 #include "fs/fs.h"
 
 #define GHOSTS 1024
+
+/* Linux 6.9's thread pidfds and 6.13's PIDFD_GET_INFO (linux/pidfd.h), which
+ * Debian 12's headers predate; the ioctl takes any size from its first. */
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL
+#endif
+struct pidfd_info_v0 {
+    uint64_t mask, cgroupid;
+    uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid, spare0;
+};
+_Static_assert(sizeof(struct pidfd_info_v0) == 64, "PIDFD_INFO_SIZE_VER0");
+#define PIDFD_GET_INFO_V0 _IOWR(0xFF, 11, struct pidfd_info_v0)
+#define PIDFD_INFO_PID_V0 1u
 
 struct ghost {
     char name[256];
@@ -92,6 +108,35 @@ static void check_proc(void)
     }
 }
 
+/* Set once the kernel has answered that it has no thread pidfds or no
+ * PIDFD_GET_INFO: then /proc it is, without asking again. */
+static atomic_bool pidfd_info_missing;
+
+/* tid's process from a pidfd of the thread: three system calls where /proc
+ * costs five and a ~60-line file made and parsed (a tenth of an issuing
+ * close's CPU for a multithreaded writer).  -1 when the kernel cannot. */
+static pid_t process_by_pidfd(pid_t tid)
+{
+    struct pidfd_info_v0 info = { .mask = PIDFD_INFO_PID_V0 };
+    pid_t process = -1;
+    int fd;
+
+    if (atomic_load_explicit(&pidfd_info_missing, memory_order_relaxed))
+        return -1;
+    fd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
+    if (fd < 0) {
+        if (errno == EINVAL)
+            atomic_store(&pidfd_info_missing, true);   /* before Linux 6.9 */
+        return errno == ESRCH ? 0 : -1;
+    }
+    if (ioctl(fd, PIDFD_GET_INFO_V0, &info) == 0)
+        process = info.tgid > 0 && info.tgid <= INT32_MAX ? (pid_t)info.tgid : 0;
+    else if (errno == ENOTTY || errno == EINVAL)
+        atomic_store(&pidfd_info_missing, true);   /* before Linux 6.13 */
+    close(fd);
+    return process;
+}
+
 pid_t afterglow_process_of(pid_t tid)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -102,13 +147,17 @@ pid_t afterglow_process_of(pid_t tid)
 
     if (tid <= 0)
         return 0;   /* the kernel sends 0 for a process outside our pid namespace */
-    /* only a process's first thread has a pidfd of its own: a system call
-     * where /proc would cost a file of ~60 lines to be made and parsed */
+    /* only a process's first thread has a pidfd of its own without
+     * PIDFD_THREAD: two system calls for the usual single-threaded writer */
     fd = (int)syscall(SYS_pidfd_open, tid, 0);
     if (fd >= 0) {
         close(fd);
         return tid;
     }
+    process = process_by_pidfd(tid);
+    if (process >= 0)
+        return process;
+    process = 0;
     pthread_once(&once, check_proc);
     if (!proc_is_ours)
         return 0;   /* then only the thread that closed finds its ghost */

@@ -36,7 +36,8 @@ struct afterglow *afterglow_new(void);
 void afterglow_free(struct afterglow *a);
 
 /* The process of thread tid (0 if unknown), for afterglow_add: while tid
- * waits for the daemon's answer its /proc entry is there to read. */
+ * waits for the daemon's answer it is there to ask about (a pidfd of the
+ * thread since Linux 6.13; /proc before). */
 pid_t afterglow_process_of(pid_t tid);
 
 /* A draft named name left pending/ at a close by thread closed_by, of
