@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -296,6 +297,7 @@ struct store {
     pthread_mutex_t lock;
     sqlite3_stmt *stmt[S_COUNT];
     bool sync_normal;             /* not known to be at synchronous=FULL: see durable_ready */
+    _Atomic int64_t last_draft_at;   /* received_at of the newest draft, read without the lock */
 };
 
 static enum fa_err sqlite_to_fa(int rc)
@@ -520,6 +522,7 @@ static void open_failed(store_t *s, int rc, const char *what, const char *path, 
 enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen)
 {
     store_t *s = calloc(1, sizeof *s);
+    struct store_times t;
     int rc, i;
 
     if (!s)
@@ -562,6 +565,8 @@ enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen
     rc = build_period_lines(s, why, whylen);
     if (rc != SQLITE_OK)
         goto fail;
+    if (store_last_times(s, &t) == FA_OK)
+        atomic_store(&s->last_draft_at, t.draft);
     *out = s;
     return FA_OK;
 fail:
@@ -614,8 +619,10 @@ enum fa_err store_add_draft(store_t *s, const char *name, const void *body, size
     pthread_mutex_lock(&s->lock);
     unsynced_begin(s);
     rc = bind_run(s, S_ADD_DRAFT, "tibi", name, now, body, len, (int64_t)entry);
-    if (rc == SQLITE_OK)
+    if (rc == SQLITE_OK) {
         *draft_id = sqlite3_last_insert_rowid(s->db);
+        atomic_store(&s->last_draft_at, now);   /* under the lock: in the order of the ids */
+    }
     pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
 }
@@ -1307,6 +1314,11 @@ enum fa_err store_last_times(store_t *s, struct store_times *t)
     sqlite3_reset(q);
     pthread_mutex_unlock(&s->lock);
     return rc == SQLITE_ROW ? FA_OK : sqlite_to_fa(rc);
+}
+
+int64_t store_last_draft_time(store_t *s)
+{
+    return atomic_load(&s->last_draft_at);
 }
 
 int64_t store_render_mtime(store_t *s, const char *file, const char *hash, int64_t now)

@@ -204,6 +204,9 @@ struct store_times {
     int64_t newest_period_first;               /* first invoice of the newest period */
 };
 enum fa_err store_last_times(store_t *s, struct store_times *t);
+/* Its .draft, from memory, without the store's lock: pending/ is stat'ed
+ * before every create, and must not wait for an issuing commit's sync. */
+int64_t store_last_draft_time(store_t *s);
 /* The newest issue time in a period (0 if none). */
 int64_t store_period_last(store_t *s, const char *period);
 

@@ -292,9 +292,7 @@ static void entry_stat(const struct pending_entry *e, struct stat *st)
  * stays put across remounts and a second rsync -a finds nothing to do. */
 int64_t pending_mtime(struct pending_dir *d)
 {
-    struct store_times t = { 0 };
-    store_last_times(engine_store(d->engine), &t);
-    return t.draft;
+    return store_last_draft_time(engine_store(d->engine));
 }
 
 /* ---- processing ---------------------------------------------------------- */
