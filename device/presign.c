@@ -153,7 +153,10 @@ static int nonce_take(struct presign *p, struct nonce *n)
         *n = p->pool[--p->count];
         p->pool[p->count] = (struct nonce){ 0 };
         p->stats.from_pool++;
-        pthread_cond_signal(&p->room);
+        /* woken at half, it refills to full in one go: one wake-up per
+         * pool_size/2 signatures, not one per signature */
+        if (p->count <= p->pool_size / 2)
+            pthread_cond_signal(&p->room);
         rc = 0;
     } else {
         p->stats.made_inline++;
