@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,7 @@ struct pending_dir {
     pthread_cond_t retry_cond;
     pthread_cond_t idle;          /* an entry stopped being busy */
     struct afterglow *glow;       /* drafts issued at a close, as their writers still see them */
+    _Atomic int announced_month;  /* of the last invoice announced, y*12+m-1; -1 before */
 };
 
 #define RETRY_SECONDS 2
@@ -297,12 +299,15 @@ int64_t pending_mtime(struct pending_dir *d)
 
 /* ---- processing ---------------------------------------------------------- */
 
-/* Tell the kernel what an outcome changed (queued: see notify.h). */
-static void announce(const char *name, uint64_t ino, const struct engine_outcome *out, int err)
+/* Tell the kernel what an outcome changed (queued: see notify.h).  issued/
+ * itself changes only when a month begins (its listing, and its mtime, the
+ * first issue time of the newest month): racing announces at a month's end
+ * at worst send it twice. */
+static void announce(struct pending_dir *d, uint64_t ino, const struct engine_outcome *out,
+                     int err)
 {
     int y, m;
 
-    (void)name;
     render_invalidate();   /* status, device/ and platform/ files show the change at once */
     notify_inode(ino);     /* a waiting draft is now read-only; a processed one is gone */
     if (err == FA_OK && out->kind == OUTCOME_WAITING)
@@ -311,7 +316,8 @@ static void announce(const char *name, uint64_t ino, const struct engine_outcome
     if (err == FA_OK) {
         notify_inode(FIXED_RECEIPTS);
         if (out->kind == OUTCOME_ISSUED && sscanf(out->period, "%4d-%2d", &y, &m) == 2) {
-            notify_inode(FIXED_ISSUED);
+            if (atomic_exchange(&d->announced_month, y * 12 + m - 1) != y * 12 + m - 1)
+                notify_inode(FIXED_ISSUED);
             notify_inode(ino_make(SPACE_MONTH, (uint64_t)(y * 12 + m - 1)));
         }
     } else if (err == FA_REJECTED) {
@@ -411,7 +417,7 @@ static int process_entry(struct pending_dir *d, struct pending_entry *e, pid_t c
     if (closed_by && err == FA_OK && out.kind != OUTCOME_WAITING)   /* before close() returns */
         afterglow_add(d->glow, name, closed_by, afterglow_process_of(closed_by), left_size,
                       left_mtime);
-    announce(name, ino_make(SPACE_PENDING, e->id), &out, err);
+    announce(d, ino_make(SPACE_PENDING, e->id), &out, err);
     if (err == FA_OK && out.kind == OUTCOME_WAITING)
         pthread_cond_signal(&d->retry_cond);
 #ifdef __GLIBC__
@@ -486,6 +492,7 @@ struct pending_dir *pending_new(struct engine *e, struct afterglow *glow)
         return NULL;
     d->engine = e;
     d->glow = glow;
+    atomic_init(&d->announced_month, -1);
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->retry_cond, NULL);
     pthread_cond_init(&d->idle, NULL);
