@@ -590,6 +590,33 @@ static void locked_reason(struct engine *e, char *reason, size_t len)
              clock_month_period(month + 1, period));
 }
 
+static void blue_not_found(const struct draft *d, struct problems *p)
+{
+    problems_add(p, "red.number: %s-%s was not issued by this device (no such invoice in the "
+                    "store)", d->red.code, d->red.number);
+}
+
+/* A red draft rejected by its own checks, when it names a blue invoice well
+ * enough to look it up: the problems that invoice adds (SPEC §3.2, all
+ * problems at once).  A store error adds nothing: the draft is rejected. */
+static void red_identity_problems(struct engine *e, const struct draft *d, struct problems *p)
+{
+    char *blue = NULL;
+    size_t blue_len = 0;
+    enum fa_err err;
+
+    if (!d->red.present || !d->red.code || !d->red.number || strlen(d->red.code) != 12 ||
+        strspn(d->red.code, "0123456789") != 12 || strlen(d->red.number) != 8 ||
+        strspn(d->red.number, "0123456789") != 8)
+        return;
+    err = store_get_blue(e->store, d->red.code, d->red.number, &blue, &blue_len);
+    if (err == FA_NOTFOUND)
+        blue_not_found(d, p);
+    else if (err == FA_OK)
+        red_identity(d, blue, blue_len, p);
+    free(blue);
+}
+
 /* A red draft against its blue invoice (SPEC §3.5); FA_OK to go on. */
 static enum fa_err resolve_red(struct engine *e, int64_t draft_id, const char *name,
                                const void *body, size_t len, struct draft *d,
@@ -605,8 +632,7 @@ static enum fa_err resolve_red(struct engine *e, int64_t draft_id, const char *n
     if (err == FA_OK)
         err = store_each_red(e->store, d->red.code, d->red.number, red_sums_add_invoice, &reversed);
     if (err == FA_NOTFOUND)
-        problems_add(&problems, "red.number: %s-%s was not issued by this device (no such "
-                                "invoice in the store)", d->red.code, d->red.number);
+        blue_not_found(d, &problems);
     else if (err == FA_OK)
         red_resolve(d, blue, blue_len, &reversed, &problems);
     free(blue);
@@ -977,6 +1003,7 @@ static enum fa_err process(struct engine *e, int64_t draft_id, const char *name,
 
     err = draft_parse(body, len, &defs, &d, &problems);
     if (err == FA_REJECTED) {
+        red_identity_problems(e, &d, &problems);
         err = reject(e, draft_id, name, body, len, problems.text ? problems.text : "invalid\n",
                      out);
     } else if (err == FA_OK) {

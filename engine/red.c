@@ -287,6 +287,42 @@ static int check_totals(const struct draft *d, const struct red_sums *blue, cons
     return n;
 }
 
+/* What the blue invoice says of the draft before its lines count: -1 when
+ * nothing more can be checked against it (it is itself red). */
+static int check_identity(const struct draft *d, json_t *blue, struct problems *p)
+{
+    const char *blue_type = str_at(blue, "type"), *own_type = str_at(d->root, "type");
+
+    if (json_object_get(blue, "red")) {
+        problems_add(p, "red.number: %s-%s is itself a red invoice; reverse its blue invoice",
+                     d->red.code, d->red.number);
+        return -1;
+    }
+    /* an own type other than these two draft_parse() has named already */
+    if (own_type && (!strcmp(own_type, "026") || !strcmp(own_type, "028")) && blue_type &&
+        strcmp(own_type, blue_type))
+        problems_add(p, "type: %s, but the blue invoice %s-%s is of type %s", own_type,
+                     d->red.code, d->red.number, blue_type);
+    return 0;
+}
+
+static void blue_unreadable(const struct draft *d, struct problems *p)
+{
+    problems_add(p, "red.number: the blue invoice %s-%s cannot be read", d->red.code,
+                 d->red.number);
+}
+
+void red_identity(const struct draft *d, const char *blue_json, size_t len, struct problems *p)
+{
+    json_t *blue = json_loadb(blue_json, len, 0, NULL);
+
+    if (blue)
+        check_identity(d, blue, p);
+    else
+        blue_unreadable(d, p);
+    json_decref(blue);
+}
+
 enum fa_err red_resolve(struct draft *d, const char *blue_json, size_t len,
                         const struct red_sums *reversed, struct problems *p)
 {
@@ -297,19 +333,12 @@ enum fa_err red_resolve(struct draft *d, const char *blue_json, size_t len,
 
     d->blue = json_loadb(blue_json, len, 0, NULL);
     if (!d->blue || dec_at(json_object_get(d->blue, "totals"), "total", &blue_total)) {
-        problems_add(p, "red.number: the blue invoice %s-%s cannot be read", d->red.code,
-                     d->red.number);
+        blue_unreadable(d, p);
         return FA_REJECTED;
     }
-    if (json_object_get(d->blue, "red")) {
-        problems_add(p, "red.number: %s-%s is itself a red invoice; reverse its blue invoice",
-                     d->red.code, d->red.number);
+    if (check_identity(d, d->blue, p))
         return FA_REJECTED;
-    }
     blue_type = str_at(d->blue, "type");
-    if (json_object_get(d->root, "type") && blue_type && strcmp(d->type, blue_type))
-        problems_add(p, "type: %s, but the blue invoice %s-%s is of type %s", d->type,
-                     d->red.code, d->red.number, blue_type);
     if (blue_type)
         d->type = blue_type;
     if (!strcmp(d->type, "028") && !d->red.notice)

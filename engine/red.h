@@ -34,6 +34,11 @@ struct red_sums {
  * struct red_sums at arg; returns 0 (the shape store_each_red() calls). */
 int red_sums_add_invoice(void *arg, const void *json, size_t len);
 
+/* A red draft that draft_parse() rejected, against its blue invoice (its
+ * file): adds what that says too — itself red, or of another type — so that
+ * all problems are listed at once (SPEC §3.2). */
+void red_identity(const struct draft *d, const char *blue_json, size_t len, struct problems *p);
+
 /* blue_json: the blue invoice file; before: what earlier red invoices of it
  * reversed.  Adds problems to p; FA_OK when none were added. */
 enum fa_err red_resolve(struct draft *d, const char *blue_json, size_t len,
