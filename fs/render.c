@@ -84,7 +84,7 @@ static void render_readme(struct text *t)
         "              one problem per line, naming the field.\n"
         "  Only names ending in .json and not starting with \".\" are drafts.  Write to\n"
         "  any other name (x.json.tmp, .x.json.part) and rename it to x.json when done.\n"
-        "  Drafts are at most 1 MiB.  UTF-8 (with or without BOM) is accepted.\n"
+        "  Drafts are at most 1 MiB, in UTF-8 (with or without BOM) or GB18030/GBK.\n"
         "\n"
         "WHAT IS HERE\n"
         "  README            this text\n"
@@ -102,7 +102,7 @@ static void render_readme(struct text *t)
         "\n"
         "Every draft ever received stays in the store for audit, also after rm.\n"
         "The draft format and everything else: docs/ in the fapiaofs sources, and\n"
-        "man fapiaofs.\n");
+        "the manual page there (man -l docs/fapiaofs.8).\n");
 }
 
 static void render_device_info(struct text *t)

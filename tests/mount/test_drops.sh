@@ -373,8 +373,15 @@ issued rsync-inplace.json RSYNC-2
 # for a second its writer still finds the name and those calls succeed, changing nothing
 # (fs/pending.c, the afterglow); they used to fail with ENOENT for an issued draft.
 mkdraft INSTALL-1 > "$T/install.json"
-check "install -m 644 draft.json pending/ exits 0" install -m 644 "$T/install.json" "$P/inst.json"
+check "install -m 644 draft.json pending/inst.json exits 0" install -m 644 "$T/install.json" "$P/inst.json"
 issued inst.json INSTALL-1
+# into the directory: install stats the name after the close and before its chmod, and a stat
+# says the draft has left, even to its writer (docs/DROPS.md), so install exits 1; issued once.
+mkdir -p "$T/inst"; mkdraft INSTALL-2 > "$T/inst/inst-dir.json"
+install -m 644 "$T/inst/inst-dir.json" "$P/" > "$T/install-dir.log" 2>&1
+check_eq "install -m 644 draft.json pending/: exit 1, only because the issued draft has left" \
+  "$? $(grep -c "cannot change permissions of '.*inst-dir.json': No such file" "$T/install-dir.log")" "1 1"
+issued inst-dir.json INSTALL-2
 mkdir -p "$T/ct"; drop copytools "$MNT" "$ROOT/examples/basic.json" "$T/ct" > "$T/copytools.out" 2>&1
 ct() { grep "^$1=" "$T/copytools.out" | cut -d= -f2-; }
 check_eq "shutil.copy of a draft: no error" "$(ct copy)" "0"
