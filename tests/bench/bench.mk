@@ -19,7 +19,8 @@ BENCH_DIR      ?= tests/tmp/bench
 BENCH_OUT      ?= docs/BENCHMARKS.md
 BENCH_KEEP     ?= 0
 
-BENCH_BINS = $(BUILD)/bench/drop $(BUILD)/bench/genstore $(BUILD)/bench/mountwait
+BENCH_BINS = $(BUILD)/bench/drop $(BUILD)/bench/genstore $(BUILD)/bench/mountwait \
+             $(BUILD)/bench/nosync.so
 
 $(BUILD)/bench/drop: $(BUILD)/tests/bench/drop.o $(BUILD)/tests/bench/template.o
 	@mkdir -p $(dir $@)
@@ -44,3 +45,9 @@ $(BUILD)/bench/mountwait: $(BUILD)/tests/bench/mountwait.o
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
+
+# Preloaded into the daemon by tests/bench/ab.sh; built as crash.mk builds libpowercut.so.
+$(BUILD)/bench/nosync.so: tests/bench/nosync.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) -std=c11 -Wall -Wextra -Werror -O2 -fPIC -shared -o $@ $<

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# tests/bench/ab.sh — two builds of fapiaofs issuing in alternation, for a
+# before/after figure on a noisy machine (docs/BENCHMARKS.md, "Fixes").
+#
+#   bash tests/bench/ab.sh A_BUILD B_BUILD       (root; make bench-tools first)
+#
+# Each build runs, on a fresh state without a platform: N drafts from 1
+# writer, from 8 writers, and from 1 writer with every sync a no-op
+# (nosync.so: what the daemon's work and FUSE leave of the rate).  The order
+# is A B B A, then B A A B, so that a drift of the machine hits both alike.
+# One line per run on stdout and appended to OUT: build variant writers
+# rate close_p50_ms.  N (3000), OUT (tests/tmp/ab/results.txt) and AB_DIR
+# (tests/tmp/ab) from the environment.  The tools are those of this tree's
+# build/; A_BUILD and B_BUILD need only fapiaofs.
+set -u
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+[ $# -eq 2 ] || { echo "usage: $0 A_BUILD B_BUILD" >&2; exit 2; }
+A_BUILD=$(cd "$1" && pwd) B_BUILD=$(cd "$2" && pwd)
+N=${N:-3000}; DIR=${AB_DIR:-$ROOT/tests/tmp/ab}; OUT=${OUT:-$DIR/results.txt}
+TOOLS=$ROOT/build/bench
+for f in genstore drop mountwait nosync.so; do
+  [ -e "$TOOLS/$f" ] || { echo "$0: $TOOLS/$f missing: make bench-tools" >&2; exit 2; }
+done
+mkdir -p "$DIR"
+
+one() {  # BUILD VARIANT WRITERS
+  local s=$DIR/state m=$DIR/mnt pre= line pid
+  fusermount3 -uz "$m" 2>/dev/null; rm -rf "$s" "$m"; mkdir -p "$m"
+  "$TOOLS/genstore" --state "$s" --invoices 0 > /dev/null || exit 1
+  [ "$2" = nosync ] && pre=$TOOLS/nosync.so
+  LD_PRELOAD=$pre "$1/fapiaofs" -f --config "$s/fapiaofs.conf" "$m" >> "$DIR/fs.log" 2>&1 &
+  pid=$!
+  "$TOOLS/mountwait" "$m" "$pid" || { echo "$0: the mount of $1 failed: $DIR/fs.log" >&2; exit 1; }
+  line=$("$TOOLS/drop" --writers "$3" --count "$N" --prefix r --template "$ROOT/examples/basic.json" \
+         "$m/pending")
+  echo "$1 $2 w$3 $(grep -o 'rate=[0-9.]*' <<< "$line") $(grep -o 'close_p50_ms=[0-9.]*' <<< "$line")" |
+    tee -a "$OUT"
+  fusermount3 -u "$m"; wait "$pid"
+}
+
+for order in "A B B A" "B A A B"; do
+  for x in $order; do
+    if [ "$x" = A ]; then b=$A_BUILD; else b=$B_BUILD; fi
+    one "$b" normal 1; one "$b" normal 8; one "$b" nosync 1
+  done
+done
