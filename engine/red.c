@@ -219,7 +219,7 @@ static int negate_blue_lines(struct draft *d, json_t *items, struct problems *p)
 }
 
 /* The buyer of a red invoice is the blue invoice's. */
-static void take_buyer(struct draft *d, json_t *blue_buyer, struct problems *p)
+static void check_buyer(const struct draft *d, json_t *blue_buyer, struct problems *p)
 {
     const char *name = str_at(blue_buyer, "name"), *tax_id = str_at(blue_buyer, "tax_id");
     if (d->buyer_name && name && strcmp(d->buyer_name, name))
@@ -228,6 +228,12 @@ static void take_buyer(struct draft *d, json_t *blue_buyer, struct problems *p)
     if (d->buyer_tax_id && *d->buyer_tax_id && tax_id && strcmp(d->buyer_tax_id, tax_id))
         problems_add(p, "buyer.tax_id: %s differs from the blue invoice's buyer %s",
                      d->buyer_tax_id, tax_id);
+}
+
+/* The blue invoice's buyer, which check_buyer() has compared already. */
+static void take_buyer(struct draft *d, json_t *blue_buyer)
+{
+    const char *name = str_at(blue_buyer, "name"), *tax_id = str_at(blue_buyer, "tax_id");
     d->buyer_name = name;
     d->buyer_tax_id = tax_id;
     d->buyer_address_phone = str_at(blue_buyer, "address_phone");
@@ -303,6 +309,11 @@ static int check_identity(const struct draft *d, json_t *blue, struct problems *
         strcmp(own_type, blue_type))
         problems_add(p, "type: %s, but the blue invoice %s-%s is of type %s", own_type,
                      d->red.code, d->red.number, blue_type);
+    /* a type given as 028 without a notice draft_parse() has named already */
+    if (!own_type && blue_type && !strcmp(blue_type, "028") && !d->red.notice)
+        problems_add(p, "red.notice: required for a red 028 invoice (the 16-digit 红字信息表 "
+                        "number)");
+    check_buyer(d, json_object_get(blue, "buyer"), p);
     return 0;
 }
 
@@ -341,10 +352,7 @@ enum fa_err red_resolve(struct draft *d, const char *blue_json, size_t len,
     blue_type = str_at(d->blue, "type");
     if (blue_type)
         d->type = blue_type;
-    if (!strcmp(d->type, "028") && !d->red.notice)
-        problems_add(p, "red.notice: required for a red 028 invoice (the 16-digit 红字信息表 "
-                        "number)");
-    take_buyer(d, json_object_get(d->blue, "buyer"), p);
+    take_buyer(d, json_object_get(d->blue, "buyer"));
     if (d->red.full && negate_blue_lines(d, json_object_get(d->blue, "items"), p))
         return FA_REJECTED;
     set_remark(d, p);
