@@ -5,8 +5,11 @@
  * the kernel may hold the directory lock that the invalidation needs (a
  * rename holds both parents'), and the call would wait for itself.  So the
  * handlers only queue what changed, and one thread sends the notifications.
- * The queue is bounded; when it is full the oldest work is merged into a
- * full invalidation of the affected directories, never dropped silently.
+ * The queue is bounded: a ring of 1,024, then a set of 16 distinct inodes.
+ * Past both (a burst the thread cannot follow) an invalidation is dropped,
+ * and the kernel keeps that inode's attributes until their timeout: at most
+ * 1 s for the directories (ll.c stat_ino), none for the names that come
+ * and go, which have timeouts of 0.
  *
  * Only inodes are invalidated, never names (inval_entry, notify_delete).
  * Every name that can appear or vanish (pending/, receipts/, rejected/) is
