@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,33 +107,48 @@ static void check_proc(void)
     }
 }
 
-/* Set once the kernel has answered that it has no thread pidfds or no
- * PIDFD_GET_INFO: then /proc it is, without asking again. */
-static atomic_bool pidfd_info_missing;
+/* Whether this kernel has thread pidfds and PIDFD_GET_INFO (Linux 6.9 and
+ * 6.13), asked once of a thread of ours: a writer's thread can fail the same
+ * calls because it is exiting, which says nothing of the kernel. */
+static bool pidfd_info_works;
 
-/* tid's process from a pidfd of the thread: three system calls where /proc
- * costs five and a ~60-line file made and parsed (a tenth of an issuing
- * close's CPU for a multithreaded writer).  -1 when the kernel cannot. */
-static pid_t process_by_pidfd(pid_t tid)
+static pid_t tgid_from_thread_pidfd(pid_t tid, int *err)
 {
     struct pidfd_info_v0 info = { .mask = PIDFD_INFO_PID_V0 };
     pid_t process = -1;
-    int fd;
+    int fd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
 
-    if (atomic_load_explicit(&pidfd_info_missing, memory_order_relaxed))
+    *err = errno;
+    if (fd < 0)
         return -1;
-    fd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
-    if (fd < 0) {
-        if (errno == EINVAL)
-            atomic_store(&pidfd_info_missing, true);   /* before Linux 6.9 */
-        return errno == ESRCH ? 0 : -1;
-    }
     if (ioctl(fd, PIDFD_GET_INFO_V0, &info) == 0)
         process = info.tgid > 0 && info.tgid <= INT32_MAX ? (pid_t)info.tgid : 0;
-    else if (errno == ENOTTY || errno == EINVAL)
-        atomic_store(&pidfd_info_missing, true);   /* before Linux 6.13 */
+    *err = errno;
     close(fd);
     return process;
+}
+
+static void check_pidfd_info(void)
+{
+    int err;
+    pidfd_info_works = tgid_from_thread_pidfd((pid_t)syscall(SYS_gettid), &err) == getpid();
+}
+
+/* tid's process from a pidfd of the thread: three system calls where /proc
+ * costs five and a ~60-line file made and parsed (a tenth of an issuing
+ * close's CPU for a multithreaded writer).  0 when the thread is gone, -1
+ * when the kernel cannot tell (then /proc). */
+static pid_t process_by_pidfd(pid_t tid)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pid_t process;
+    int err;
+
+    pthread_once(&once, check_pidfd_info);
+    if (!pidfd_info_works)
+        return -1;
+    process = tgid_from_thread_pidfd(tid, &err);
+    return process < 0 && err == ESRCH ? 0 : process;
 }
 
 pid_t afterglow_process_of(pid_t tid)
