@@ -619,6 +619,8 @@ static void parse_red(struct ctx *c, json_t *red)
     d->red.number = get_str(c, red, "red", "number", 1, 8);
     if (d->red.number && !all_digits(d->red.number, 8))
         problems_add(c->p, "red.number: \"%s\" is not an 8-digit invoice number", d->red.number);
+    d->red.names_blue = d->red.code && all_digits(d->red.code, 12) && d->red.number &&
+                        all_digits(d->red.number, 8);
     d->red.reason = get_str(c, red, "red", "reason", 1, 2);
     if (d->red.reason && (strlen(d->red.reason) != 2 || d->red.reason[0] != '0' ||
                           d->red.reason[1] < '1' || d->red.reason[1] > '4'))

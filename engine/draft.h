@@ -44,6 +44,7 @@ struct draft_item {
 struct draft_red {
     bool present;
     const char *code, *number;     /* the blue invoice */
+    bool names_blue;               /* code and number well formed: it can be looked up */
     const char *reason;            /* 01 开票有误 02 销货退回 03 服务中止 04 销售折让 */
     const char *notice;            /* 16-digit 红字信息表 number, type 028 */
     bool full;                     /* no items: every line of the blue invoice negated */

@@ -605,9 +605,7 @@ static void red_identity_problems(struct engine *e, const struct draft *d, struc
     size_t blue_len = 0;
     enum fa_err err;
 
-    if (!d->red.present || !d->red.code || !d->red.number || strlen(d->red.code) != 12 ||
-        strspn(d->red.code, "0123456789") != 12 || strlen(d->red.number) != 8 ||
-        strspn(d->red.number, "0123456789") != 8)
+    if (!d->red.names_blue)
         return;
     err = store_get_blue(e->store, d->red.code, d->red.number, &blue, &blue_len);
     if (err == FA_NOTFOUND)
@@ -628,6 +626,7 @@ static enum fa_err resolve_red(struct engine *e, int64_t draft_id, const char *n
     size_t blue_len = 0;
     enum fa_err err;
 
+    assert(d->red.names_blue);   /* draft_parse() accepted the draft */
     err = store_get_blue(e->store, d->red.code, d->red.number, &blue, &blue_len);
     if (err == FA_OK)
         err = store_each_red(e->store, d->red.code, d->red.number, red_sums_add_invoice, &reversed);

@@ -35,8 +35,8 @@ struct red_sums {
 int red_sums_add_invoice(void *arg, const void *json, size_t len);
 
 /* A red draft that draft_parse() rejected, against its blue invoice (its
- * file): adds what that says too — itself red, or of another type — so that
- * all problems are listed at once (SPEC §3.2). */
+ * file): adds what that says too — itself red, another type, a notice it
+ * needs, another buyer — so that all problems are listed at once (SPEC §3.2). */
 void red_identity(const struct draft *d, const char *blue_json, size_t len, struct problems *p);
 
 /* blue_json: the blue invoice file; before: what earlier red invoices of it
