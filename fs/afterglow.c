@@ -112,26 +112,26 @@ static void check_proc(void)
  * calls because it is exiting, which says nothing of the kernel. */
 static bool pidfd_info_works;
 
-static pid_t tgid_from_thread_pidfd(pid_t tid, int *err)
+/* The thread's process, or -errno. */
+static pid_t tgid_from_thread_pidfd(pid_t tid)
 {
     struct pidfd_info_v0 info = { .mask = PIDFD_INFO_PID_V0 };
-    pid_t process = -1;
+    pid_t process;
     int fd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
 
-    *err = errno;
     if (fd < 0)
-        return -1;
+        return -errno;
     if (ioctl(fd, PIDFD_GET_INFO_V0, &info) == 0)
         process = info.tgid > 0 && info.tgid <= INT32_MAX ? (pid_t)info.tgid : 0;
-    *err = errno;
+    else
+        process = -errno;
     close(fd);
     return process;
 }
 
 static void check_pidfd_info(void)
 {
-    int err;
-    pidfd_info_works = tgid_from_thread_pidfd((pid_t)syscall(SYS_gettid), &err) == getpid();
+    pidfd_info_works = tgid_from_thread_pidfd((pid_t)syscall(SYS_gettid)) == getpid();
 }
 
 /* tid's process from a pidfd of the thread: three system calls where /proc
@@ -142,13 +142,12 @@ static pid_t process_by_pidfd(pid_t tid)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pid_t process;
-    int err;
 
     pthread_once(&once, check_pidfd_info);
     if (!pidfd_info_works)
         return -1;
-    process = tgid_from_thread_pidfd(tid, &err);
-    return process < 0 && err == ESRCH ? 0 : process;
+    process = tgid_from_thread_pidfd(tid);
+    return process == -ESRCH ? 0 : process < 0 ? -1 : process;
 }
 
 pid_t afterglow_process_of(pid_t tid)
