@@ -378,9 +378,9 @@ issued inst.json INSTALL-1
 # into the directory: install stats the name after the close and before its chmod, and a stat
 # says the draft has left, even to its writer (docs/DROPS.md), so install exits 1; issued once.
 mkdir -p "$T/inst"; mkdraft INSTALL-2 > "$T/inst/inst-dir.json"
-install -m 644 "$T/inst/inst-dir.json" "$P/" > "$T/install-dir.log" 2>&1
+install -m 644 "$T/inst/inst-dir.json" "$P/" > "$T/install-dir.log" 2>&1; rc=$?
 check_eq "install -m 644 draft.json pending/: exit 1, only because the issued draft has left" \
-  "$? $(grep -c "cannot change permissions of '.*inst-dir.json': No such file" "$T/install-dir.log")" "1 1"
+  "$rc $(grep -c "cannot change permissions of '.*inst-dir.json': No such file" "$T/install-dir.log")" "1 1"
 issued inst-dir.json INSTALL-2
 mkdir -p "$T/ct"; drop copytools "$MNT" "$ROOT/examples/basic.json" "$T/ct" > "$T/copytools.out" 2>&1
 ct() { grep "^$1=" "$T/copytools.out" | cut -d= -f2-; }
