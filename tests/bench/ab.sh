@@ -17,25 +17,26 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 [ $# -eq 2 ] || { echo "usage: $0 A_BUILD B_BUILD" >&2; exit 2; }
 A_BUILD=$(cd "$1" && pwd) B_BUILD=$(cd "$2" && pwd)
 N=${N:-3000}; DIR=${AB_DIR:-$ROOT/tests/tmp/ab}; OUT=${OUT:-$DIR/results.txt}
-TOOLS=$ROOT/build/bench
+TOOLS=$ROOT/build/bench MOUNTWAIT=$ROOT/build/bench/mountwait
+# say, die, since, fs_mount, fs_unmount
+source "$ROOT/tests/bench/lib.sh"
 for f in genstore drop mountwait nosync.so; do
-  [ -e "$TOOLS/$f" ] || { echo "$0: $TOOLS/$f missing: make bench-tools" >&2; exit 2; }
+  [ -e "$TOOLS/$f" ] || { say "$TOOLS/$f missing: make bench-tools"; exit 2; }
 done
 mkdir -p "$DIR"
 
 one() {  # BUILD VARIANT WRITERS
-  local s=$DIR/state m=$DIR/mnt pre= line pid
+  local s=$DIR/state m=$DIR/mnt line
   fusermount3 -uz "$m" 2>/dev/null; rm -rf "$s" "$m"; mkdir -p "$m"
   "$TOOLS/genstore" --state "$s" --invoices 0 > /dev/null || exit 1
-  [ "$2" = nosync ] && pre=$TOOLS/nosync.so
-  LD_PRELOAD=$pre "$1/fapiaofs" -f --config "$s/fapiaofs.conf" "$m" >> "$DIR/fs.log" 2>&1 &
-  pid=$!
-  "$TOOLS/mountwait" "$m" "$pid" || { echo "$0: the mount of $1 failed: $DIR/fs.log" >&2; exit 1; }
+  FAPIAOFS=$1/fapiaofs FS_PRELOAD=
+  [ "$2" = nosync ] && FS_PRELOAD=$TOOLS/nosync.so
+  fs_mount "$s/fapiaofs.conf" "$m" "$DIR/fs.log"
   line=$("$TOOLS/drop" --writers "$3" --count "$N" --prefix r --template "$ROOT/examples/basic.json" \
          "$m/pending")
   echo "$1 $2 w$3 $(grep -o 'rate=[0-9.]*' <<< "$line") $(grep -o 'close_p50_ms=[0-9.]*' <<< "$line")" |
     tee -a "$OUT"
-  fusermount3 -u "$m"; wait "$pid"
+  fs_unmount
 }
 
 for order in "A B B A" "B A A B"; do

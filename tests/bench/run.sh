@@ -41,8 +41,8 @@ MOUNTWAIT=$ROOT/$BUILD/bench/mountwait
 R=$B/results.txt          # one "kind key=value ..." line per figure
 FS_PID= MNT= PLATFORM_PID=
 
-say() { printf 'bench: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
+# say, die, since, fs_mount, fs_unmount
+source "$ROOT/tests/bench/lib.sh"
 
 cleanup() {
   [ -n "$MNT" ] && mountpoint -q "$MNT" 2>/dev/null && fs_unmount
@@ -53,25 +53,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# seconds since $1 (an $EPOCHREALTIME)
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
-
-# fs_mount CONF MNT LOG: start the daemon, wait until status answers; MOUNT_S, FS_PID.
-fs_mount() {
-  local t0=$EPOCHREALTIME
-  MNT=$2
-  "$FAPIAOFS" -f --config "$1" "$MNT" >>"$3" 2>&1 &
-  FS_PID=$!
-  "$MOUNTWAIT" "$MNT" "$FS_PID" || { tail -20 "$3" >&2; die "mount of $1 failed (see $3)"; }
-  MOUNT_S=$(since "$t0")
-}
-
-fs_unmount() {
-  fusermount3 -u "$MNT" 2>/dev/null || { sleep 0.5; fusermount3 -uz "$MNT"; }
-  wait "$FS_PID" 2>/dev/null
-  FS_PID=
-}
 
 # "VmRSS_kb VmHWM_kb" of the daemon
 rss() { awk '/^VmRSS/ { r = $2 } /^VmHWM/ { h = $2 } END { print r, h }' "/proc/$FS_PID/status"; }
