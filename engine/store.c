@@ -13,6 +13,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "engine/store.h"
 #include "engine/summary.h"
 
@@ -298,6 +300,7 @@ struct store {
     sqlite3_stmt *stmt[S_COUNT];
     bool sync_normal;             /* not known to be at synchronous=FULL: see durable_ready */
     _Atomic int64_t last_draft_at;   /* received_at of the newest draft, read without the lock */
+    int wal_fd;                   /* the WAL, read only, to start its writeback; -1 none */
 };
 
 static enum fa_err sqlite_to_fa(int rc)
@@ -519,6 +522,29 @@ static void open_failed(store_t *s, int rc, const char *what, const char *path, 
                  ? " (it cannot be written here: a read-only volume, or its permissions)" : "");
 }
 
+/* An invoice commit is not synced (see "commits that are not synced"): its
+ * ~16 WAL frames wait in the page cache for the next synced commit, the
+ * next round's intents, whose fdatasync then carries them along with its
+ * own frame or two while the device waits for it.  Starting their writeback
+ * at once lets the disk take them while the next draft comes through FUSE,
+ * and the fdatasync has less to write.  It promises nothing: only fdatasync
+ * does.  (sync_file_range submits the pages itself, ~0.1 ms; a thread of
+ * its own to call it measured the same as calling it here.)  The WAL is
+ * opened once: SQLite keeps that file while our connection is open (no
+ * journal_size_limit: it is never truncated or replaced). */
+static void wal_open(store_t *s)
+{
+    const char *path = sqlite3_filename_wal(sqlite3_db_filename(s->db, "main"));
+    if (path && *path)
+        s->wal_fd = open(path, O_RDONLY | O_CLOEXEC);
+}
+
+static void wal_writeback_start(store_t *s)
+{
+    if (s->wal_fd >= 0)
+        sync_file_range(s->wal_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen)
 {
     store_t *s = calloc(1, sizeof *s);
@@ -527,6 +553,7 @@ enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen
 
     if (!s)
         return FA_NOMEM;
+    s->wal_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                          SQLITE_OPEN_NOMUTEX, NULL);
@@ -567,6 +594,7 @@ enum fa_err store_open(const char *path, store_t **out, char *why, size_t whylen
         goto fail;
     if (store_last_times(s, &t) == FA_OK)
         atomic_store(&s->last_draft_at, t.draft);
+    wal_open(s);   /* the read above made SQLite create it */
     *out = s;
     return FA_OK;
 fail:
@@ -582,6 +610,8 @@ void store_close(store_t *s)
     for (i = 0; i < S_COUNT; i++)
         sqlite3_finalize(s->stmt[i]);
     sqlite3_close(s->db);
+    if (s->wal_fd >= 0)
+        close(s->wal_fd);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -1037,6 +1067,8 @@ enum fa_err store_put_invoices(store_t *s, const struct store_issued *v, int n,
         rc = put_invoice_rows(s, &v[i], &invoice_ids[i], &receipt_ids[i]);
     rc = tx_end(s, rc);
     pthread_mutex_unlock(&s->lock);
+    if (rc == SQLITE_OK)
+        wal_writeback_start(s);
     return sqlite_to_fa(rc);
 }
 
