@@ -607,6 +607,8 @@ static bool notice_valid(const char *n)
 static void parse_red(struct ctx *c, json_t *red)
 {
     struct draft *d = c->d;
+    bool code_ok, number_ok;
+
     if (!json_is_object(red)) {
         problems_add(c->p, "red: must be an object with code, number and reason");
         return;
@@ -614,13 +616,14 @@ static void parse_red(struct ctx *c, json_t *red)
     d->red.present = true;
     check_unknown(c, red, "red", red_fields);
     d->red.code = get_str(c, red, "red", "code", 1, 12);
-    if (d->red.code && !all_digits(d->red.code, 12))
+    code_ok = d->red.code && all_digits(d->red.code, 12);
+    if (d->red.code && !code_ok)
         problems_add(c->p, "red.code: \"%s\" is not a 12-digit invoice code", d->red.code);
     d->red.number = get_str(c, red, "red", "number", 1, 8);
-    if (d->red.number && !all_digits(d->red.number, 8))
+    number_ok = d->red.number && all_digits(d->red.number, 8);
+    if (d->red.number && !number_ok)
         problems_add(c->p, "red.number: \"%s\" is not an 8-digit invoice number", d->red.number);
-    d->red.names_blue = d->red.code && all_digits(d->red.code, 12) && d->red.number &&
-                        all_digits(d->red.number, 8);
+    d->red.names_blue = code_ok && number_ok;
     d->red.reason = get_str(c, red, "red", "reason", 1, 2);
     if (d->red.reason && (strlen(d->red.reason) != 2 || d->red.reason[0] != '0' ||
                           d->red.reason[1] < '1' || d->red.reason[1] > '4'))
