@@ -18,22 +18,18 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 A_BUILD=$(cd "$1" && pwd) B_BUILD=$(cd "$2" && pwd)
 N=${N:-3000}; DIR=${AB_DIR:-$ROOT/tests/tmp/ab}; OUT=${OUT:-$DIR/results.txt}
 TOOLS=$ROOT/build/bench MOUNTWAIT=$ROOT/build/bench/mountwait
-# say, die, since, fs_mount, fs_unmount
+# say, die, since, need_tools, fs_mount, fs_mount_fresh, fs_unmount
 source "$ROOT/tests/bench/lib.sh"
-for f in genstore drop mountwait nosync.so; do
-  [ -e "$TOOLS/$f" ] || { say "$TOOLS/$f missing: make bench-tools"; exit 2; }
-done
+need_tools genstore drop mountwait nosync.so
 mkdir -p "$DIR"
 
 one() {  # BUILD VARIANT WRITERS
-  local s=$DIR/state m=$DIR/mnt line
-  fusermount3 -uz "$m" 2>/dev/null; rm -rf "$s" "$m"; mkdir -p "$m"
-  "$TOOLS/genstore" --state "$s" --invoices 0 > /dev/null || exit 1
+  local line
   FAPIAOFS=$1/fapiaofs FS_PRELOAD=
   [ "$2" = nosync ] && FS_PRELOAD=$TOOLS/nosync.so
-  fs_mount "$s/fapiaofs.conf" "$m" "$DIR/fs.log"
+  fs_mount_fresh "$DIR"
   line=$("$TOOLS/drop" --writers "$3" --count "$N" --prefix r --template "$ROOT/examples/basic.json" \
-         "$m/pending")
+         "$MNT/pending")
   echo "$1 $2 w$3 $(grep -o 'rate=[0-9.]*' <<< "$line") $(grep -o 'close_p50_ms=[0-9.]*' <<< "$line")" |
     tee -a "$OUT"
   fs_unmount

@@ -1,6 +1,7 @@
-# tests/bench/lib.sh — what run.sh and ab.sh share: messages, timing, and a
-# daemon mounted and unmounted.  Sourced; the caller sets FAPIAOFS and
-# MOUNTWAIT (the daemon and tests/bench/mountwait), and FS_PRELOAD for a
+# tests/bench/lib.sh — what run.sh, ab.sh and walframes.sh share: messages,
+# timing, the bench tools, and a daemon mounted and unmounted.  Sourced; the
+# caller sets FAPIAOFS and MOUNTWAIT (the daemon and tests/bench/mountwait),
+# TOOLS for need_tools and fs_mount_fresh (build/bench), and FS_PRELOAD for a
 # library the daemon is to run with (ab.sh's nosync.so), empty for none.
 
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -23,4 +24,21 @@ fs_unmount() {
   fusermount3 -u "$MNT" 2>/dev/null || { sleep 0.5; fusermount3 -uz "$MNT"; }
   wait "$FS_PID" 2>/dev/null
   FS_PID=
+}
+
+# need_tools NAME...: each of TOOLS/NAME built, or a message saying how
+need_tools() {
+  local f
+  for f in "$@"; do
+    [ -e "$TOOLS/$f" ] || die "$TOOLS/$f missing: make bench-tools"
+  done
+}
+
+# fs_mount_fresh DIR: a new state without invoices or a platform in DIR/state
+# (genstore), mounted on DIR/mnt, the daemon's output in DIR/fs.log.
+fs_mount_fresh() {
+  fusermount3 -uz "$1/mnt" 2>/dev/null
+  rm -rf "$1/state" "$1/mnt"; mkdir -p "$1/mnt"
+  "$TOOLS/genstore" --state "$1/state" --invoices 0 > /dev/null || die "genstore failed in $1"
+  fs_mount "$1/state/fapiaofs.conf" "$1/mnt" "$1/fs.log"
 }

@@ -18,19 +18,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DRAFTS=${1:-200}
 D=${WALFRAMES_DIR:-$ROOT/tests/tmp/walframes}
 TOOLS=$ROOT/build/bench FAPIAOFS=$ROOT/build/fapiaofs MOUNTWAIT=$ROOT/build/bench/mountwait
-# say, die, since, fs_mount, fs_unmount
+# say, die, since, need_tools, fs_mount, fs_mount_fresh, fs_unmount
 source "$ROOT/tests/bench/lib.sh"
 for t in strace sqlite3; do
   command -v "$t" >/dev/null || die "$t is not installed (apt-get install $t)"
 done
-for f in genstore drop mountwait; do
-  [ -e "$TOOLS/$f" ] || die "$TOOLS/$f missing: make bench-tools"
-done
-
-[ -d "$D/mnt" ] && fusermount3 -uz "$D/mnt" 2>/dev/null
-rm -rf "$D"; mkdir -p "$D/mnt"
-"$TOOLS/genstore" --state "$D/state" --invoices 0 > /dev/null || die "genstore failed"
-fs_mount "$D/state/fapiaofs.conf" "$D/mnt" "$D/fs.log"
+need_tools genstore drop mountwait
+mkdir -p "$D"
+fs_mount_fresh "$D"
 drop() {  # PREFIX COUNT
   "$TOOLS/drop" --writers 1 --count "$2" --prefix "$1" --template "$ROOT/examples/basic.json" \
     "$D/mnt/pending" > /dev/null || die "drop failed"
