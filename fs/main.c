@@ -223,7 +223,8 @@ int main(int argc, char *argv[])
                 engine_config(e)->store_path);
     g_fs.afterglow = afterglow_new();   /* NULL: tools that chmod after close report an error */
     g_fs.pending = pending_new(e, g_fs.afterglow);
-    if (notify_start(se) || !g_fs.pending || pending_start(g_fs.pending)) {
+    notify_start(se);
+    if (!g_fs.pending || pending_start(g_fs.pending)) {
         fprintf(stderr, "fapiaofs: cannot start pending/\n");
         goto out_unmount;
     }
@@ -244,7 +245,7 @@ int main(int argc, char *argv[])
     rc = rc < 0 ? 1 : 0;
 out_unmount:
     ll_release_all();
-    pending_free(g_fs.pending);   /* its retry thread may still queue notifications */
+    pending_free(g_fs.pending);   /* its retry thread may still send notifications */
     g_fs.pending = NULL;
     notify_stop();
     readahead_close(g_fs.readahead);   /* before the store: its connections are readers of it */

@@ -1,26 +1,29 @@
 /*
  * notify.h — kernel-cache invalidation after a change.
  *
- * The fuse_lowlevel_notify_* calls must not run inside a request handler:
- * the kernel may hold the directory lock that the invalidation needs (a
- * rename holds both parents'), and the call would wait for itself.  So the
- * handlers only queue what changed, and one thread sends the notifications.
- * The queue is bounded: a ring of 1,024, then a set of 16 distinct inodes.
- * Past both (a burst the thread cannot follow) an invalidation is dropped,
- * and the kernel keeps that inode's attributes until their timeout: at most
- * 1 s for the directories (ll.c stat_ino), none for the names that come
- * and go, which have timeouts of 0.
- *
- * Only inodes are invalidated, never names (inval_entry, notify_delete).
- * Every name that can appear or vanish (pending/, receipts/, rejected/) is
- * given a zero entry timeout, so the kernel asks again at every lookup and a
- * name invalidation would add nothing; and inval_entry takes the directory's
- * lock in the kernel.  A writer in open(O_CREAT) holds that lock while it
- * waits for our answer: if the daemon is killed at that moment, the notify
- * thread sleeps uninterruptibly on the lock, keeps /dev/fuse open, the
+ * Only inodes are invalidated, attributes only (fuse_lowlevel_notify_
+ * inval_inode with offset -1), never names (inval_entry, notify_delete) or
+ * pages.  Every name that can appear or vanish (pending/, receipts/,
+ * rejected/) has a zero entry timeout, so the kernel asks again at every
+ * lookup and a name invalidation would add nothing; and inval_entry takes
+ * the directory's lock in the kernel.  A writer in open(O_CREAT) holds that
+ * lock while it waits for our answer: if the daemon is killed at that
+ * moment, a thread sleeping on the lock keeps /dev/fuse open, the
  * connection is never aborted and the writer never answered — a kill -9
- * that leaves a zombie and a hung mount (found by tests/crash).
- * inval_inode takes no directory lock.
+ * that left a zombie and a hung mount (found by tests/crash).  New content
+ * gets a new inode, so no page changes in place; invalidating pages would
+ * wait for the lock of a page a reader is filling.
+ *
+ * So the notification is sent at once, by the thread that made the change,
+ * even inside a request handler: an attribute invalidation takes no
+ * directory, inode or page lock in the kernel (fuse_reverse_inval_inode: an
+ * inode lookup, the cached attributes marked stale), only the connection's
+ * read side of its unmount lock, which unmount holds for a moment.  Sent
+ * before the handler replies, it has reached the kernel when close() or
+ * rename() returns: the next stat of pending/ or of the month is fresh.
+ * (It was a queue and a thread of its own until 2026-12-07: the thread's
+ * wake-up per draft cost more CPU than the system calls it saved the
+ * handlers, ~7 % of the issuing rate: docs/BENCHMARKS.md, I16.)
  */
 #ifndef FAPIAO_FS_NOTIFY_H
 #define FAPIAO_FS_NOTIFY_H
@@ -28,10 +31,16 @@
 #include <stdint.h>
 #include "fs/fs.h"
 
-int  notify_start(struct fuse_session *se);
+/* From notify_start to notify_stop, notify_inode sends; before and after,
+ * it does nothing.  notify_stop is called once no thread can call
+ * notify_inode any more (the session loop has returned, pending/'s retry
+ * thread is stopped), before the session is destroyed. */
+void notify_start(struct fuse_session *se);
 void notify_stop(void);
 
-/* The attributes or the listing of inode ino changed (inval_inode). */
+/* The attributes or the listing of inode ino changed (inval_inode).  ENOENT
+ * from the kernel (it holds nothing for ino) is the usual answer for a
+ * folder nobody has looked at, and fine. */
 void notify_inode(uint64_t ino);
 
 #endif

@@ -299,7 +299,7 @@ int64_t pending_mtime(struct pending_dir *d)
 
 /* ---- processing ---------------------------------------------------------- */
 
-/* Tell the kernel what an outcome changed (queued: see notify.h).  issued/
+/* Tell the kernel what an outcome changed (before the reply: notify.h).  issued/
  * itself changes only when a month begins (its listing, and its mtime, the
  * first issue time of the newest month): racing announces at a month's end
  * at worst send it twice. */
