@@ -21,9 +21,9 @@
  * read side of its unmount lock, which unmount holds for a moment.  Sent
  * before the handler replies, it has reached the kernel when close() or
  * rename() returns: the next stat of pending/ or of the month is fresh.
- * (It was a queue and a thread of its own until 2026-12-07: the thread's
- * wake-up per draft cost more CPU than the system calls it saved the
- * handlers, ~7 % of the issuing rate: docs/BENCHMARKS.md, I16.)
+ * (Until 2026-12-07 a queue and a thread of their own sent them, so close()
+ * could return before the kernel had heard, and each draft woke that
+ * thread: docs/BENCHMARKS.md, I16.)
  */
 #ifndef FAPIAO_FS_NOTIFY_H
 #define FAPIAO_FS_NOTIFY_H
