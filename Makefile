@@ -67,6 +67,9 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libfapiao.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# unit tests of fs/ modules link the module itself (its other fs/ calls are the test's)
+$(BUILD)/tests/test_afterglow: $(BUILD)/fs/afterglow.o
+
 deps:
 	@bash scripts/install-deps
 
