@@ -9,11 +9,13 @@
  * becomes an errno only here.
  *
  * Caching: invoices never change, so the kernel may keep their entries,
- * attributes and pages for a day.  Everything else (pending/, receipts/,
- * rejected/, the generated files) is given zero timeouts: the next stat
- * after a change reaches the daemon, so nothing stale is ever shown.  The
- * writeback cache stays off: the daemon must see every write() as it
- * happens to enforce the 1 MiB limit and to process at close.
+ * attributes and pages for a day.  Folders get a second, and a change
+ * invalidates those it touched before the request that made it is answered
+ * (notify.h).  Everything else (the names in pending/, receipts/ and
+ * rejected/, the generated files) gets zero timeouts: the next stat after a
+ * change reaches the daemon, so nothing stale is shown.  The writeback
+ * cache stays off: the daemon must see every write() as it happens to
+ * enforce the 1 MiB limit and to process at close.
  */
 #include <errno.h>
 #include <fcntl.h>
