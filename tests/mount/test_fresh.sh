@@ -2,8 +2,11 @@
 # changed (pending/, receipts/, its month in issued/) are invalidated before the call returns
 # (fs/notify.h), so a stat right after it shows the change, though the kernel may keep a folder's
 # attributes for a second.  On a test clock, each draft moves the clock ten seconds on: the
-# folders' mtimes (pending/: the last draft's arrival; issued/MONTH: its last issue) must move
-# with it.  The stat follows the close in the same process, within microseconds.
+# folders' mtimes (pending/: the last draft's arrival; receipts/: its newest receipt;
+# issued/MONTH: its last issue) must move with it.  The stat follows the close in the same
+# process, within microseconds.  receipts/ and the month depend on our invalidation alone;
+# pending/ the kernel also refreshes itself after a create or rename in it, so its check guards
+# the folder's time rather than the invalidation.
 source "$(dirname "$0")/lib.sh"
 T_CLOCK=2026-11-11T10:00:00+08:00 t_setup fresh
 
@@ -15,11 +18,14 @@ mnt, clock, example = sys.argv[1:]
 draft = json.load(open(example, encoding="utf-8"))
 month = os.path.join(mnt, "issued", "2026-11")
 pending = os.path.join(mnt, "pending")
+receipts = os.path.join(mnt, "receipts")
 base = datetime.datetime.fromisoformat("2026-11-11T10:00:00+08:00")
 stale = {"close": [], "rename": []}
+stale_receipts = {"close": [], "rename": []}
 for i in range(1, 41):
     when = base + datetime.timedelta(seconds=10 * i)
     os.stat(month); os.stat(pending)          # the kernel now holds both for a second
+    os.stat(receipts)
     with open(clock + ".new", "w") as f:
         f.write(when.isoformat() + "\n")
     os.rename(clock + ".new", clock)
@@ -39,9 +45,14 @@ for i in range(1, 41):
     got = (int(os.stat(month).st_mtime), int(os.stat(pending).st_mtime))
     if got != (want, want):
         stale[how].append("draft %d: issued/2026-11 %d, pending/ %d, want %d" % (i, got[0], got[1], want))
+    if int(os.stat(receipts).st_mtime) != want:
+        stale_receipts[how].append("draft %d: receipts/ %d, want %d" % (i, os.stat(receipts).st_mtime, want))
 for how, bad in stale.items():
     print(("ok" if not bad else "not ok") + " - right after %s() returns, issued/2026-11 and pending/ "
           "show the draft's time (20 drafts)%s" % (how, "; " + "; ".join(bad[:3]) if bad else ""))
+for how, bad in stale_receipts.items():
+    print(("ok" if not bad else "not ok") + " - right after %s() returns, receipts/ shows the "
+          "draft's receipt time (20 drafts)%s" % (how, "; " + "; ".join(bad[:3]) if bad else ""))
 PY
 check_eq "every draft was issued" "$(ls "$MNT/issued/2026-11" | wc -l)" "41"
 t_cleanup
