@@ -42,6 +42,8 @@ extern struct fs g_fs;
 
 /* Seconds the kernel may cache what does not change (issued/). */
 #define TIMEOUT_IMMUTABLE 86400.0
+/* Seconds the kernel may cache a new draft's attributes (ll.c, fa_create). */
+#define TIMEOUT_NEW_DRAFT 1.0
 
 /* Fill st for a fixed node as process pid sees it; false if not a fixed node. */
 bool fixed_stat(uint64_t ino, pid_t pid, struct stat *st);

@@ -13,7 +13,8 @@
  * invalidates those it touched before the request that made it is answered
  * (notify.h).  Everything else (the names in pending/, receipts/ and
  * rejected/, the generated files) gets zero timeouts: the next stat after a
- * change reaches the daemon, so nothing stale is shown.  The writeback
+ * change reaches the daemon, so nothing stale is shown.  The one exception
+ * is the attributes a CREATE answers with (fa_create).  The writeback
  * cache stays off: the daemon must see every write() as it happens to
  * enforce the 1 MiB limit and to process at close.
  */
@@ -600,6 +601,12 @@ static void fa_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         return;
     }
     e.ino = e.attr.st_ino;
+    /* The new draft's attributes may be kept a second (its name may not):
+     * while it is open only its writer changes it, and the kernel tracks
+     * its own writes; processing it invalidates them before the reply
+     * (pending.c, announce).  With zero, the kernel asks GETATTR again to
+     * check the open's permission: one round trip of seven per draft. */
+    e.attr_timeout = TIMEOUT_NEW_DRAFT;
     of_give(of, fi);
     fuse_reply_create(req, &e, fi);
 }

@@ -758,8 +758,10 @@ int pending_flush(struct pending_handle *h, pid_t closed_by)
     pthread_mutex_lock(&d->lock);
     if (h->e->too_big && h->e->linked) {
         /* nothing partial is left behind: the writer learns EFBIG again */
+        uint64_t ino = ino_make(SPACE_PENDING, h->e->id);
         unlink_entry(d, h->e);
         pthread_mutex_unlock(&d->lock);
+        notify_inode(ino);   /* its link count, for other open descriptors */
         notify_inode(FIXED_PENDING);
         return EFBIG;
     }
