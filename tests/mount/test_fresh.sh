@@ -55,4 +55,35 @@ for how, bad in stale_receipts.items():
           "draft's receipt time (20 drafts)%s" % (how, "; " + "; ".join(bad[:3]) if bad else ""))
 PY
 check_eq "every draft was issued" "$(ls "$MNT/issued/2026-11" | wc -l)" "41"
+
+# A second descriptor open on a draft sees, right after the writer's close(), that the draft
+# left pending/: issued, or refused as too big.  The kernel may keep a new draft's attributes
+# for a second after its CREATE (fs/ll.c, fa_create); a write or a LOOKUP replaces them with
+# attributes of zero timeout, and the outcome invalidates them as well (pending.c, announce).
+python3 - "$MNT" "$ROOT/examples/basic.json" <<'PY'
+import errno, json, os, sys
+mnt, example = sys.argv[1:]
+draft = json.load(open(example, encoding="utf-8"))
+draft["request_id"] = "fresh-own"
+cases = (("issued", json.dumps(draft, ensure_ascii=False).encode()),
+         ("too big", b" " * (1024 * 1024 + 1)))
+for what, body in cases:
+    path = os.path.join(mnt, "pending", "own-%s.json" % what.replace(" ", "-"))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        os.write(fd, body)
+    except OSError as e:
+        if e.errno != errno.EFBIG:
+            raise
+    other = os.open(path, os.O_RDONLY)
+    before = os.fstat(other).st_nlink
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    after = os.fstat(other).st_nlink
+    os.close(other)
+    print(("ok" if (before, after) == (1, 0) else "not ok") + " - a draft %s: another descriptor's "
+          "fstat shows it gone right after close() (links %d, then %d)" % (what, before, after))
+PY
 t_cleanup
