@@ -31,6 +31,7 @@
 #include "fs/control.h"
 #include "fs/dir.h"
 #include "fs/fs.h"
+#include "fs/prefill.h"
 #include "fs/pending.h"
 #include "fs/render.h"
 
@@ -249,6 +250,8 @@ struct open_file {
     size_t len;
     struct pending_handle *ph; /* pending/ files */
     struct control_buf *cb;    /* device/clear opened for writing */
+    bool invoice;              /* an invoice, counted by prefill_opened ... */
+    uint64_t invoice_id;       /* ... of this id */
     struct open_file *prev, *next;   /* in open_files */
 };
 
@@ -293,6 +296,8 @@ static void of_free(struct open_file *of, bool tracked)
             of->next->prev = of->prev;
         pthread_mutex_unlock(&open_files.lock);
     }
+    if (of->invoice)
+        prefill_closed(of->invoice_id);
     if (of->ph)
         pending_release(of->ph);
     if (of->snap_pid)
@@ -318,6 +323,7 @@ void ll_release_all(void)
 {
     while (open_files.head)
         of_free(open_files.head, true);
+    prefill_free();
 }
 
 /* ---- lookup --------------------------------------------------------------- */
@@ -407,6 +413,16 @@ static void fa_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_entry(req, &ep);
     else
         reply_entry(req, ino);
+}
+
+/* The kernel dropped ino (its pages too).  Inode numbers are computed, not
+ * kept in a table, so only the prefill record has anything to forget. */
+static void fa_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    (void)nlookup;
+    if (ino_space(ino) == SPACE_INVOICE)
+        prefill_forget(ino_id(ino));
+    fuse_reply_none(req);
 }
 
 static void fa_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -507,6 +523,11 @@ static void fa_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
      * rsync one round trip per file (the kernel honours it without the
      * writeback cache, which is off). */
     fi->noflush = !of->ph && !of->cb;
+    if (ino_space(ino) == SPACE_INVOICE) {
+        prefill_opened(ino, ino_id(ino), of->buf, of->len);   /* before the answer */
+        of->invoice = true;
+        of->invoice_id = ino_id(ino);
+    }
     of_give(of, fi);
     fuse_reply_open(req, fi);
 }
@@ -831,6 +852,7 @@ static void fa_init(void *userdata, struct fuse_conn_info *conn)
 const struct fuse_lowlevel_ops fapiaofs_ops = {
     .init = fa_init,
     .lookup = fa_lookup,
+    .forget = fa_forget,
     .getattr = fa_getattr,
     .setattr = fa_setattr,
     .open = fa_open,

@@ -1,7 +1,9 @@
 /*
  * notify.c — kernel-cache invalidation; see notify.h.
  */
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include "fs/notify.h"
 
 static struct fuse_session *_Atomic notify_session;
@@ -22,4 +24,15 @@ void notify_inode(uint64_t ino)
 
     if (se)
         fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
+}
+
+int notify_store(uint64_t ino, const void *data, size_t len)
+{
+    struct fuse_session *se = atomic_load(&notify_session);
+    struct fuse_bufvec bufv = FUSE_BUFVEC_INIT(len);
+
+    if (!se)
+        return ENOTCONN;
+    bufv.buf[0].mem = (void *)(uintptr_t)data;   /* only read from */
+    return -fuse_lowlevel_notify_store(se, ino, 0, &bufv, 0);
 }

@@ -43,4 +43,12 @@ void notify_stop(void);
  * folder nobody has looked at, and fine. */
 void notify_inode(uint64_t ino);
 
+/* Put the whole content of file ino, len bytes (its exact size), into the
+ * kernel's page cache (notify_store), so that reading it needs no READ.
+ * Unlike notify_inode this waits for page locks, and a page being filled
+ * stays locked until its READ is answered: the caller must know that no
+ * descriptor of ino can be reading (ll.c: no invoice handle open at all).
+ * 0, or an errno; on an error the reader simply sends READ. */
+int notify_store(uint64_t ino, const void *data, size_t len);
+
 #endif
