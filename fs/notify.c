@@ -1,5 +1,5 @@
 /*
- * notify.c — kernel-cache invalidation; see notify.h.
+ * notify.c — kernel-cache invalidation and page stores; see notify.h.
  */
 #include <errno.h>
 #include <stdatomic.h>

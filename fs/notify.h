@@ -1,5 +1,6 @@
 /*
- * notify.h — kernel-cache invalidation after a change.
+ * notify.h — kernel-cache invalidation after a change, and the store of an
+ * invoice's pages (prefill.h).
  *
  * Only inodes are invalidated, attributes only (fuse_lowlevel_notify_
  * inval_inode with offset -1), never names (inval_entry, notify_delete) or
