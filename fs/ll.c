@@ -9,7 +9,8 @@
  * becomes an errno only here.
  *
  * Caching: invoices never change, so the kernel may keep their entries,
- * attributes and pages for a day.  Folders get a second, and a change
+ * attributes and pages for a day, and their OPEN puts the pages there
+ * (prefill.h).  Folders get a second, and a change
  * invalidates those it touched before the request that made it is answered
  * (notify.h).  Everything else (the names in pending/, receipts/ and
  * rejected/, the generated files) gets zero timeouts: the next stat after a
