@@ -2,8 +2,9 @@
  * prefill.c — invoice bytes into the page cache at OPEN; see prefill.h.
  *
  * The record of stored invoices is a bitmap indexed by invoice id (ids are
- * dense from 1): 125 KB for a million invoices.  Ids above PREFILL_IDS are
- * stored at every open rather than recorded.
+ * dense from 1): 125 KB for a million invoices, 16 MB at most (PREFILL_IDS,
+ * within SPEC §7's 100 MiB).  Ids above it are stored at every open rather
+ * than recorded.
  *
  * Open handles are counted per bucket of ids, not per id: a bucket at zero
  * means no handle of any of its invoices is open; a bucket shared with
@@ -18,7 +19,7 @@
 #include "fs/notify.h"
 #include "fs/prefill.h"
 
-#define PREFILL_IDS (UINT64_C(1) << 32)
+#define PREFILL_IDS (UINT64_C(1) << 27)
 #define BUCKETS 1024
 
 static struct {
