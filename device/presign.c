@@ -295,6 +295,7 @@ void presign_stats(struct presign *p, struct presign_stats *out)
 {
     pthread_mutex_lock(&p->lock);
     *out = p->stats;
+    out->ready = (unsigned long)p->count;
     pthread_mutex_unlock(&p->lock);
 }
 

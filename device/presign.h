@@ -24,6 +24,7 @@ struct presign;
 struct presign_stats {
     unsigned long from_pool;      /* computed ahead by the thread */
     unsigned long made_inline;    /* the pool was empty: computed while signing */
+    unsigned long ready;          /* nonces in the pool now (full: the thread sleeps) */
 };
 
 /* For the SM2 private key `key` (its scalar and public point are copied;

@@ -166,6 +166,16 @@ static void test_fork(void)
 
     if (!CHECK(p && !presign_sign_b64(p, "a", 1, sig, sizeof sig), "sign in the parent"))
         return;
+    /* Fork only once the thread sleeps on a full pool: forked while it
+     * allocates, the child inherits the allocator's lock held (ASan's
+     * allocator has no fork handlers) and its first malloc never returns. */
+    for (int waited = 0; waited < 3000; waited++) {
+        struct presign_stats st;
+        presign_stats(p, &st);
+        if (st.ready == 4)
+            break;
+        usleep(1000);
+    }
     fflush(stdout);
     pid = fork();
     if (pid == 0) {
