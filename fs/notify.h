@@ -48,7 +48,7 @@ void notify_inode(uint64_t ino);
  * kernel's page cache (notify_store), so that reading it needs no READ.
  * Unlike notify_inode this waits for page locks, and a page being filled
  * stays locked until its READ is answered: the caller must know that no
- * descriptor of ino can be reading (ll.c: no invoice handle open at all).
+ * descriptor of ino can be reading (prefill.h: no other handle of it open).
  * 0, or an errno; on an error the reader simply sends READ. */
 int notify_store(uint64_t ino, const void *data, size_t len);
 
