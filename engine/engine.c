@@ -62,11 +62,37 @@ struct engine {
     bool restore_pending;         /* under issue_lock: signed invoices the store lacks, whose
                                    * restore may yet work: issuing waits for it */
     bool fault_after_sign;        /* tests: die between signing and commit */
+    int fault_sign_lost;          /* tests: the next signature's answer is lost (2: and the
+                                   * reconciliation after it cannot read the device) */
+    int fault_reconciles;         /* tests: the next this many reconciliations cannot read the device */
     int fault_commits;            /* tests: the next this many invoice commits fail */
     int fault_clear_step;         /* tests: die after this step of a clearing */
     pthread_mutex_t clear_lock;   /* one clearing at a time */
     atomic_bool clearing;         /* held: for the open() of a second writer */
 };
+
+/* FAPIAOFS_FAULT (engine_open lists them); an unknown word is ignored. */
+static void set_faults(struct engine *e, const char *list)
+{
+    const char *w = list;
+
+    while (*w) {
+        size_t len = strcspn(w, ",");
+        if (len == 10 && !strncmp(w, "after-sign", len))
+            e->fault_after_sign = true;
+        else if (len == 14 && !strncmp(w, "sign-lost-once", len))
+            e->fault_sign_lost = 1;
+        else if (len == 16 && !strncmp(w, "sign-lost-unread", len))
+            e->fault_sign_lost = 2;
+        else if (!strncmp(w, "commit-fails-", 13))
+            e->fault_commits = strncmp(w + 13, "once", 4) ? (int)strtol(w + 13, NULL, 10) : 1;
+        else if (!strncmp(w, "reconcile-fails-", 16))
+            e->fault_reconciles = (int)strtol(w + 16, NULL, 10);
+        else if (!strncmp(w, "clear-after-", 12))
+            e->fault_clear_step = (int)strtol(w + 12, NULL, 10);
+        w += len + (w[len] == ',');
+    }
+}
 
 #define RECONCILE_BATCH 64
 #define RECONCILE_OVERLAP 16      /* journal entries before the store's count also checked */
@@ -93,15 +119,17 @@ enum fa_err engine_open(const struct config *c, enum engine_mode mode, struct en
         err = device_open(c, mode == ENGINE_RUN, &e->dev, why, whylen);
     /* test-only fault injection, FAPIAOFS_FAULT=
      *   after-sign         die like kill -9 right after the device signed;
+     *   sign-lost-once     the device signs the first round, and its answer is
+     *                      lost on the way back (a USB transfer that failed);
+     *   sign-lost-unread   that, and the reconciliation after it cannot read
+     *                      the device;
      *   commit-fails-once  the first invoice commit fails, as a full disk makes it;
      *   commit-fails-N     the first N fail (restores from the journal included);
-     *   clear-after-N      die after step N of a clearing */
+     *   reconcile-fails-N  the first N reconciliations cannot read the device;
+     *   clear-after-N      die after step N of a clearing.
+     * Several may be given, separated by commas. */
     fault = getenv("FAPIAOFS_FAULT") ? getenv("FAPIAOFS_FAULT") : "";
-    e->fault_after_sign = !strcmp(fault, "after-sign");
-    if (!strncmp(fault, "commit-fails-", 13))
-        e->fault_commits = strcmp(fault + 13, "once") ? (int)strtol(fault + 13, NULL, 10) : 1;
-    if (!strncmp(fault, "clear-after-", 12))
-        e->fault_clear_step = (int)strtol(fault + 12, NULL, 10);
+    set_faults(e, fault);
     if (err == FA_OK && mode == ENGINE_RUN) {
         engine_log(e, "open", "device opened, store %s", c->store_path);
         err = engine_reconcile(e) == FA_NOMEM ? FA_NOMEM : FA_OK;
@@ -379,11 +407,16 @@ static enum fa_err reconcile_locked(struct engine *e)
     enum fa_err err, again = FA_OK;
     bool keep = false;
 
-    err = device_get_status(e->dev, &ds);
+    if (e->fault_reconciles > 0) {
+        e->fault_reconciles--;
+        err = FA_DEV_IO;
+    } else {
+        err = device_get_status(e->dev, &ds);
+    }
     if (err == FA_OK)
         err = store_counts(e->store, &sc);
     if (err)
-        return err;
+        goto cannot;
     e->rec.at = clock_now();
     e->rec.journal = ds.signed_count;
     e->rec.store = sc.invoices;
@@ -397,9 +430,19 @@ static enum fa_err reconcile_locked(struct engine *e)
     e->rec.store = sc.invoices;
     if (err == FA_OK && !keep)
         store_drop_intents(e->store);   /* no draft is in flight: the rest were never signed */
-    if (err == FA_OK)
+    if (err == FA_OK) {
         e->restore_pending = again != FA_OK;
-    return err ? err : again;
+        return again;
+    }
+cannot:
+    /* Whether the device signed something the store lacks is not known, and
+     * a draft issued now could be a second invoice for a repeated request_id
+     * or take its place in the numbering: issuing waits for a reconciliation
+     * that works (issue_batch tries one before each round). */
+    e->restore_pending = true;
+    snprintf(e->rec.last, sizeof e->rec.last, "cannot compare the device journal with the store "
+             "(%s)", fa_err_str(err));
+    return err;
 }
 
 enum fa_err engine_reconcile(struct engine *e)
@@ -801,7 +844,7 @@ static void sign_round(struct engine *e, struct issue_job **jobs, int n)
     char sigs[DEVICE_BATCH_MAX][CRYPTO_SIG_B64_MAX], *files[DEVICE_BATCH_MAX] = { NULL };
     size_t file_lens[DEVICE_BATCH_MAX];
     int64_t invoice_ids[DEVICE_BATCH_MAX], receipt_ids[DEVICE_BATCH_MAX];
-    enum fa_err err;
+    enum fa_err err, sign_err = FA_OK, rec_err = FA_OK;
     bool signed_ok = false;
     int k;
 
@@ -827,8 +870,15 @@ static void sign_round(struct engine *e, struct issue_job **jobs, int n)
          * rejected draft */
         if (err == FA_INVAL)
             err = FA_DEV_IO;
-        if (err)
-            reconcile_locked(e);   /* did it sign before failing?  The round's intents go. */
+        if (err == FA_OK && e->fault_sign_lost) {
+            e->fault_reconciles += e->fault_sign_lost == 2;
+            e->fault_sign_lost = 0;
+            err = FA_DEV_IO;
+        }
+        /* Did it sign before failing (an answer lost on its way back)?  What
+         * it signed is restored from the round's intents, the rest go. */
+        if ((sign_err = err))
+            rec_err = reconcile_locked(e);
     }
     if (err == FA_OK && e->fault_after_sign)
         _exit(86);
@@ -865,6 +915,19 @@ static void sign_round(struct engine *e, struct issue_job **jobs, int n)
             j->out->kind = OUTCOME_ISSUED;
             j->out->invoice_id = invoice_ids[k];
             j->out->receipt_id = receipt_ids[k];
+        } else if (sign_err && rec_err == FA_OK &&
+                   restored_outcome(e, j->draft_id, j->out) == FA_OK) {
+            /* the device had signed it: issued, and a retry would be a second invoice */
+            j->err = FA_OK;
+        } else if (sign_err && rec_err) {
+            /* Signed or not is not known until the device can be read: the
+             * draft waits, and is issued as its restored invoice or anew. */
+            j->err = FA_OK;
+            j->out->kind = OUTCOME_WAITING;
+            snprintf(j->out->reason, sizeof j->out->reason, "the device failed while signing "
+                     "(%s), and whether it signed cannot be read from it yet (%s)",
+                     fa_err_str(sign_err), fa_err_str(rec_err));
+            store_set_draft_waiting(e->store, j->draft_id, j->out->reason);
         } else if (signed_ok) {
             /* The invoice exists: its intent and the device's journal line are
              * on disk, and the next round, a retry or the next mount restores
@@ -903,11 +966,17 @@ static void issue_batch(struct engine *e, struct issue_job **batch, int n)
         enum fa_err restore_err = e->restore_pending ? reconcile_locked(e) : FA_OK;
         if (restore_err) {
             for (; i < n; i++) {   /* the words, for a waiting draft's retry (pending.c) */
-                /* close() says ENOSPC or EIO when nothing was stored (SPEC §2.1) */
-                batch[i]->err = restore_err == FA_NOSPC ? FA_NOSPC : FA_IO;
-                snprintf(batch[i]->out->reason, sizeof batch[i]->out->reason, "%.*s; nothing is "
-                         "issued until that invoice is stored", (int)text_utf8_cut(e->rec.last, 150),
-                         e->rec.last);
+                struct engine_outcome *out = batch[i]->out;
+                snprintf(out->reason, sizeof out->reason, "%.*s; nothing is issued until the "
+                         "store has every invoice the device signed",
+                         (int)text_utf8_cut(e->rec.last, 150), e->rec.last);
+                if (fa_err_is_wait(restore_err)) {   /* unplugged, say: as any draft would */
+                    out->kind = OUTCOME_WAITING;
+                    batch[i]->err = store_set_draft_waiting(e->store, batch[i]->draft_id,
+                                                            out->reason);
+                } else {   /* close() says ENOSPC or EIO when nothing was stored (SPEC §2.1) */
+                    batch[i]->err = restore_err == FA_NOSPC ? FA_NOSPC : FA_IO;
+                }
             }
             break;
         }

@@ -162,3 +162,47 @@ check_eq "and it is not in pending/" "$(ls -A "$MNT/pending")" ""
 wait_for 15 test -e "$MNT/receipts/n48.json"
 check_eq "the retry thread restored it, with no draft to issue" \
   "$(json "$MNT/receipts/n48.json" 'd["status"]+" "+d["number"]')" "issued 00000048"
+
+# The device signs and its answer is lost on the way back (a USB transfer that failed after
+# the device journaled the invoice).  The reconciliation after the error finds the signature
+# and restores the invoice, and the writer hears "issued": EIO would have it drop the draft
+# again, and a draft without a request_id would get a second invoice.
+t_unmount
+journal() { wc -l < "$T/state/device.json.journal"; }
+store_n() { sqlite3 "$T/state/fapiaofs.db" 'select count(*) from invoices'; }
+FAPIAOFS_FAULT=sign-lost-once t_mount
+check_eq "the answer lost after the signature: close returns 0" "$(drop n49.json REC-49 '/"request_id"/d')" "0"
+check_eq "its receipt: issued, as the number the device signed" \
+  "$(json "$MNT/receipts/n49.json" 'd["status"]+" "+d["number"]')" "issued 00000049"
+check "it left pending/" test ! -e "$MNT/pending/n49.json"
+check_eq "the device signed it once" "$(journal)" "49"
+check_eq "the next draft gets the next number" "$(drop n50.json REC-50)$(json "$MNT/receipts/n50.json" 'd["number"]')" "000000050"
+
+# The same, and the device cannot be read right after: whether it signed is not known, so
+# the draft waits (close returns 0), and the next reconciliation that works issues it as the
+# invoice the device signed.
+t_unmount
+FAPIAOFS_FAULT=sign-lost-unread t_mount
+check_eq "the answer lost, the device unreadable: close returns 0" "$(drop n51.json REC-51 '/"request_id"/d')" "0"
+wait_for 15 test -e "$MNT/receipts/n51.json"
+check_eq "issued as the invoice the device signed, once" \
+  "$(json "$MNT/receipts/n51.json" 'd["status"]+" "+d["number"]') $(journal)" "issued 00000051 51"
+check "it left pending/" test ! -e "$MNT/pending/n51.json"
+
+# A mount whose reconciliation cannot read the device, after a crash between the signature and
+# the commit: nothing is issued over what the journal may hold, and the first reconciliation
+# that works restores the invoice, so the writer's retry is its duplicate, not a second one.
+t_unmount
+stored=$(store_n)   # the gaps made above stay
+FAPIAOFS_FAULT=after-sign t_mount
+rc=$(drop n52.json REC-52)
+wait "$FS_PID"
+fusermount3 -uz "$MNT" 2>/dev/null
+check_eq "signed, not committed" "$(journal) $(store_n)" "52 $stored"
+FAPIAOFS_FAULT=reconcile-fails-1 t_mount
+check "status says the reconciliation at mount failed" grep -q \
+  'last: cannot compare the device journal with the store (device failure)' "$MNT/status"
+check_eq "the writer's retry: close returns 0" "$(drop n52-again.json REC-52)" "0"
+check_eq "a duplicate of the restored invoice, not a second invoice" \
+  "$(json "$MNT/receipts/n52-again.json" 'd["status"]+" "+d["number"]') $(journal) $(store_n)" \
+  "duplicate 00000052 52 $((stored + 1))"
