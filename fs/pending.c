@@ -89,16 +89,24 @@ struct pending_dir {
     bool retry_running, stopping;
     pthread_cond_t retry_cond;
     pthread_cond_t idle;          /* an entry stopped being busy */
+    pthread_cond_t released;      /* a handle was released */
     struct afterglow *glow;       /* drafts issued at a close, as their writers still see them */
     _Atomic int announced_month;  /* of the last invoice announced, y*12+m-1; -1 before */
 };
 
 #define RETRY_SECONDS 2
+/* how long a rename waits for the releases of a file's closed handles */
+#define RENAME_WAIT_MS 100
 /* ids reserved at a time: one store write per this many files */
 #define ID_BLOCK 4096
 /* What pending/ may hold in memory, all files together: without a bound, a
  * writer could fill the daemon's memory with scratch files. */
 #define PENDING_MEMORY_MAX ((size_t)256 << 20)
+/* Files being written or kept under scratch names, at once: empty ones hold
+ * no content but ~600 bytes each, and names are found by a walk of the
+ * folder.  Waiting drafts do not count: the store has them, and their
+ * contents count in PENDING_MEMORY_MAX. */
+#define PENDING_OPEN_MAX 16384
 
 bool pending_is_draft_name(const char *name)
 {
@@ -437,8 +445,13 @@ static void retry_waiting(struct pending_dir *d)
 
         pthread_mutex_lock(&d->lock);
         e = earliest_waiting(d);
+        if (e && e->busy) {
+            /* an rm of it cancels it in the store: see what that leaves */
+            wait_idle_found(d, e);
+            pthread_mutex_unlock(&d->lock);
+            continue;
+        }
         if (e) {
-            assert(!e->busy);   /* only this thread processes waiting drafts */
             e->refs++;
             e->busy = true;
         }
@@ -496,6 +509,7 @@ struct pending_dir *pending_new(struct engine *e, struct afterglow *glow)
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->retry_cond, NULL);
     pthread_cond_init(&d->idle, NULL);
+    pthread_cond_init(&d->released, NULL);
     return d;
 }
 
@@ -570,6 +584,7 @@ void pending_free(struct pending_dir *d)
     free(d->orphans);
     pthread_cond_destroy(&d->retry_cond);
     pthread_cond_destroy(&d->idle);
+    pthread_cond_destroy(&d->released);
     pthread_mutex_destroy(&d->lock);
     free(d);
 }
@@ -619,6 +634,15 @@ static struct pending_handle *handle_new(struct pending_dir *d, struct pending_e
     return h;
 }
 
+/* Files in the folder not handed to the engine; lock held. */
+static size_t count_open(const struct pending_dir *d)
+{
+    size_t i, n = 0;
+    for (i = 0; i < d->n; i++)
+        n += d->v[i]->state == ENTRY_OPEN;
+    return n;
+}
+
 int pending_create(struct pending_dir *d, const char *name, struct pending_handle **h,
                    struct stat *st)
 {
@@ -641,6 +665,10 @@ int pending_create(struct pending_dir *d, const char *name, struct pending_handl
         e->size = 0;   /* O_CREAT on an existing file that was just truncated by the kernel */
     } else {
         uint64_t id;
+        if (d->n >= PENDING_OPEN_MAX && count_open(d) >= PENDING_OPEN_MAX) {
+            rc = ENOSPC;   /* a writer creating files and never closing them as drafts */
+            goto out;
+        }
         if ((rc = take_id(d, &id)) != 0)
             goto out;
         if (!(e = add_entry(d, name, id))) {
@@ -714,16 +742,17 @@ ssize_t pending_write(struct pending_handle *h, const char *buf, size_t size, of
     ssize_t rc = (ssize_t)size;
 
     pthread_mutex_lock(&d->lock);
+    /* first: a draft handed to the engine is not dropped for a write to it */
+    if (!entry_writable(e)) {
+        rc = -EACCES;   /* handed to the engine (waiting, being processed, or done) */
+        goto out;
+    }
     if (off < 0 || (size_t)off > DRAFT_MAX_BYTES || size > DRAFT_MAX_BYTES - (size_t)off) {
         e->too_big = true;
         rc = -EFBIG;
         goto out;
     }
     end = (size_t)off + size;
-    if (!entry_writable(e)) {
-        rc = -EACCES;   /* handed to the engine (waiting, being processed, or done) */
-        goto out;
-    }
     if (end > e->cap) {
         size_t cap = e->cap ? e->cap : 4096;
         int err;
@@ -756,7 +785,7 @@ int pending_flush(struct pending_handle *h, pid_t closed_by)
     /* Only a descriptor that wrote triggers processing: a shell's
      * duplicated descriptor is closed before anything is written. */
     pthread_mutex_lock(&d->lock);
-    if (h->e->too_big && h->e->linked) {
+    if (h->e->too_big && h->e->linked && entry_writable(h->e)) {
         /* nothing partial is left behind: the writer learns EFBIG again */
         uint64_t ino = ino_make(SPACE_PENDING, h->e->id);
         unlink_entry(d, h->e);
@@ -772,7 +801,8 @@ int pending_flush(struct pending_handle *h, pid_t closed_by)
             wait_idle(d, h->e);
             if (h->e->state != ENTRY_OPEN) {
                 h->wrote = false;
-                rc = h->e->outcome;
+                /* a waiting draft is stored, whatever its last retry met */
+                rc = h->e->state == ENTRY_WAITING ? 0 : h->e->outcome;
                 pthread_mutex_unlock(&d->lock);
                 return rc;
             }
@@ -789,13 +819,38 @@ int pending_flush(struct pending_handle *h, pid_t closed_by)
     return process ? process_entry(d, h->e, closed_by) : 0;
 }
 
+/* A file renamed to a draft name while a handle of it was open, that no
+ * handle holds any more; lock held.  refs counts the folder's reference and
+ * the caller's. */
+static bool renamed_and_closed(const struct pending_entry *e)
+{
+    return e->refs == 2 && e->renamed && e->linked && e->state == ENTRY_OPEN && !e->busy &&
+           pending_is_draft_name(e->name);
+}
+
 void pending_release(struct pending_handle *h)
 {
     struct pending_dir *d = h->dir;
-    pthread_mutex_lock(&d->lock);
-    entry_unref(h->e);
-    pthread_mutex_unlock(&d->lock);
+    struct pending_entry *e = h->e;
+    bool process;
+
     free(h);
+    pthread_mutex_lock(&d->lock);
+    /* The kernel sends RELEASE after close() has returned, so a rename that
+     * followed the close may have come first and found the file open; if it
+     * gave up waiting for us (pending_rename), the draft is processed here. */
+    process = renamed_and_closed(e);
+    if (process) {
+        e->busy = true;
+        e->renamed = false;
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (process)
+        process_entry(d, e, 0);   /* its outcome is in receipts/ and status */
+    pthread_mutex_lock(&d->lock);
+    entry_unref(e);
+    pthread_cond_broadcast(&d->released);
+    pthread_mutex_unlock(&d->lock);
 }
 
 /* lock held */
@@ -896,6 +951,24 @@ int pending_unlink(struct pending_dir *d, const char *name)
     return fa_err_errno(err);
 }
 
+/* The handles of e that its writers have closed are released in the
+ * background: wait a little for them, so that a rename right after a close
+ * finds the file closed, as its caller does; lock held, and a reference. */
+static void wait_released(struct pending_dir *d, struct pending_entry *e)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += RENAME_WAIT_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (e->refs > 2 && e->linked && e->state == ENTRY_OPEN && !d->stopping)
+        if (pthread_cond_timedwait(&d->released, &d->lock, &until))
+            break;   /* still open: processed at its next close, or its release */
+}
+
 int pending_rename(struct pending_dir *d, const char *from, const char *to, unsigned flags)
 {
     struct pending_entry *e = NULL;
@@ -930,11 +1003,16 @@ int pending_rename(struct pending_dir *d, const char *from, const char *to, unsi
          * one still open at the next close of a descriptor on it (which may
          * be a reader's, or have written before the rename: a write's own
          * flag was spent at a close while the name was a scratch name). */
-        process = pending_is_draft_name(to) && e->refs == 1;
-        e->renamed = pending_is_draft_name(to) && !process;
+        e->refs++;
+        e->renamed = pending_is_draft_name(to);
+        if (e->renamed && e->refs > 2)
+            wait_released(d, e);
+        process = renamed_and_closed(e);
         if (process) {
-            e->refs++;
             e->busy = true;
+            e->renamed = false;
+        } else {
+            entry_unref(e);
         }
     }
     pthread_mutex_unlock(&d->lock);

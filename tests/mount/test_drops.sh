@@ -81,6 +81,42 @@ elif mode == "renameopen":   # DIR SRC: a scratch file renamed to a draft name w
     fd = os.open(d + "/ro.json.tmp", os.O_RDONLY)
     os.rename(d + "/ro.json.tmp", d + "/ro.json")
     print(err(os.close, fd))
+elif mode == "renamemapped":  # DIR SRC: a scratch file written, mapped, closed, renamed into
+    import ctypes, mmap          # place, then unmapped: the kernel sends no FLUSH at the unmap,
+    libc = ctypes.CDLL(None, use_errno=True)   # only the RELEASE; prints whether the receipt
+    libc.mmap.restype = ctypes.c_void_p        # was there before it, and after a second
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    d, data = args[0], open(args[1], "rb").read()
+    fd = os.open(d + "/mm.json.tmp", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, data)
+    addr = libc.mmap(None, len(data), mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    os.close(fd)
+    os.rename(d + "/mm.json.tmp", d + "/mm.json")
+    before = os.path.exists(d + "/../receipts/mm.json")
+    libc.munmap(addr, len(data))
+    for _ in range(100):
+        if os.path.exists(d + "/../receipts/mm.json"):
+            break
+        time.sleep(0.05)
+    print(int(before), int(os.path.exists(d + "/../receipts/mm.json")))
+elif mode == "heldbig":      # PATH SRC: a second descriptor held while the draft is written
+    d = open(args[1], "rb").read()            # and closed (it waits), then a write past 1 MiB
+    held = os.open(args[0], os.O_RDWR | os.O_CREAT, 0o644)   # through the held one; prints
+    w = os.open(args[0], os.O_WRONLY)         # the errnos of the close, the write and the
+    os.write(w, d)                            # held descriptor's close
+    print(err(os.close, w), err(os.pwrite, held, b"x", 2 << 20), err(os.close, held))
+elif mode == "manyscratch":  # DIR MAX: empty scratch files created until one fails (at most
+    d, made, e = args[0], 0, 0               # MAX + 1); prints how many were made, the errno,
+    while made <= int(args[1]):             # and the errnos of their unlinks
+        try:
+            os.close(os.open("%s/many-%05d.tmp" % (d, made), os.O_WRONLY | os.O_CREAT, 0o644))
+        except OSError as x:
+            e = x.errno; break
+        made += 1
+    gone = set(err(os.unlink, "%s/many-%05d.tmp" % (d, i)) for i in range(made))
+    print(made, e, " ".join(sorted(map(str, gone))))
 elif mode == "rename":       # FROM TO
     print(err(os.rename, args[0], args[1]))
 elif mode == "open":         # PATH FLAGS...: open (and close) with the named flags
@@ -453,7 +489,20 @@ mkdraft RENAME-OPEN-2 > "$T/ro2.json"
 bash -c 'exec 3>"$1/ro2.json.tmp"; cat "$2" >&3; mv "$1/ro2.json.tmp" "$1/ro2.json"; exec 3>&-' \
   _ "$P" "$T/ro2.json"
 issued ro2.json RENAME-OPEN-2
+# Still mapped when renamed: no close is left to process it, only the RELEASE at the unmap
+# (which is also what a rename right after a close meets when the kernel's RELEASE, sent in
+# the background, comes after it).  It stayed in pending/ for ever, and gone at the next mount.
+mkdraft RENAME-MAPPED > "$T/mm.json"
+check_eq "renamed into place while mapped: processed at the unmap's release, not before" \
+  "$(drop renamemapped "$P" "$T/mm.json")" "0 1"
+issued mm.json RENAME-MAPPED
 alive "the scratch names"
+# Empty files cost no content, so they are counted: without a bound a writer could fill the
+# daemon's memory with them (and slow every lookup, which walks the folder).
+check_eq "16,384 scratch files at most: the next create gives ENOSPC; all removed" \
+  "$(drop manyscratch "$P" 20000)" "16384 28 0"
+check_eq "pending/ empty again" "$(ls -A "$P")" ""
+alive "16,384 scratch files"
 
 # --- one file written through two descriptors closed at the same moment: one invoice ----------
 # Both closes processed it (the second while the first was still in the engine): 20 files made
@@ -597,6 +646,15 @@ sleep 1.1   # status is a 1-second snapshot
 check "status no longer names the cancelled draft" \
   bash -c '! grep -q "^waiting_draft: wait.json " "$1"' _ "$MNT/status"
 check "status still names the other waiting draft" grep -q '^waiting_draft: wait2.json' "$MNT/status"
+# A write past 1 MiB through an older descriptor of a waiting draft: refused as a write to a
+# waiting draft, and its close leaves the draft where it is (the too-big path unlinked it: the
+# draft waited in the store, out of pending/, and came back at the next mount).
+mkdraft WAIT-HELD > "$T/held.json"
+check_eq "held descriptor: the writer's close 0, a write past 1 MiB EACCES, its close 0" \
+  "$(drop heldbig "$P/held.json" "$T/held.json")" "0 13 0"
+check_eq "the waiting draft is still in pending/, unchanged" \
+  "$(cmp "$T/held.json" "$P/held.json" && echo same)" "same"
+check "... and can be cancelled" rm "$P/held.json"
 # With the right PIN the other one is issued; the cancelled one never is.
 t_unmount
 sed -i '/^pin_file = /d' "$T/fapiaofs.conf"
