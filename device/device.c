@@ -3,7 +3,9 @@
  *
  * The embedded default creates the demo device on first run.  The PIN comes
  * from [device] pin_file (which must not be readable by others) or, for the
- * simulated device without one, is the demo PIN.
+ * simulated device without one, is the demo PIN.  A USB device without one
+ * is not logged in until `clear pin=...`: a guess would cost one of its five
+ * tries at every mount and every replug, and five lock it for good.
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +20,7 @@ enum fa_err device_open(const struct config *c, bool login, struct device **out,
     enum fa_err err;
 
     if (!strcmp(c->device_kind, "usb")) {   /* usbdev logs in when it finds the device */
+        pin[0] = 0;
         if (c->pin_file[0] && config_read_secret(c->pin_file, "[device] pin_file", pin,
                                                  sizeof pin, why, whylen))
             return FA_DEV_PIN;

@@ -74,6 +74,7 @@ struct sim {
     int64_t lock_date;
     char platform_key[CRYPTO_PUBLIC_B64_MAX];   /* the pinned platform key; "" none yet */
     uint64_t signed_count;
+    uint64_t damaged_at;          /* replay: the byte where an entry came out of sequence */
     uint64_t indexed_count;       /* entries the journal index on disk covers */
     uint64_t index_tried_count;   /* signed_count when it was last loaded or written, or
                                      a write was tried (and failed: a full disk) */
@@ -744,9 +745,12 @@ static int replay_entry(struct sim *s, const struct device_journal_entry *e,
  * twice.  Reading it from byte `start` on rebuilds the offsets index, the
  * highest number per code and the period sums.  It reads a megabyte at a
  * time and cuts lines itself (no stdio: one lseek per line was a fifth of a
- * replay).  A line that does not parse, or is out of sequence, is skipped;
- * so is a last line without its newline (torn by a crash; sim_open cuts it
- * off, a read-only replay leaves it). */
+ * replay).  A line that does not parse is skipped; so is a last line
+ * without its newline (torn by a crash; sim_open cuts it off, a read-only
+ * replay leaves it).  An entry whose number is beyond the next one means an
+ * entry before it was lost or damaged: counting on from there would hand
+ * out that entry's number again, so the replay fails (EBADMSG, and
+ * damaged_at says where). */
 static int sim_replay_journal(struct sim *s, uint64_t start)
 {
     const size_t cap = (size_t)1 << 20;
@@ -777,10 +781,17 @@ static int sim_replay_journal(struct sim *s, uint64_t start)
             int nrates;
             *nl = 0;
             if (!skip && !memchr(line, 0, (size_t)(nl - line)) &&
-                !sim_parse_journal_line(line, &e, rates, &nrates) && e.seq == s->signed_count + 1 &&
-                replay_entry(s, &e, rates, nrates, pos + (uint64_t)(line - buf))) {
-                errno = ENOMEM;
-                goto out;
+                !sim_parse_journal_line(line, &e, rates, &nrates)) {
+                if (e.seq > s->signed_count + 1) {
+                    s->damaged_at = pos + (uint64_t)(line - buf);
+                    errno = EBADMSG;
+                    goto out;
+                }
+                if (e.seq == s->signed_count + 1 &&
+                    replay_entry(s, &e, rates, nrates, pos + (uint64_t)(line - buf))) {
+                    errno = ENOMEM;
+                    goto out;
+                }
             }
             skip = false;
             line = nl + 1;
@@ -996,6 +1007,18 @@ out:
     free(used);
     free(sums);
     return rc;
+}
+
+/* Why the journal could not be read, after sim_read_journal_state (errno). */
+static void journal_problem(const struct sim *s, char *why, size_t whylen)
+{
+    if (errno == EBADMSG)
+        snprintf(why, whylen, "device journal %s: the entry at byte %llu follows entry %llu with a "
+                 "gap: an entry before it is damaged or missing, and the device will not sign "
+                 "again over it (restore the journal from a backup)", s->journal_path,
+                 (unsigned long long)s->damaged_at, (unsigned long long)s->signed_count);
+    else
+        snprintf(why, whylen, "device journal %s: %s", s->journal_path, strerror(errno));
 }
 
 /* Replay the journal, from the index when it is usable. */
@@ -1327,6 +1350,20 @@ static enum fa_err sim_list_rolls(struct device *d, struct device_roll *out, int
     return FA_OK;
 }
 
+/* a == b, in a time that does not depend on where they differ */
+static bool pin_equal(const char *a, const char *b)
+{
+    unsigned char diff = 0;
+    size_t i;
+
+    for (i = 0; i < SIM_PIN_CAP; i++) {
+        diff |= (unsigned char)(a[i] ^ b[i]);
+        if (!a[i] || !b[i])   /* the length is not the secret: the stored PIN is */
+            break;
+    }
+    return diff == 0;
+}
+
 /* A wrong PIN costs one try; with none left the device is PIN-locked and
  * refuses even the right PIN until an administrator resets it.  A wrong PIN
  * does not log out a session that the right one opened (while tries are
@@ -1341,19 +1378,23 @@ static enum fa_err sim_verify_pin(struct device *d, const char *pin)
     if (s->pin_retries_left <= 0) {
         s->pin_ok = false;
         err = FA_DEV_PIN;
-    } else if (strcmp(pin, s->pin)) {
-        s->pin_retries_left--;
+        goto out;
+    }
+    /* A smartcard's order: the try is spent, and saved, before the PIN is
+     * compared, so that neither a crash nor a save that fails (a full disk)
+     * gives a guess for free, or tells a right guess from a wrong one. */
+    s->pin_retries_left--;
+    err = sim_save(s);
+    if (err)
+        goto out;
+    if (!pin_equal(pin, s->pin)) {
         if (s->pin_retries_left <= 0)
             s->pin_ok = false;
-        err = sim_save(s);
-        if (err == FA_OK)
-            err = FA_DEV_PIN;
+        err = FA_DEV_PIN;
     } else {
         s->pin_ok = true;
-        if (s->pin_retries_left != SIM_PIN_TRIES) {
-            s->pin_retries_left = SIM_PIN_TRIES;
-            err = sim_save(s);
-        }
+        s->pin_retries_left = SIM_PIN_TRIES;
+        err = sim_save(s);
     }
 out:
     sim_leave(s);
@@ -1380,6 +1421,23 @@ void sim_derive_digits(const char *machine_number, const char *code, uint32_t nu
         out[i] = alphabet[digest[i % 32] % alen];
     }
     out[n] = 0;
+}
+
+/* Whether the journal line of req would read back (sim_parse_journal_line's
+ * bounds): a line the replay skips would lose its number, and hand it out
+ * again.  The engine never asks for more; a host of the command set may. */
+static bool req_journalable(const struct device_issue_req *req)
+{
+    int i;
+
+    if (req->nrates < 0 || req->nrates > DEVICE_MAX_RATES || req->issued_at < 0 ||
+        !amount_ok(req->total_fen))
+        return false;
+    for (i = 0; i < req->nrates; i++)
+        if (req->rates[i].rate_pm < 0 || req->rates[i].rate_pm > 1000 ||
+            !amount_ok(req->rates[i].amount_fen) || !amount_ok(req->rates[i].tax_fen))
+            return false;
+    return true;
 }
 
 /* Reserve the next free number of req->type: after the last reservation
@@ -1414,6 +1472,8 @@ static enum fa_err sim_reserve(struct device *d, const struct device_issue_req *
         err = FA_DEV_LOCKED;
     else if (device_req_above_limit(req, s->limit_fen))
         err = FA_DEV_LIMIT;
+    else if (!req_journalable(req))
+        err = FA_INVAL;
     else if (roll < 0)
         err = FA_DEV_ROLL_EMPTY;
     else if (s->nreserved == DEVICE_BATCH_MAX)
@@ -1872,7 +1932,7 @@ enum fa_err sim_open(const char *path, struct device **out, char *why, size_t wh
         goto fail;
     }
     if (trim_torn_tail(s->journal_path) || sim_read_journal_state(s)) {
-        snprintf(why, whylen, "device journal %s: %s", s->journal_path, strerror(errno));
+        journal_problem(s, why, whylen);
         unlock_file(s->lock_fd);
         goto fail;
     }
@@ -1881,6 +1941,10 @@ enum fa_err sim_open(const char *path, struct device **out, char *why, size_t wh
     s->journal_rd = open(s->journal_path, O_RDONLY | O_CLOEXEC);
     if (s->journal_fd >= 0)
         s->journal_end = lseek(s->journal_fd, 0, SEEK_END);
+    /* an empty journal may be a new file: its name must outlive a power
+     * loss before the first signature's fdatasync, which syncs only data */
+    if (s->journal_end == 0 && fsync_dir_of(s->journal_path))
+        s->journal_end = -1;
     if (s->journal_fd < 0 || s->journal_rd < 0 || s->journal_end < 0) {
         snprintf(why, whylen, "device journal %s: %s", s->journal_path, strerror(errno));
         goto fail;
@@ -1915,7 +1979,7 @@ static enum fa_err admin_begin(const char *path, struct sim **out, char *why, si
     if (sim_load(s, why, whylen))
         goto fail;
     if (sim_read_journal_state(s)) {
-        snprintf(why, whylen, "device journal %s: %s", s->journal_path, strerror(errno));
+        journal_problem(s, why, whylen);
         goto fail;
     }
     *out = s;

@@ -18,7 +18,7 @@ struct usbdev {
     struct device base;
     pthread_mutex_t lock;
     unsigned vid, pid;
-    char pin[64];
+    char pin[64];              /* sent at each login; "" none, or the device refused it */
     struct device *remote;     /* NULL while absent */
     time_t last_probe;         /* monotonic seconds */
     char why[256];             /* why it is absent */
@@ -63,8 +63,11 @@ static void probe(struct usbdev *u)
         snprintf(u->why, sizeof u->why, "cannot talk to USB device %04x:%04x", u->vid, u->pid);
         return;
     }
-    /* a refused PIN is not fatal: drafts wait and status says why */
-    (void)r->ops->verify_pin(r, u->pin);
+    /* A refused PIN is not fatal: drafts wait and status says why.  It is
+     * not sent again, at a replug either: each refusal costs one of the
+     * device's tries, and the last one locks it. */
+    if (u->pin[0] && r->ops->verify_pin(r, u->pin) == FA_DEV_PIN)
+        explicit_bzero(u->pin, sizeof u->pin);
     u->remote = r;
     u->why[0] = 0;
 }
@@ -120,8 +123,25 @@ static enum fa_err usbdev_get_status(struct device *d, struct device_status *out
 { FORWARD(get_status(r, out)); }
 static enum fa_err usbdev_list_rolls(struct device *d, struct device_roll *out, int max, int *n)
 { *n = 0; { FORWARD(list_rolls(r, out, max, n)); } }
+/* The PIN an operator gives (`clear pin=...`) is the one a replug logs in
+ * with, if the device took it. */
 static enum fa_err usbdev_verify_pin(struct device *d, const char *pin)
-{ FORWARD(verify_pin(r, pin)); }
+{
+    struct usbdev *u = USBDEV;
+    struct device *r = present(u);
+    enum fa_err err;
+
+    if (!r)
+        return FA_DEV_ABSENT;
+    err = after(u, r, r->ops->verify_pin(r, pin));
+    pthread_mutex_lock(&u->lock);
+    if (err == FA_OK)
+        snprintf(u->pin, sizeof u->pin, "%s", pin);
+    else if (err == FA_DEV_PIN && !strcmp(u->pin, pin))
+        explicit_bzero(u->pin, sizeof u->pin);
+    pthread_mutex_unlock(&u->lock);
+    return err;
+}
 static enum fa_err usbdev_issue_begin(struct device *d, const struct device_issue_req *req,
                                       struct device_issue_fields *out)
 { FORWARD(issue_begin(r, req, out)); }
@@ -144,6 +164,7 @@ static void usbdev_close(struct device *d)
     struct usbdev *u = USBDEV;
     if (u->remote)
         u->remote->ops->close(u->remote);
+    explicit_bzero(u->pin, sizeof u->pin);
     pthread_mutex_destroy(&u->lock);
     free(u);
 }
