@@ -234,7 +234,7 @@ static void summary_words(const struct device_summary *s, char *buf, size_t len)
         tax += s->lines[i].tax_fen;
     }
     snprintf(buf, len, "%lld blue and %lld red invoice(s), amount %s, tax %s", (long long)blue,
-             (long long)red, dec_format(dec_from_fen(amount), 2, a), dec_format(dec_from_fen(tax), 2, t));
+             (long long)red, summary_money_text(amount, a), summary_money_text(tax, t));
 }
 
 static enum fa_err compare_summaries(struct clearing *c, struct device_summary *dev_sum)
@@ -282,8 +282,8 @@ static char *summary_body(const struct clearing *c, const struct device_summary 
         json_array_append_new(lines, json_pack("{s:s,s:b,s:i,s:I,s:s,s:s}", "type", l->type, "red",
                                                l->red, "rate_pm", l->rate_pm, "count",
                                                (json_int_t)l->count, "amount",
-                                               dec_format(dec_from_fen(l->amount_fen), 2, a), "tax",
-                                               dec_format(dec_from_fen(l->tax_fen), 2, t)));
+                                               summary_money_text(l->amount_fen, a), "tax",
+                                               summary_money_text(l->tax_fen, t)));
     }
     json_object_set_new(doc, "period", json_string(s->period));
     json_object_set_new(doc, "machine_number", json_string(s->machine_number));

@@ -27,13 +27,44 @@ static bool valid_type(const char *s)
            s[1] <= '9' && s[2] >= '0' && s[2] <= '9';
 }
 
+/* "[-]digits[.d[d]]" into fen, for sums beyond dec_t's range. */
+static bool big_amount_fen(const char *s, int64_t *fen)
+{
+    bool neg = *s == '-';
+    int64_t v = 0;
+    int decimals = -1;
+
+    s += neg;
+    if (*s < '0' || *s > '9')
+        return false;
+    for (; *s; s++) {
+        if (*s == '.' && decimals < 0) {
+            decimals = 0;
+            continue;
+        }
+        if (*s < '0' || *s > '9' || decimals == 2 || __builtin_mul_overflow(v, 10, &v) ||
+            __builtin_add_overflow(v, neg ? -(*s - '0') : *s - '0', &v))
+            return false;
+        decimals += decimals >= 0;
+    }
+    if (decimals == 0)
+        return false;   /* "1." */
+    for (decimals = decimals < 0 ? 0 : decimals; decimals < 2; decimals++)
+        if (__builtin_mul_overflow(v, 10, &v))
+            return false;
+    *fen = v;
+    return true;
+}
+
 bool summary_amount_fen(json_t *v, int64_t *fen)
 {
     const char *s = json_string_value(v);
     dec_t d;
 
-    if (s == NULL || dec_parse(s, 2, &d) != DEC_OK)
+    if (s == NULL)
         return false;
+    if (dec_parse(s, 2, &d) != DEC_OK)
+        return big_amount_fen(s, fen);
     *fen = dec_to_fen(d);
     return true;
 }
@@ -208,9 +239,9 @@ static char *rate_text(int rate_pm, int per, char buf[DEC_FMT_MAX])
     return buf;
 }
 
-/* Fen as money text with two decimals.  Sums of many invoices may leave
- * dec_t's range (±92 billion yuan), so those are written from the integer. */
-static char *money_text(int64_t fen, char buf[DEC_FMT_MAX])
+/* Sums of many invoices may leave dec_t's range (±92 billion yuan), so
+ * those are written from the integer. */
+char *summary_money_text(int64_t fen, char buf[DEC_FMT_MAX])
 {
     uint64_t m = fen < 0 ? -(uint64_t)fen : (uint64_t)fen;
 
@@ -235,8 +266,9 @@ static void describe_difference(const struct device_summary_line *key,
     snprintf(detail, len, "%s %s %s%%: %s counts %" PRId64 " invoice%s, amount %s, tax %s; "
              "%s %" PRId64 ", %s, %s", key->type, key->red ? "red" : "blue",
              rate_text(key->rate_pm, 10, rate), a_name, a->count, a->count == 1 ? "" : "s",
-             money_text(a->amount_fen, am[0]), money_text(a->tax_fen, tx[0]), b_name, b->count,
-             money_text(b->amount_fen, am[1]), money_text(b->tax_fen, tx[1]));
+             summary_money_text(a->amount_fen, am[0]), summary_money_text(a->tax_fen, tx[0]), b_name,
+             b->count, summary_money_text(b->amount_fen, am[1]),
+             summary_money_text(b->tax_fen, tx[1]));
 }
 
 bool summary_equal(const struct device_summary *a, const char *a_name,
@@ -296,7 +328,8 @@ static bool csv_row(FILE *f, const char *period, const char *type, const char *k
     if (__builtin_add_overflow(l->amount_fen, l->tax_fen, &total))
         return false;
     fprintf(f, "%s,%s,%s,%s,%" PRId64 ",%s,%s,%s\n", period, type, kind, rate, l->count,
-            money_text(l->amount_fen, am), money_text(l->tax_fen, tx), money_text(total, tot));
+            summary_money_text(l->amount_fen, am), summary_money_text(l->tax_fen, tx),
+            summary_money_text(total, tot));
     return true;
 }
 

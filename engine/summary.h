@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "device/device.h"
+#include "engine/decimal.h"
 
 /* Add one invoice (its JSON object as issued: type, totals.total,
  * items[].tax_rate, .amount, .tax) to s.  0, or -1 with why (a field named)
@@ -45,8 +46,12 @@ bool summary_equal(const struct device_summary *a, const char *a_name,
 /* Index of the line for type, colour and rate in s, or -1. */
 int summary_find_line(const struct device_summary *s, const char *type, bool red, int rate_pm);
 
-/* An amount as JSON text with at most 2 decimals ("9500.00", "-30.00"), in fen. */
+/* An amount as JSON text with at most 2 decimals ("9500.00", "-30.00"), in fen;
+ * sums beyond dec_t's range (±92 billion yuan) too. */
 bool summary_amount_fen(json_t *v, int64_t *fen);
+/* Fen as money text with two decimals, over the whole int64 range; buf is
+ * returned. */
+char *summary_money_text(int64_t fen, char buf[DEC_FMT_MAX]);
 
 /* Invoices counted in s. */
 int64_t summary_count(const struct device_summary *s);
