@@ -244,6 +244,11 @@ static enum fa_err compare_summaries(struct clearing *c, struct device_summary *
     enum fa_err err;
     int attempt;
 
+    /* A barrier first: a draft stamped in the period just before midnight
+     * may still be between its stamp and its signature (both happen under the
+     * issue lock, which this takes); once it is through, every later draft
+     * is stamped in a later period. */
+    engine_reconcile(c->e);
     for (attempt = 0; attempt < 2; attempt++) {
         err = device_period_summary(c->dev, c->r->period, dev_sum);
         if (err)
