@@ -2,9 +2,12 @@
  * usbdev.c — present-or-absent wrapper around the remote USB device; see usbdev.h.
  *
  * One mutex guards the pointer to the remote device; commands run on the
- * remote (which has its own lock) after it is taken.  An FA_DEV_ABSENT from
- * the remote means it was unplugged: it is closed and probing starts again.
+ * remote (which has its own lock) after it is taken, each holding a count on
+ * it.  An FA_DEV_ABSENT from the remote means it was unplugged: probing starts
+ * again, and the remote (its libusb context and descriptor) is closed when
+ * the last command on it has returned.
  */
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,12 +17,17 @@
 #include "device/usb.h"
 #include "device/usbdev.h"
 
+struct remote_ref {
+    struct device *dev;
+    int users;                 /* commands running on it */
+};
+
 struct usbdev {
     struct device base;
     pthread_mutex_t lock;
     unsigned vid, pid;
     char pin[64];              /* sent at each login; "" none, or the device refused it */
-    struct device *remote;     /* NULL while absent */
+    struct remote_ref *remote; /* NULL while absent */
     time_t last_probe;         /* monotonic seconds */
     char why[256];             /* why it is absent */
 };
@@ -68,49 +76,61 @@ static void probe(struct usbdev *u)
      * device's tries, and the last one locks it. */
     if (u->pin[0] && r->ops->verify_pin(r, u->pin) == FA_DEV_PIN)
         explicit_bzero(u->pin, sizeof u->pin);
-    u->remote = r;
+    if (!(u->remote = calloc(1, sizeof *u->remote))) {
+        r->ops->close(r);
+        snprintf(u->why, sizeof u->why, "out of memory");
+        return;
+    }
+    u->remote->dev = r;
     u->why[0] = 0;
 }
 
-/* The remote device, or NULL (absent); a reference is not needed: only
- * usbdev_close frees it, and only after the engine has stopped. */
-static struct device *present(struct usbdev *u)
+/* The remote device, counted as used until after(), or NULL (absent). */
+static struct remote_ref *present(struct usbdev *u)
 {
-    struct device *r;
+    struct remote_ref *r;
     pthread_mutex_lock(&u->lock);
     probe(u);
-    r = u->remote;
+    if ((r = u->remote))
+        r->users++;
     pthread_mutex_unlock(&u->lock);
     return r;
 }
 
-/* After a command: FA_DEV_ABSENT means it was unplugged. */
-static enum fa_err after(struct usbdev *u, struct device *r, enum fa_err err)
+/* After a command on r: FA_DEV_ABSENT means it was unplugged.  An unplugged
+ * remote goes with the last command on it. */
+static enum fa_err after(struct usbdev *u, struct remote_ref *r, enum fa_err err)
 {
-    if (err != FA_DEV_ABSENT)
-        return err;
+    bool last;
+
     pthread_mutex_lock(&u->lock);
-    if (u->remote == r) {
+    if (err == FA_DEV_ABSENT && u->remote == r) {
         snprintf(u->why, sizeof u->why, "USB device %04x:%04x was unplugged", u->vid, u->pid);
-        u->remote = NULL;   /* closed at usbdev_close: a command may still run on it */
+        u->remote = NULL;
         u->last_probe = 0;
     }
+    last = --r->users == 0 && u->remote != r;
     pthread_mutex_unlock(&u->lock);
+    if (last) {
+        r->dev->ops->close(r->dev);
+        free(r);
+    }
     return err;
 }
 
 #define USBDEV (struct usbdev *)d
 #define FORWARD(call)                                                   \
     struct usbdev *u = USBDEV;                                          \
-    struct device *r = present(u);                                      \
-    return r ? after(u, r, r->ops->call) : FA_DEV_ABSENT
+    struct remote_ref *ref = present(u);                                \
+    struct device *r = ref ? ref->dev : NULL;                           \
+    return r ? after(u, ref, r->ops->call) : FA_DEV_ABSENT
 
 static enum fa_err usbdev_get_info(struct device *d, struct device_info *out)
 {
     struct usbdev *u = USBDEV;
-    struct device *r = present(u);
-    if (r)
-        return after(u, r, r->ops->get_info(r, out));
+    struct remote_ref *ref = present(u);
+    if (ref)
+        return after(u, ref, ref->dev->ops->get_info(ref->dev, out));
     memset(out, 0, sizeof *out);
     strcpy(out->kind, "usb");
     pthread_mutex_lock(&u->lock);
@@ -128,12 +148,12 @@ static enum fa_err usbdev_list_rolls(struct device *d, struct device_roll *out, 
 static enum fa_err usbdev_verify_pin(struct device *d, const char *pin)
 {
     struct usbdev *u = USBDEV;
-    struct device *r = present(u);
+    struct remote_ref *ref = present(u);
     enum fa_err err;
 
-    if (!r)
+    if (!ref)
         return FA_DEV_ABSENT;
-    err = after(u, r, r->ops->verify_pin(r, pin));
+    err = after(u, ref, ref->dev->ops->verify_pin(ref->dev, pin));
     pthread_mutex_lock(&u->lock);
     if (err == FA_OK)
         snprintf(u->pin, sizeof u->pin, "%s", pin);
@@ -162,8 +182,11 @@ static enum fa_err usbdev_set_clock(struct device *d, int64_t now)
 static void usbdev_close(struct device *d)
 {
     struct usbdev *u = USBDEV;
-    if (u->remote)
-        u->remote->ops->close(u->remote);
+    if (u->remote) {   /* no command runs: the engine has stopped */
+        assert(u->remote->users == 0);
+        u->remote->dev->ops->close(u->remote->dev);
+        free(u->remote);
+    }
     explicit_bzero(u->pin, sizeof u->pin);
     pthread_mutex_destroy(&u->lock);
     free(u);

@@ -971,6 +971,7 @@ static void issue_batch(struct engine *e, struct issue_job **batch, int n)
                          "store has every invoice the device signed",
                          (int)text_utf8_cut(e->rec.last, 150), e->rec.last);
                 if (fa_err_is_wait(restore_err)) {   /* unplugged, say: as any draft would */
+                    snprintf(out->reason, sizeof out->reason, "%s", fa_err_str(restore_err));
                     out->kind = OUTCOME_WAITING;
                     batch[i]->err = store_set_draft_waiting(e->store, batch[i]->draft_id,
                                                             out->reason);
