@@ -2,7 +2,8 @@
  * config.c — INI configuration (inih) over the embedded default.
  *
  * Relative paths in the file are taken relative to [store] state_dir, so a
- * configuration can be moved with its state.  Unknown sections or keys are
+ * configuration can be moved with its state (and a relative state_dir to
+ * the directory the daemon started in).  Unknown sections or keys are
  * errors: a typo must not silently fall back to a default.
  */
 #include <errno.h>
@@ -92,24 +93,31 @@ static int config_handler(void *user, const char *section, const char *name, con
     if (!strcmp(section, "fs") && !strcmp(name, "allow_other"))
         rc = parse_bool(value, &c->allow_other);
 
-    if (rc == -2)
+    /* inih goes on after an error and reports the first one's line: keep
+     * the first one's words too */
+    if (rc == -2 && !p->why[0])
         snprintf(p->why, sizeof p->why, "unknown key [%s] %s", section, name);
-    else if (rc < 0)
+    else if (rc < 0 && !p->why[0])
         snprintf(p->why, sizeof p->why, "[%s] %s: invalid value \"%s\"", section, name, value);
     return rc == 0;
+}
+
+/* Make `path` absolute against dir, in place. */
+static int resolve_against(const char *dir, char *path, size_t cap)
+{
+    char tmp[PATH_MAX];
+    if (!path[0] || path[0] == '/')
+        return 0;
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s/%s", dir, path) >= sizeof tmp || strlen(tmp) >= cap)
+        return -1;
+    strcpy(path, tmp);
+    return 0;
 }
 
 /* Make `path` absolute against the state directory, in place. */
 static int resolve_path(const struct config *c, char *path, size_t cap)
 {
-    char tmp[PATH_MAX];
-    if (!path[0] || path[0] == '/')
-        return 0;
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s/%s", c->state_dir, path) >= sizeof tmp ||
-        strlen(tmp) >= cap)
-        return -1;
-    strcpy(path, tmp);
-    return 0;
+    return resolve_against(c->state_dir, path, cap);
 }
 
 int config_read_secret(const char *file, const char *what, char *out, size_t cap, char *why,
@@ -124,6 +132,11 @@ int config_read_secret(const char *file, const char *what, char *out, size_t cap
         snprintf(why, whylen, "%s %s: %s", what, file, strerror(errno));
         if (f)
             fclose(f);
+        return -1;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(why, whylen, "%s %s: not a regular file", what, file);
+        fclose(f);
         return -1;
     }
     if (sb.st_mode & 077) {
@@ -141,10 +154,19 @@ int config_read_secret(const char *file, const char *what, char *out, size_t cap
             fclose(f);
             return -1;
         }
+    if (ferror(f)) {
+        snprintf(why, whylen, "%s %s: cannot read it", what, file);
+        fclose(f);
+        return -1;
+    }
     fclose(f);
     out[n] = 0;
     while (n && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
         out[--n] = 0;
+    if (!n) {   /* an empty PIN would cost a device try at every mount */
+        snprintf(why, whylen, "%s %s is empty", what, file);
+        return -1;
+    }
     return 0;
 }
 
@@ -228,7 +250,15 @@ int config_load(const char *path, struct config *c, char *why, size_t whylen)
             return -1;
         }
     }
+    /* The daemon leaves the current directory when it goes to the
+     * background (fuse_daemonize): a relative state_dir would name another
+     * directory then than in the checks made before. */
+    if (c->state_dir[0] != '/' && resolve_against(cwd, c->state_dir, sizeof c->state_dir)) {
+        snprintf(why, whylen, "a configured path is too long");
+        return -1;
+    }
     if (resolve_path(c, c->store_path, sizeof c->store_path) ||
+        resolve_path(c, c->ca_file, sizeof c->ca_file) ||
         resolve_path(c, c->device_state, sizeof c->device_state) ||
         resolve_path(c, c->pin_file, sizeof c->pin_file) ||
         resolve_path(c, p.secret_file, sizeof p.secret_file) ||

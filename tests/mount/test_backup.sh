@@ -449,6 +449,13 @@ bad_config "an app secret of 300 bytes (it was cut to 255, and every upload got 
 printf 'demo-secret\n' > "$T/open.secret" && chmod 644 "$T/open.secret"
 bad_config "an app secret file others can read (they could sign uploads as us)" \
   "[platform]\napp_secret_file = $T/open.secret" "app_secret_file .* must be mode 0600 (it is 644)"
+: > "$T/empty.pin" && chmod 600 "$T/empty.pin"
+bad_config "an empty pin_file (its empty PIN cost a device try at every mount)" \
+  "[device]\npin_file = $T/empty.pin" "pin_file .*empty.pin is empty"
+mkdir -p "$T/pin.dir" && chmod 700 "$T/pin.dir"
+bad_config "a pin_file that is a directory" "[device]\npin_file = $T/pin.dir" "not a regular file"
+bad_config "two bad lines: the first one's line and words" \
+  "[platform]\ntimeout_ms = 0\nca_flie = x" "bad.conf:2: \[platform\] timeout_ms: invalid value"
 check "  and nothing was mounted" bash -c '! mountpoint -q "$1"' _ "$M2"
 
 "$FAPIAOFS" -f -o allow_other --config "$T/fapiaofs.conf" "$MNT" >> "$T/fapiaofs.log" 2>&1 &
