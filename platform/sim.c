@@ -1249,6 +1249,20 @@ static bool valid_id(const char *s)
     return n > 0;
 }
 
+/* X-Timestamp: decimal seconds of the real time, within TIMESTAMP_SKEW of
+ * ours, as a real platform checks it: a client that stamped its test clock,
+ * or milliseconds, would be refused there, and so it is here. */
+#define TIMESTAMP_SKEW 300
+static bool timestamp_fresh(const char *text)
+{
+    long long t = 0, now = (long long)time(NULL);
+    const char *p = text;
+
+    for (; *p >= '0' && *p <= '9' && t < 100000000000LL; p++)
+        t = t * 10 + (*p - '0');
+    return p != text && !*p && t >= now - TIMESTAMP_SKEW && t <= now + TIMESTAMP_SKEW;
+}
+
 /* SPEC §6 signature check; answers 401 itself and returns false on failure.
  * The path signed is the one MHD hands us (without the query string); our
  * paths contain no %-escapes, so the client's and ours are the same text. */
@@ -1267,6 +1281,10 @@ static bool authenticate(struct sim *sim, struct MHD_Connection *conn, const cha
     }
     if (strcmp(values[0], sim->app_key) != 0) {
         *ret = respond_error(conn, MHD_HTTP_UNAUTHORIZED, "unknown_app_key", NULL, NULL);
+        return false;
+    }
+    if (!timestamp_fresh(values[1])) {
+        *ret = respond_error(conn, MHD_HTTP_UNAUTHORIZED, "stale_timestamp", "header", names[1]);
         return false;
     }
     if (!platform_verify(sim->app_secret, method, path, values[1], values[2],
@@ -1711,7 +1729,8 @@ static void usage(FILE *to)
         "  --admin-port-file FILE  write the admin port bound, once listening\n"
         "  --pid-file FILE      write the process id\n"
         "\n"
-        "API (signed with X-App-Key, X-Timestamp, X-Nonce, X-Signature, except health):\n"
+        "API (signed with X-App-Key, X-Timestamp, X-Nonce, X-Signature, except health;\n"
+        "X-Timestamp in seconds, within 300 s of this machine's clock, or 401 stale_timestamp):\n"
         "  GET  /v1/health                   200 {\"status\":\"ok\"}\n"
         "  POST /v1/invoices                 201 created, 200 same bytes known,\n"
         "                                    409 other bytes known, 400 invalid, 413 > 2 MiB\n"

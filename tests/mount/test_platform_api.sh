@@ -33,7 +33,8 @@ cat > "$T/api.py" <<'PY'
 import base64, hashlib, hmac, os, sys, time, urllib.error, urllib.request
 port, method, path = sys.argv[1:4]
 body = open(sys.argv[4], "rb").read() if len(sys.argv) > 4 else b""
-timestamp, nonce = str(int(time.time())), os.urandom(8).hex()
+timestamp = str(int(time.time()) + int(os.environ.get("SKEW", "0")))
+nonce = os.urandom(8).hex()
 signed = "\n".join([method, path, timestamp, nonce]).encode() + b"\n" + body
 headers = {"X-App-Key": "demo-app", "X-Timestamp": timestamp, "X-Nonce": nonce,
            "X-Signature": base64.b64encode(hmac.new(b"demo-secret", signed, hashlib.sha256).digest()),
@@ -116,6 +117,12 @@ check "--help documents the signed clearance text" \
 # ---- the platform's key ----
 UNSIGNED=1 api GET /v1/platform-key
 check_eq "GET /v1/platform-key unsigned: 401" "$STATUS" 401
+SKEW=-301 api GET /v1/platform-key
+check_eq "a timestamp 301 s old: 401 stale_timestamp" "$STATUS $(field 'd["error"]')" "401 stale_timestamp"
+SKEW=301 api GET /v1/platform-key
+check_eq "301 s ahead: 401 too" "$STATUS" 401
+SKEW=-290 api GET /v1/platform-key
+check_eq "290 s old: accepted (clocks differ)" "$STATUS" 200
 api GET /v1/platform-key
 check_eq "GET /v1/platform-key: 200" "$STATUS" 200
 PLATFORM_KEY=$(field 'd["public_key"]')
