@@ -128,6 +128,10 @@ static const char *const store_migrations[] = {
     "ALTER TABLE drafts ADD COLUMN entry INTEGER;"
     "UPDATE drafts SET entry = id WHERE state = 'waiting';"
     "INSERT OR REPLACE INTO meta VALUES('next_entry', (SELECT coalesce(max(id), 0) + 1 FROM drafts));",
+    /* 12: rejected/NAME and NAME.error are hidden each by its own rm (bit 1
+     * and bit 2 of hidden): the glob of `rm rejected/...` names both, and the
+     * second rm failed with ENOENT when the first hid both */
+    "UPDATE rejects SET hidden = 3 WHERE hidden != 0;",
 };
 #define STORE_MIGRATIONS (int)(sizeof store_migrations / sizeof store_migrations[0])
 
@@ -188,7 +192,7 @@ static const char *const stmt_sql[S_COLL_BASE] = {
     [S_PUT_PERIOD] = "INSERT OR IGNORE INTO periods(month) VALUES(?1)",
     [S_DRAFT_ISSUED] = "UPDATE drafts SET state = 'issued', invoice_id = ?2, reason = NULL WHERE id = ?1",
     [S_HIDE_RECEIPT_NAME] = "UPDATE receipts SET hidden = 1 WHERE name = ?1 AND hidden = 0",
-    [S_HIDE_REJECT_NAME] = "UPDATE rejects SET hidden = 1 WHERE name = ?1 AND hidden = 0",
+    [S_HIDE_REJECT_NAME] = "UPDATE rejects SET hidden = 3 WHERE name = ?1 AND hidden != 3",
     [S_PUT_RECEIPT] = "INSERT INTO receipts(name, draft_id, json, mtime, size)"
                       " VALUES(?1, ?2, ?3, ?4, length(?3))",
     [S_QUEUE_UPLOAD] = "INSERT INTO upload_queue(invoice_id) VALUES(?1)",
@@ -273,24 +277,25 @@ static const struct coll_sql {
         "UPDATE receipts SET hidden = 1 WHERE id = ?1",
     },
     [COLL_REJECT_BODY] = {
-        "SELECT id, name, mtime, length(body) FROM rejects WHERE ?1 IS ?1 AND hidden = 0 AND id > ?2"
-        " ORDER BY id LIMIT ?3",
-        "SELECT id, name, mtime, length(body) FROM rejects WHERE ?1 IS ?1 AND name = ?2 AND hidden = 0"
-        " ORDER BY id DESC LIMIT 1",
-        "SELECT id, name, mtime, length(body) FROM rejects WHERE id = ?1 AND hidden = 0",
+        /* hidden: bit 1 the draft, bit 2 its .error (store migration 12) */
+        "SELECT id, name, mtime, length(body) FROM rejects WHERE ?1 IS ?1 AND hidden & 1 = 0"
+        " AND id > ?2 ORDER BY id LIMIT ?3",
+        "SELECT id, name, mtime, length(body) FROM rejects WHERE ?1 IS ?1 AND name = ?2"
+        " AND hidden & 1 = 0 ORDER BY id DESC LIMIT 1",
+        "SELECT id, name, mtime, length(body) FROM rejects WHERE id = ?1 AND hidden & 1 = 0",
         "SELECT body FROM rejects WHERE id = ?1",
-        "UPDATE rejects SET hidden = 1 WHERE id = ?1",
+        "UPDATE rejects SET hidden = hidden | 1 WHERE id = ?1",
     },
     [COLL_REJECT_ERROR] = {
         "SELECT id, name || '" STORE_ERROR_SUFFIX "', mtime, length(error) FROM rejects"
-        " WHERE ?1 IS ?1 AND hidden = 0 AND id > ?2 ORDER BY id LIMIT ?3",
+        " WHERE ?1 IS ?1 AND hidden & 2 = 0 AND id > ?2 ORDER BY id LIMIT ?3",
         /* ?2 is NAME without the suffix (store_lookup strips it), so rejects_name serves it */
         "SELECT id, name || '" STORE_ERROR_SUFFIX "', mtime, length(error) FROM rejects"
-        " WHERE ?1 IS ?1 AND name = ?2 AND hidden = 0 ORDER BY id DESC LIMIT 1",
+        " WHERE ?1 IS ?1 AND name = ?2 AND hidden & 2 = 0 ORDER BY id DESC LIMIT 1",
         "SELECT id, name || '" STORE_ERROR_SUFFIX "', mtime, length(error) FROM rejects"
-        " WHERE id = ?1 AND hidden = 0",
+        " WHERE id = ?1 AND hidden & 2 = 0",
         "SELECT error FROM rejects WHERE id = ?1",
-        "UPDATE rejects SET hidden = 1 WHERE id = ?1",
+        "UPDATE rejects SET hidden = hidden | 2 WHERE id = ?1",
     },
 };
 
@@ -1288,8 +1293,11 @@ enum fa_err store_hide(store_t *s, enum store_coll c, int64_t id)
         pthread_mutex_unlock(&s->lock);
         return FA_ROFS;
     }
-    sqlite3_bind_int64(q, 1, id);
-    rc = run(q);
+    rc = durable_ready(s);   /* an rm that returned 0 survives a power loss */
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(q, 1, id);
+        rc = run(q);
+    }
     pthread_mutex_unlock(&s->lock);
     return sqlite_to_fa(rc);
 }

@@ -73,6 +73,7 @@ static int run_line(struct control_buf *cb, int64_t uid)
     if (err == FA_OK && !r.nothing_to_clear)
         pending_retry_now(g_fs.pending);
     render_invalidate();
+    render_unpin(FIXED_DEVICE_CLEAR);
     return fa_err_errno(err);
 }
 

@@ -143,6 +143,8 @@ static void render_device_rolls(struct text *t)
     for (i = 0; i < n; i++)   /* SPEC §2: one line per roll, nothing else */
         put(t, "%s %s %08u %08u %08u %u\n", r[i].type, r[i].code, r[i].first, r[i].last,
             r[i].next, r[i].next > r[i].last ? 0 : r[i].last - r[i].next + 1);
+    if (!t->len)
+        put(t, "%s", "");   /* none (a USB device absent): an empty file, not ENOMEM */
 }
 
 /* yes / no, or unknown before the first call */
@@ -538,6 +540,19 @@ void render_closed(uint64_t ino, pid_t pid)
         snap_unref(p->snap);
         *p = (struct pin){ 0 };
     }
+    pthread_mutex_unlock(&snap_lock);
+}
+
+void render_unpin(uint64_t ino)
+{
+    int i;
+
+    pthread_mutex_lock(&snap_lock);
+    for (i = 0; i < PINS; i++)
+        if (pins[i].snap && pins[i].ino == ino && pins[i].opens <= 0) {
+            snap_unref(pins[i].snap);
+            pins[i] = (struct pin){ 0 };
+        }
     pthread_mutex_unlock(&snap_lock);
 }
 

@@ -20,6 +20,11 @@ int render_snapshot(uint64_t ino, pid_t pid, char **buf, size_t *len);
  * last one on ino, its pin goes, and its next stat or open sees the file as
  * it is now (a monitor polling status sees each change at once). */
 void render_closed(uint64_t ino, pid_t pid);
+/* ino was changed by a request of its own (a command written to
+ * device/clear): pins of it without an open descriptor go, so that the
+ * process that wrote the command reads its result, not what it had
+ * looked up before writing. */
+void render_unpin(uint64_t ino);
 /* Size and mtime of the snapshot that process pid sees. */
 void render_meta(uint64_t ino, pid_t pid, uint64_t *size, int64_t *mtime);
 /* Something changed (a draft processed): the next reader gets a fresh

@@ -52,6 +52,17 @@ check "receipt hidden" test ! -e "$MNT/receipts/x.json"
 check "rm rejection" rm "$MNT/rejected/broken.json"
 check "rejection hidden" test ! -e "$MNT/rejected/broken.json"
 check_eq "still in the store" "$(sqlite3 "$T/state/fapiaofs.db" 'select count(*) from rejects where name="broken.json"')" "1"
+check "its reasons stay until they are acknowledged too" test -e "$MNT/rejected/broken.json.error"
+check "rm of them" rm "$MNT/rejected/broken.json.error"
+# rm of a whole folder of rejections by a glob, which names NAME and NAME.error: the rm of
+# NAME hid both, and rm exited 1 ("cannot remove ... .error") for each rejection.
+printf '{"oops": ' > "$T/g1.json"; printf 'nope' > "$T/g2.json"
+for g in g1 g2; do cp "$T/$g.json" "$MNT/pending/$g.json" 2>/dev/null; done
+check_eq "two more rejections: four names" "$(cd "$MNT/rejected" && ls g1.json* g2.json* | wc -l)" "4"
+check "rm rejected/g* (bodies and reasons): exit 0" rm "$MNT"/rejected/g*
+check_eq "all four gone" "$(cd "$MNT/rejected" && ls | grep -c '^g[12]\.json')" "0"
+check_eq "rm of a name never there: still ENOENT" \
+  "$(rm "$MNT/rejected/never.json" 2>&1 | grep -c 'No such file')" "1"
 check "mkdir in pending/ is EPERM" bash -c "mkdir '$MNT/pending/d' 2>&1 | grep -q 'not permitted'"
 check "write above 1 MiB fails (EFBIG)" bash -c "head -c 1100000 /dev/zero | tr '\\0' ' ' > '$MNT/pending/big.json.tmp' 2>&1; [ \$? -ne 0 ]"
 rm -f "$MNT/pending/big.json.tmp"

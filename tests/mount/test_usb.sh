@@ -11,6 +11,8 @@ check "browsing works: the earlier invoice is listed" test -f "$(ls -d "$MNT"/is
 check_eq "device/info: kind usb" "$(sed -n 's/^kind: //p' "$MNT/device/info")" "usb"
 check "device/info says why it is absent" grep -q '^model: absent: .*1209:000c' "$MNT/device/info"
 check_eq "status: device absent" "$(sed -n 's/^device: //p' "$MNT/status")" "absent"
+check_eq "device/rolls reads as an empty file (it was ENOMEM: tar and rsync failed)" \
+  "$(cat "$MNT/device/rolls" 2>&1; echo "rc=$?")" "rc=0"
 sed 's/SO-2024-000123/USB-1/' "$ROOT/examples/basic.json" > "$T/usb.json"
 check "a draft is accepted (close returns 0)" cp "$T/usb.json" "$MNT/pending/usb.json"
 check_eq "it waits in pending/, read-only" "$(stat -c %a "$MNT/pending/usb.json")" "444"
