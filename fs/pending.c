@@ -89,7 +89,8 @@ struct pending_dir {
     bool retry_running, stopping;
     pthread_cond_t retry_cond;
     pthread_cond_t idle;          /* an entry stopped being busy */
-    pthread_cond_t released;      /* a handle was released */
+    pthread_cond_t released;      /* a handle was released: renames_waiting wait for it */
+    int renames_waiting;
     struct afterglow *glow;       /* drafts issued at a close, as their writers still see them */
     _Atomic int announced_month;  /* of the last invoice announced, y*12+m-1; -1 before */
 };
@@ -843,13 +844,13 @@ void pending_release(struct pending_handle *h)
     if (process) {
         e->busy = true;
         e->renamed = false;
-    }
-    pthread_mutex_unlock(&d->lock);
-    if (process)
+        pthread_mutex_unlock(&d->lock);
         process_entry(d, e, 0);   /* its outcome is in receipts/ and status */
-    pthread_mutex_lock(&d->lock);
+        pthread_mutex_lock(&d->lock);
+    }
     entry_unref(e);
-    pthread_cond_broadcast(&d->released);
+    if (d->renames_waiting)
+        pthread_cond_broadcast(&d->released);
     pthread_mutex_unlock(&d->lock);
 }
 
@@ -964,9 +965,11 @@ static void wait_released(struct pending_dir *d, struct pending_entry *e)
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
+    d->renames_waiting++;
     while (e->refs > 2 && e->linked && e->state == ENTRY_OPEN && !d->stopping)
         if (pthread_cond_timedwait(&d->released, &d->lock, &until))
             break;   /* still open: processed at its next close, or its release */
+    d->renames_waiting--;
 }
 
 int pending_rename(struct pending_dir *d, const char *from, const char *to, unsigned flags)
