@@ -81,18 +81,21 @@ for _ in $(seq 100); do [ "$(platform_count)" = 2 ] && break; sleep 0.1; done
 check_eq "queued invoice uploaded after the platform came back" "$(platform_count)" "2"
 
 # A store from before migration 9 (no receipts.size, no receipts_list; and so none of 10,
-# upload_queue.refused, nor 11, drafts.entry): opened, it is migrated, and receipts/ lists
-# the same names with exact sizes.
+# upload_queue.refused, nor 11, drafts.entry, nor 12, a hidden bit each for rejected/NAME and
+# NAME.error): opened, it is migrated, and receipts/ lists the same names with exact sizes.
 t_unmount
 sqlite3 "$T/state/fapiaofs.db" "drop index receipts_list; drop trigger receipt_size;
   alter table receipts drop column size; drop index upload_refused;
   alter table upload_queue drop column refused; alter table drafts drop column entry;
   delete from meta where key = 'next_entry';
   insert into drafts(id, name, received_at, body, state) values(5000, 'mig.json', 0, '{}', 'waiting');
+  insert into rejects(name, draft_id, body, error, mtime, hidden) values('gone.json', 5000, 'x', 'y', 0, 1);
   pragma user_version = 8"
 t_mount
 db() { sqlite3 "$T/state/fapiaofs.db" "$1"; }
-check_eq "the store is migrated at mount" "$(db 'pragma user_version')" "11"
+check_eq "the store is migrated at mount" "$(db 'pragma user_version')" "12"
+check_eq "  a rejection hidden before stays hidden, its .error too" \
+  "$(db "select hidden from rejects where name = 'gone.json'") $(ls "$MNT/rejected" | grep -c gone)" "3 0"
 check_eq "  upload_queue has its refused column again" \
   "$(db "select count(*) from pragma_table_info('upload_queue') where name = 'refused'")" "1"
 check_eq "  pending/ numbers start above every draft's row id" \
