@@ -833,6 +833,21 @@ done:
     return PREP_DONE;
 }
 
+/* j waits in pending/, for the reason given (its outcome, and the store's
+ * record of the draft); the error of that record. */
+static enum fa_err job_waits(struct engine *e, struct issue_job *j, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum fa_err job_waits(struct engine *e, struct issue_job *j, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(j->out->reason, sizeof j->out->reason, fmt, ap);
+    va_end(ap);
+    j->out->kind = OUTCOME_WAITING;
+    return store_set_draft_waiting(e->store, j->draft_id, j->out->reason);
+}
+
 /* Steps 5-7 for a round of n reserved jobs: their intents in one synced
  * commit, their signatures with one journal sync, their invoices in one
  * commit (unsynced, see the top of this file). */
@@ -923,11 +938,8 @@ static void sign_round(struct engine *e, struct issue_job **jobs, int n)
             /* Signed or not is not known until the device can be read: the
              * draft waits, and is issued as its restored invoice or anew. */
             j->err = FA_OK;
-            j->out->kind = OUTCOME_WAITING;
-            snprintf(j->out->reason, sizeof j->out->reason, "the device failed while signing "
-                     "(%s), and whether it signed cannot be read from it yet (%s)",
-                     fa_err_str(sign_err), fa_err_str(rec_err));
-            store_set_draft_waiting(e->store, j->draft_id, j->out->reason);
+            job_waits(e, j, "the device failed while signing (%s), and whether it signed cannot "
+                      "be read from it yet (%s)", fa_err_str(sign_err), fa_err_str(rec_err));
         } else if (signed_ok) {
             /* The invoice exists: its intent and the device's journal line are
              * on disk, and the next round, a retry or the next mount restores
@@ -935,12 +947,10 @@ static void sign_round(struct engine *e, struct issue_job **jobs, int n)
              * that retried a draft without a request_id would get a second
              * invoice: the draft waits in pending/ for its restore instead. */
             j->err = FA_OK;
-            j->out->kind = OUTCOME_WAITING;
-            snprintf(j->out->reason, sizeof j->out->reason, "signed by the device as %s-%s, but "
-                     "the store could not take it (%s); it is stored, and its receipt appears, "
-                     "as soon as that passes", j->f.code, j->f.number, fa_err_str(err));
-            /* may fail as the commit did: the intent holds what the restore needs */
-            store_set_draft_waiting(e->store, j->draft_id, j->out->reason);
+            /* its record may fail as the commit did: the intent holds what the restore needs */
+            job_waits(e, j, "signed by the device as %s-%s, but the store could not take it (%s); "
+                      "it is stored, and its receipt appears, as soon as that passes", j->f.code,
+                      j->f.number, fa_err_str(err));
         }
         free(files[k]);
         job_release(j);
@@ -967,17 +977,15 @@ static void issue_batch(struct engine *e, struct issue_job **batch, int n)
         if (restore_err) {
             for (; i < n; i++) {   /* the words, for a waiting draft's retry (pending.c) */
                 struct engine_outcome *out = batch[i]->out;
+                if (fa_err_is_wait(restore_err)) {   /* unplugged, say: as any draft would */
+                    batch[i]->err = job_waits(e, batch[i], "%s", fa_err_str(restore_err));
+                    continue;
+                }
                 snprintf(out->reason, sizeof out->reason, "%.*s; nothing is issued until the "
                          "store has every invoice the device signed",
                          (int)text_utf8_cut(e->rec.last, 150), e->rec.last);
-                if (fa_err_is_wait(restore_err)) {   /* unplugged, say: as any draft would */
-                    snprintf(out->reason, sizeof out->reason, "%s", fa_err_str(restore_err));
-                    out->kind = OUTCOME_WAITING;
-                    batch[i]->err = store_set_draft_waiting(e->store, batch[i]->draft_id,
-                                                            out->reason);
-                } else {   /* close() says ENOSPC or EIO when nothing was stored (SPEC §2.1) */
-                    batch[i]->err = restore_err == FA_NOSPC ? FA_NOSPC : FA_IO;
-                }
+                /* close() says ENOSPC or EIO when nothing was stored (SPEC §2.1) */
+                batch[i]->err = restore_err == FA_NOSPC ? FA_NOSPC : FA_IO;
             }
             break;
         }
